@@ -1,0 +1,125 @@
+/**
+ * Base class of every error tsraft throws on purpose; `code` is stable and machine-readable.
+ */
+export class RaftError extends Error {
+  /** Stable identifier of the condition, e.g. `"NOT_LEADER"`. */
+  readonly code: string;
+  /**
+   * @param code stable identifier of the condition
+   * @param message human-readable explanation
+   * @param options standard error options (`cause`)
+   */
+  constructor(code: string, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+/** A proposal reached a server that is not the leader. Retry on `leader`. */
+export class NotLeaderError extends RaftError {
+  /** Name of the leader this server knows of, or `""` when it knows none. */
+  readonly leader: string;
+  /** Connection string of that leader, or `""`. */
+  readonly connectionString: string;
+  /**
+   * @param leader name of the known leader, `""` if none
+   * @param connectionString where that leader can be reached, `""` if unknown
+   */
+  constructor(leader: string, connectionString: string) {
+    super(
+      "NOT_LEADER",
+      leader
+        ? `Not the current leader; the leader is ${leader}`
+        : "Not the current leader; no leader is known",
+    );
+    this.leader = leader;
+    this.connectionString = connectionString;
+  }
+}
+
+/** A command did not commit before its deadline; it may still commit later. */
+export class CommandTimeoutError extends RaftError {
+  /** @param message explanation */
+  constructor(message = "Command timed out before it was committed") {
+    super("COMMAND_TIMEOUT", message);
+  }
+}
+
+/** The server was stopped, or is not running. */
+export class StopError extends RaftError {
+  /** @param message explanation */
+  constructor(message = "Server has been stopped") {
+    super("STOPPED", message);
+  }
+}
+
+/** A peer with this name is already a member. */
+export class DuplicatePeerError extends RaftError {
+  /** @param name the duplicated peer name */
+  constructor(name: string) {
+    super("DUPLICATE_PEER", `Peer ${name} is already a member`);
+  }
+}
+
+/** A membership change was requested while another one is not yet committed. */
+export class MembershipChangeInProgressError extends RaftError {
+  /** @param message explanation */
+  constructor(message = "Another membership change is not yet committed") {
+    super("MEMBERSHIP_CHANGE_IN_PROGRESS", message);
+  }
+}
+
+/** A log entry names a command that was never registered. */
+export class UnknownCommandError extends RaftError {
+  /** The unregistered command name. */
+  readonly commandName: string;
+  /** @param commandName the unregistered command name */
+  constructor(commandName: string) {
+    super(
+      "UNKNOWN_COMMAND",
+      `Unknown command "${commandName}": register it with registerCommand()`,
+    );
+    this.commandName = commandName;
+  }
+}
+
+/** A message or its fields are malformed (wrong types, missing fields, unknown peer). */
+export class InvalidMessageError extends RaftError {
+  /** @param message what is wrong */
+  constructor(message: string) {
+    super("INVALID_MESSAGE", message);
+  }
+}
+
+/** Bytes received from the network could not be decoded. */
+export class WireError extends RaftError {
+  /** @param message what is wrong @param options cause */
+  constructor(message: string, options?: ErrorOptions) {
+    super("WIRE", message, options);
+  }
+}
+
+/** A message could not be delivered to a peer or no response arrived in time. */
+export class TransportError extends RaftError {
+  /** @param message what failed @param options cause */
+  constructor(message: string, options?: ErrorOptions) {
+    super("TRANSPORT", message, options);
+  }
+}
+
+/** Persisted data failed its integrity check somewhere other than a torn tail. */
+export class StorageCorruptionError extends RaftError {
+  /** @param message where and what @param options cause */
+  constructor(message: string, options?: ErrorOptions) {
+    super("STORAGE_CORRUPTION", message, options);
+  }
+}
+
+/** Leadership transfer did not complete in time or its target is unknown. */
+export class LeadershipTransferError extends RaftError {
+  /** @param message explanation */
+  constructor(message: string) {
+    super("LEADERSHIP_TRANSFER", message);
+  }
+}

@@ -1,0 +1,23 @@
+/**
+ * The runtime-agnostic Raft core of tsraft.
+ * @module
+ */
+export * from "./constants.ts";
+export * from "./errors.ts";
+export type * from "./types.ts";
+export type * from "./storage.ts";
+export type * from "./transporter.ts";
+export { type Clock, systemClock, type TimerHandle } from "./clock.ts";
+export { cryptoRandom, type Random } from "./random.ts";
+export { DEBUG, logLevel, NONE, setLogLevel, TRACE } from "./log_level.ts";
+export {
+  type Command,
+  CommandRegistry,
+  type CommandType,
+  type Context,
+  defaultRegistry,
+  JoinCommand,
+  LeaveCommand,
+  NopCommand,
+  registerCommand,
+} from "./command.ts";

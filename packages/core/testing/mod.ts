@@ -1,0 +1,16 @@
+/**
+ * Test tools for tsraft: a manual clock, seeded randomness, memory storage and transport
+ * with fault injection, conformance suites for adapters, the cluster simulator and a
+ * linearizability checker.
+ *
+ * @example
+ * ```ts
+ * import { ManualClock, SeededRandom } from "@tsraft/core/testing";
+ * const clock = new ManualClock();
+ * const random = new SeededRandom(1);
+ * clock.advance(random.int(10));
+ * ```
+ * @module
+ */
+export { ManualClock } from "./manual_clock.ts";
+export { SeededRandom } from "./seeded_random.ts";

@@ -1,0 +1,5 @@
+/**
+ * @tsraft/storage-file (work in progress).
+ * @module
+ */
+export {};

@@ -1,0 +1,5 @@
+/**
+ * @tsraft/storage-kv (work in progress).
+ * @module
+ */
+export {};

@@ -1,0 +1,5 @@
+/**
+ * @tsraft/transport-http (work in progress).
+ * @module
+ */
+export {};

@@ -1,0 +1,5 @@
+/**
+ * @tsraft/transport-tcp (work in progress).
+ * @module
+ */
+export {};
