@@ -21,3 +21,4 @@ export {
   NopCommand,
   registerCommand,
 } from "./command.ts";
+export { crc32c } from "./crc32c.ts";
