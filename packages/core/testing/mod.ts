@@ -13,4 +13,5 @@
  * @module
  */
 export { ManualClock } from "./manual_clock.ts";
+export { type CrashOptions, MemoryDisk, MemoryStorage } from "./memory_storage.ts";
 export { SeededRandom } from "./seeded_random.ts";
