@@ -22,3 +22,4 @@ export {
   registerCommand,
 } from "./command.ts";
 export { crc32c } from "./crc32c.ts";
+export * from "./wire.ts";

@@ -1,0 +1,465 @@
+/**
+ * The one wire codec every network transport uses: each RPC message is a protobuf message
+ * of a schema defined here in code (no `.proto` file, so it loads on every runtime without
+ * a file system). The message kind is not part of the payload; transports carry it in their
+ * own framing (a URL path, a frame header).
+ *
+ * Decoding is hostile-input safe: it throws nothing but {@link WireError}, and what it
+ * returns is a plain object whose every field has been checked (types, safe integers,
+ * bounded strings) with byte arrays copied out of the input buffer.
+ * @module
+ */
+import protobuf from "protobufjs/light.js";
+import { WireError } from "./errors.ts";
+import type {
+  AppendEntriesRequest,
+  AppendEntriesResponse,
+  RequestVoteRequest,
+  RequestVoteResponse,
+  SnapshotRecoveryRequest,
+  SnapshotRecoveryResponse,
+  SnapshotRequest,
+  SnapshotResponse,
+  TimeoutNowRequest,
+  TimeoutNowResponse,
+} from "./types.ts";
+
+/** Names of the messages the wire codec knows, one per RPC request and response. */
+export type MessageKind =
+  | "appendEntriesRequest"
+  | "appendEntriesResponse"
+  | "requestVoteRequest"
+  | "requestVoteResponse"
+  | "snapshotRequest"
+  | "snapshotResponse"
+  | "snapshotRecoveryRequest"
+  | "snapshotRecoveryResponse"
+  | "timeoutNowRequest"
+  | "timeoutNowResponse";
+
+/** Maps each {@link MessageKind} to the message type it encodes. */
+export interface MessageMap {
+  /** AppendEntries request. */
+  appendEntriesRequest: AppendEntriesRequest;
+  /** AppendEntries response. */
+  appendEntriesResponse: AppendEntriesResponse;
+  /** RequestVote request. */
+  requestVoteRequest: RequestVoteRequest;
+  /** RequestVote response. */
+  requestVoteResponse: RequestVoteResponse;
+  /** Snapshot announcement. */
+  snapshotRequest: SnapshotRequest;
+  /** Answer to a snapshot announcement. */
+  snapshotResponse: SnapshotResponse;
+  /** One snapshot chunk. */
+  snapshotRecoveryRequest: SnapshotRecoveryRequest;
+  /** Answer to a snapshot chunk. */
+  snapshotRecoveryResponse: SnapshotRecoveryResponse;
+  /** TimeoutNow request. */
+  timeoutNowRequest: TimeoutNowRequest;
+  /** TimeoutNow response. */
+  timeoutNowResponse: TimeoutNowResponse;
+}
+
+/**
+ * Every {@link MessageKind}, in a fixed order. Transports may use a kind's position in this
+ * list as its numeric code on the wire, so new kinds are only ever appended.
+ * @example
+ * ```ts
+ * import { MESSAGE_KINDS } from "@tsraft/core";
+ * if (MESSAGE_KINDS.indexOf("appendEntriesRequest") !== 0) throw new Error("order changed");
+ * ```
+ */
+export const MESSAGE_KINDS: readonly MessageKind[] = Object.freeze([
+  "appendEntriesRequest",
+  "appendEntriesResponse",
+  "requestVoteRequest",
+  "requestVoteResponse",
+  "snapshotRequest",
+  "snapshotResponse",
+  "snapshotRecoveryRequest",
+  "snapshotRecoveryResponse",
+  "timeoutNowRequest",
+  "timeoutNowResponse",
+]);
+
+/**
+ * Default upper bound on an encoded message (64 MiB), large enough for a full batch of
+ * ordinary entries or one snapshot chunk.
+ * @example
+ * ```ts
+ * import { DEFAULT_MAX_MESSAGE_BYTES } from "@tsraft/core";
+ * if (DEFAULT_MAX_MESSAGE_BYTES !== 64 * 1024 * 1024) throw new Error("unexpected");
+ * ```
+ */
+export const DEFAULT_MAX_MESSAGE_BYTES: number = 64 * 1024 * 1024;
+
+/** Longest string field (names, command names, connection strings) accepted, in UTF-16 units. */
+const MAX_STRING_LENGTH = 4096;
+
+// Field kinds of the schema; one table drives the protobuf schema, the checks before
+// encoding and the normalization after decoding, so the three cannot drift apart.
+type FieldKind = "u64" | "u32" | "bool" | "string" | "bytes" | "entries" | "peers";
+type FieldSpec = readonly [name: string, kind: FieldKind];
+
+const LOG_ENTRY: readonly FieldSpec[] = [
+  ["index", "u64"],
+  ["term", "u64"],
+  ["commandName", "string"],
+  ["command", "bytes"],
+];
+
+const PEER_INFO: readonly FieldSpec[] = [
+  ["name", "string"],
+  ["connectionString", "string"],
+];
+
+// Field numbers are positions in these lists (1-based): never reorder, only append.
+const MESSAGES: { readonly [K in MessageKind]: readonly FieldSpec[] } = {
+  appendEntriesRequest: [
+    ["term", "u64"],
+    ["prevLogIndex", "u64"],
+    ["prevLogTerm", "u64"],
+    ["commitIndex", "u64"],
+    ["leaderName", "string"],
+    ["entries", "entries"],
+    ["heartbeatSeq", "u64"],
+  ],
+  appendEntriesResponse: [
+    ["term", "u64"],
+    ["index", "u64"],
+    ["commitIndex", "u64"],
+    ["success", "bool"],
+    ["conflictTerm", "u64"],
+    ["heartbeatSeq", "u64"],
+  ],
+  requestVoteRequest: [
+    ["term", "u64"],
+    ["lastLogIndex", "u64"],
+    ["lastLogTerm", "u64"],
+    ["candidateName", "string"],
+    ["preVote", "bool"],
+    ["transfer", "bool"],
+  ],
+  requestVoteResponse: [
+    ["term", "u64"],
+    ["voteGranted", "bool"],
+    ["preVote", "bool"],
+  ],
+  snapshotRequest: [
+    ["term", "u64"],
+    ["leaderName", "string"],
+    ["lastIndex", "u64"],
+    ["lastTerm", "u64"],
+    ["size", "u64"],
+  ],
+  snapshotResponse: [
+    ["term", "u64"],
+    ["success", "bool"],
+    ["nextOffset", "u64"],
+  ],
+  snapshotRecoveryRequest: [
+    ["term", "u64"],
+    ["leaderName", "string"],
+    ["lastIndex", "u64"],
+    ["lastTerm", "u64"],
+    ["peers", "peers"],
+    ["offset", "u64"],
+    ["data", "bytes"],
+    ["done", "bool"],
+    ["checksum", "u32"],
+  ],
+  snapshotRecoveryResponse: [
+    ["term", "u64"],
+    ["success", "bool"],
+    ["commitIndex", "u64"],
+    ["nextOffset", "u64"],
+  ],
+  timeoutNowRequest: [
+    ["term", "u64"],
+    ["leaderName", "string"],
+  ],
+  timeoutNowResponse: [
+    ["term", "u64"],
+    ["success", "bool"],
+  ],
+};
+
+const PROTO_TYPES: Record<FieldKind, string> = {
+  u64: "uint64",
+  u32: "uint32",
+  bool: "bool",
+  string: "string",
+  bytes: "bytes",
+  entries: "LogEntry",
+  peers: "PeerInfo",
+};
+
+function toDescriptor(fields: readonly FieldSpec[]): protobuf.IType {
+  const out: Record<string, protobuf.IField> = {};
+  fields.forEach(([name, kind], i) => {
+    // proto2 `required` makes protobufjs reject a message missing a scalar instead of
+    // silently filling in a default: a truncated or foreign frame fails loudly.
+    const rule = kind === "entries" || kind === "peers" ? "repeated" : "required";
+    out[name] = { rule, type: PROTO_TYPES[kind], id: i + 1 };
+  });
+  return { fields: out };
+}
+
+function buildTypes(): Record<MessageKind, protobuf.Type> {
+  const nested: Record<string, protobuf.AnyNestedObject> = {
+    LogEntry: toDescriptor(LOG_ENTRY),
+    PeerInfo: toDescriptor(PEER_INFO),
+  };
+  for (const kind of MESSAGE_KINDS) nested[kind] = toDescriptor(MESSAGES[kind]);
+  // `edition` is understood by protobufjs but missing from its typings; without it types
+  // default to proto3, where `required` does not exist.
+  const descriptor = { edition: "proto2", nested: { tsraft: { edition: "proto2", nested } } };
+  const root = protobuf.Root.fromJSON(descriptor as protobuf.INamespace);
+  const types = {} as Record<MessageKind, protobuf.Type>;
+  for (const kind of MESSAGE_KINDS) types[kind] = root.lookupType(`tsraft.${kind}`);
+  return types;
+}
+
+const TYPES = buildTypes();
+
+// How a field check reports a problem: RangeError/TypeError for a caller's bad message
+// (misuse), WireError for bytes from the network.
+type Fail = (message: string, range: boolean) => never;
+
+function failMisuse(message: string, range: boolean): never {
+  throw range ? new RangeError(message) : new TypeError(message);
+}
+
+function failWire(message: string): never {
+  throw new WireError(message);
+}
+
+interface LongLike {
+  low: number;
+  high: number;
+}
+
+function toSafeInteger(value: unknown, path: string, fail: Fail): number {
+  if (typeof value === "number") {
+    if (!Number.isSafeInteger(value) || value < 0) {
+      fail(`${path} must be a non-negative safe integer, got ${value}`, true);
+    }
+    return value;
+  }
+  if (typeof value === "object" && value !== null && "low" in value && "high" in value) {
+    const { low, high } = value as LongLike;
+    if (typeof low === "number" && typeof high === "number") {
+      const hi = high >>> 0;
+      // 2^53 - 1 has 21 high bits set above the low 32 bits.
+      if (hi > 0x1f_ffff) fail(`${path} exceeds Number.MAX_SAFE_INTEGER`, true);
+      return hi * 0x1_0000_0000 + (low >>> 0);
+    }
+  }
+  return fail(`${path} must be an integer, got ${typeof value}`, false);
+}
+
+function normalizeFields(
+  input: unknown,
+  fields: readonly FieldSpec[],
+  path: string,
+  fail: Fail,
+  copyBytes: boolean,
+): Record<string, unknown> {
+  if (typeof input !== "object" || input === null) fail(`${path} must be an object`, false);
+  const source = input as Record<string, unknown>;
+  const out: Record<string, unknown> = {};
+  for (const [name, kind] of fields) {
+    const value = source[name];
+    const at = `${path}.${name}`;
+    switch (kind) {
+      case "u64":
+        out[name] = toSafeInteger(value, at, fail);
+        break;
+      case "u32": {
+        const n = toSafeInteger(value, at, fail);
+        if (n > 0xffff_ffff) fail(`${at} must fit in 32 bits, got ${n}`, true);
+        out[name] = n;
+        break;
+      }
+      case "bool":
+        if (typeof value !== "boolean") fail(`${at} must be a boolean`, false);
+        out[name] = value;
+        break;
+      case "string":
+        if (typeof value !== "string") fail(`${at} must be a string`, false);
+        if (value.length > MAX_STRING_LENGTH) {
+          fail(`${at} is longer than ${MAX_STRING_LENGTH} characters`, true);
+        }
+        out[name] = value;
+        break;
+      case "bytes":
+        if (!(value instanceof Uint8Array)) fail(`${at} must be a Uint8Array`, false);
+        // A decoded field is a view into the (possibly pooled) input buffer: copy it into
+        // a plain Uint8Array the receiver may keep.
+        out[name] = copyBytes ? Uint8Array.prototype.slice.call(value) : value;
+        break;
+      case "entries":
+        out[name] = normalizeList(value, at, fail, (item, itemPath) => {
+          const entry = normalizeFields(item, LOG_ENTRY, itemPath, fail, copyBytes);
+          // Raft §5.3: the log starts at index 1; index 0 only names the empty prefix.
+          if (entry.index === 0) fail(`${itemPath}.index must be at least 1`, true);
+          return entry;
+        });
+        break;
+      case "peers":
+        out[name] = normalizeList(value, at, fail, (item, itemPath) => {
+          const peer = normalizeFields(item, PEER_INFO, itemPath, fail, copyBytes);
+          if (peer.name === "") fail(`${itemPath}.name must not be empty`, true);
+          return peer;
+        });
+        break;
+    }
+  }
+  return out;
+}
+
+function normalizeList(
+  value: unknown,
+  path: string,
+  fail: Fail,
+  item: (value: unknown, path: string) => Record<string, unknown>,
+): Record<string, unknown>[] {
+  if (!Array.isArray(value)) fail(`${path} must be an array`, false);
+  const list = value as unknown[];
+  const out = new Array<Record<string, unknown>>(list.length);
+  for (let i = 0; i < list.length; i++) out[i] = item(list[i], `${path}[${i}]`);
+  return out;
+}
+
+function typeOf(kind: MessageKind): protobuf.Type {
+  const type = Object.hasOwn(MESSAGES, kind) ? TYPES[kind] : undefined;
+  if (type === undefined) throw new TypeError(`Unknown message kind ${JSON.stringify(kind)}`);
+  return type;
+}
+
+/**
+ * Encodes one RPC message as protobuf bytes (terms and indexes as `uint64`).
+ *
+ * @param kind which message `message` is
+ * @param message the message to encode; extra properties are ignored
+ * @returns the encoded bytes (without any framing or kind tag)
+ * @throws {TypeError} when `kind` is unknown or a field has the wrong type
+ * @throws {RangeError} when a number is not a non-negative safe integer, a string is longer
+ * than 4096 characters, an entry has index 0 or a peer has an empty name
+ * @example
+ * ```ts
+ * import { decodeMessage, encodeMessage } from "@tsraft/core";
+ * const bytes = encodeMessage("timeoutNowRequest", { term: 3, leaderName: "a" });
+ * const back = decodeMessage("timeoutNowRequest", bytes);
+ * if (back.term !== 3 || back.leaderName !== "a") throw new Error("round trip failed");
+ * ```
+ */
+export function encodeMessage<K extends MessageKind>(kind: K, message: MessageMap[K]): Uint8Array {
+  const type = typeOf(kind);
+  // Validate first so protobufjs never coerces a bad value into something plausible.
+  const checked = normalizeFields(message, MESSAGES[kind], kind, failMisuse, false);
+  const out = type.encode(checked).finish();
+  // On Node-compatible runtimes protobufjs hands back a Buffer; expose a plain view.
+  return out.constructor === Uint8Array
+    ? out
+    : new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+}
+
+/** Options of {@link decodeMessage}. */
+export interface DecodeOptions {
+  /**
+   * Largest accepted input, in bytes.
+   * @default {DEFAULT_MAX_MESSAGE_BYTES}
+   */
+  maxBytes?: number;
+}
+
+/**
+ * Decodes bytes received from the network into a checked, plain message object.
+ *
+ * @param kind which message the bytes are expected to hold
+ * @param bytes the encoded message (not modified, not retained)
+ * @param options bounds of the input
+ * @returns a fresh object with exactly the fields of `MessageMap[kind]`; byte fields are
+ * copies
+ * @throws {WireError} when the bytes are larger than `maxBytes`, are not valid protobuf,
+ * miss a field, hold a field of the wrong type, a 64-bit value above
+ * `Number.MAX_SAFE_INTEGER`, an over-long string, an entry with index 0 or a peer without
+ * a name
+ * @throws {TypeError} when `kind` is unknown or `bytes` is not a `Uint8Array`
+ * @throws {RangeError} when `maxBytes` is not a positive integer
+ * @example
+ * ```ts
+ * import { decodeMessage, encodeMessage, WireError } from "@tsraft/core";
+ * const bytes = encodeMessage("requestVoteResponse", { term: 2, voteGranted: true, preVote: false });
+ * if (!decodeMessage("requestVoteResponse", bytes).voteGranted) throw new Error("lost vote");
+ * try {
+ *   decodeMessage("requestVoteResponse", new Uint8Array([0xff]));
+ *   throw new Error("garbage decoded");
+ * } catch (error) {
+ *   if (!(error instanceof WireError)) throw error;
+ * }
+ * ```
+ */
+export function decodeMessage<K extends MessageKind>(
+  kind: K,
+  bytes: Uint8Array,
+  options: DecodeOptions = {},
+): MessageMap[K] {
+  const type = typeOf(kind);
+  if (!(bytes instanceof Uint8Array)) throw new TypeError("bytes must be a Uint8Array");
+  const maxBytes = options.maxBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+  if (!Number.isSafeInteger(maxBytes) || maxBytes <= 0) {
+    throw new RangeError(`maxBytes must be a positive integer, got ${maxBytes}`);
+  }
+  if (bytes.byteLength > maxBytes) {
+    throw new WireError(`${kind} of ${bytes.byteLength} bytes exceeds the limit of ${maxBytes}`);
+  }
+  let decoded: unknown;
+  try {
+    checkWireTypes(protobuf.Reader.create(bytes), bytes.byteLength, MESSAGES[kind]);
+    decoded = type.decode(bytes);
+  } catch (error) {
+    // protobufjs throws RangeError/Error/ProtocolError (and a stack overflow on absurdly
+    // nested groups is a RangeError too): all mean the bytes are not a valid message.
+    throw new WireError(`Cannot decode ${kind}: ${describe(error)}`, { cause: error });
+  }
+  return normalizeFields(decoded, MESSAGES[kind], kind, failWire, true) as unknown as MessageMap[K];
+}
+
+// protobufjs reads a known field by its schema type whatever wire type the tag carries, so
+// a string sent where a number belongs would decode as garbage; this pass rejects that.
+// Unknown fields are skipped so newer peers may add fields.
+function checkWireTypes(reader: protobuf.Reader, end: number, fields: readonly FieldSpec[]) {
+  while (reader.pos < end) {
+    const tag = reader.uint32();
+    const id = tag >>> 3;
+    const wireType = tag & 7;
+    if (id === 0) throw new WireError("Field number 0 is invalid");
+    const spec = fields[id - 1];
+    if (spec === undefined) {
+      reader.skipType(wireType);
+      continue;
+    }
+    const [name, kind] = spec;
+    const expected = kind === "u64" || kind === "u32" || kind === "bool" ? 0 : 2;
+    if (wireType !== expected) {
+      throw new WireError(`Field ${name} has wire type ${wireType}, expected ${expected}`);
+    }
+    if (kind === "entries" || kind === "peers") {
+      const length = reader.uint32();
+      const nestedEnd = reader.pos + length;
+      if (nestedEnd > end) throw new WireError(`Field ${name} overruns its message`);
+      checkWireTypes(reader, nestedEnd, kind === "entries" ? LOG_ENTRY : PEER_INFO);
+      if (reader.pos !== nestedEnd) throw new WireError(`Field ${name} overruns its length`);
+    } else {
+      reader.skipType(wireType);
+    }
+  }
+  if (reader.pos !== end) throw new WireError("Message overruns its length");
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
