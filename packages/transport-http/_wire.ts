@@ -1,0 +1,2 @@
+// TEMPORARY until @tsraft/core exports the wire codec.
+export * from "../core/wire.ts";

@@ -1,0 +1,481 @@
+import type { Env, Hono, Schema } from "hono";
+import {
+  type AppendEntriesRequest,
+  type AppendEntriesResponse,
+  InvalidMessageError,
+  type PeerInfo,
+  type RaftHandler,
+  type RequestVoteRequest,
+  type RequestVoteResponse,
+  type SendOptions,
+  type SnapshotRecoveryRequest,
+  type SnapshotRecoveryResponse,
+  type SnapshotRequest,
+  type SnapshotResponse,
+  type TimeoutNowRequest,
+  type TimeoutNowResponse,
+  type Transporter,
+  TransportError,
+  type TransportSender,
+  WireError,
+} from "@tsraft/core";
+import { readBodyLimited } from "./_body.ts";
+import {
+  decodeMessage,
+  DEFAULT_MAX_MESSAGE_BYTES,
+  encodeMessage,
+  type MessageKind,
+  type MessageMap,
+} from "./_wire.ts";
+import { DEFAULT_HTTP_TIMEOUT_MS, type HttpClient, makeHttpClient } from "./http_client.ts";
+
+/** Content type of every request and successful response body. */
+export const PROTOBUF_CONTENT_TYPE = "application/x-protobuf";
+/** Request header carrying the sending server's name. */
+export const SENDER_HEADER = "x-raft-sender";
+/** Request header carrying the cluster id, checked when `clusterId` is set. */
+export const CLUSTER_HEADER = "x-raft-cluster";
+/** Request header carrying the shared secret, checked when `token` is set. */
+export const TOKEN_HEADER = "x-raft-token";
+
+/** Options of {@link HttpTransporter}. */
+export interface HttpTransporterOptions {
+  /**
+   * Path prefix of the routes: `""` or a path starting with `/` (a trailing `/` is
+   * dropped).
+   * @default "/raft"
+   */
+  prefix?: string;
+  /**
+   * Deadline of each outgoing request, used to build the default client. Leave it unset
+   * when passing `client` (the client owns its timeout).
+   * @default {DEFAULT_HTTP_TIMEOUT_MS}
+   */
+  timeoutMs?: number;
+  /**
+   * Largest request body the routes accept (larger ones get 413) and largest response
+   * body the sender decodes.
+   * @default {DEFAULT_MAX_MESSAGE_BYTES}
+   */
+  maxBodyBytes?: number;
+  /**
+   * Identifies the cluster: sent in `x-raft-cluster`, and when set the routes answer 403
+   * to requests carrying another (or no) cluster id, so two clusters sharing hosts
+   * cannot disturb each other.
+   */
+  clusterId?: string;
+  /**
+   * Shared secret: sent in `x-raft-token`, and when set the routes answer 403 to
+   * requests without it. Use it over TLS only.
+   */
+  token?: string;
+  /**
+   * The client that sends requests.
+   * @default makeHttpClient(timeoutMs, { maxResponseBytes: maxBodyBytes })
+   */
+  client?: HttpClient;
+}
+
+interface Route<Req extends MessageKind, Res extends MessageKind> {
+  requestKind: Req;
+  responseKind: Res;
+  handle(server: RaftHandler, request: MessageMap[Req]): Promise<MessageMap[Res]>;
+}
+
+// Writing each route out keeps the pairing of request kind, response kind and handler
+// checked by the compiler.
+const APPEND_ENTRIES: Route<"appendEntriesRequest", "appendEntriesResponse"> = {
+  requestKind: "appendEntriesRequest",
+  responseKind: "appendEntriesResponse",
+  handle: (server, request) => server.appendEntries(request),
+};
+const REQUEST_VOTE: Route<"requestVoteRequest", "requestVoteResponse"> = {
+  requestKind: "requestVoteRequest",
+  responseKind: "requestVoteResponse",
+  handle: (server, request) => server.requestVote(request),
+};
+const SNAPSHOT: Route<"snapshotRequest", "snapshotResponse"> = {
+  requestKind: "snapshotRequest",
+  responseKind: "snapshotResponse",
+  handle: (server, request) => server.requestSnapshot(request),
+};
+const SNAPSHOT_RECOVERY: Route<"snapshotRecoveryRequest", "snapshotRecoveryResponse"> = {
+  requestKind: "snapshotRecoveryRequest",
+  responseKind: "snapshotRecoveryResponse",
+  handle: (server, request) => server.snapshotRecoveryRequest(request),
+};
+const TIMEOUT_NOW: Route<"timeoutNowRequest", "timeoutNowResponse"> = {
+  requestKind: "timeoutNowRequest",
+  responseKind: "timeoutNowResponse",
+  handle: (server, request) => server.timeoutNow(request),
+};
+
+const textEncoder = new TextEncoder();
+
+/**
+ * Raft over HTTP: protobuf bodies POSTed to routes under a prefix (`/raft/appendEntries`,
+ * `/raft/requestVote`, `/raft/snapshot`, `/raft/snapshotRecovery`, `/raft/timeoutNow`).
+ *
+ * The receiving side is {@link HttpTransporter.install}, which mounts the routes on a Hono
+ * app served by any runtime; the sending side implements `Transporter` and reaches a peer
+ * at `http://<connectionString><path>`, or at `<connectionString><path>` when the
+ * connection string is already a URL base such as `https://node1.example:4001/cluster`.
+ *
+ * Route answers: 200 with the protobuf response; 400 with a plain-text reason for a body
+ * that does not decode (or a request the server rejects as invalid); 403 for a wrong
+ * cluster id or token; 413 for a body over `maxBodyBytes`; 500 with the reason when the
+ * server's handler fails (the app keeps serving).
+ *
+ * @example
+ * ```ts
+ * import { Hono } from "hono";
+ * import { HttpTransporter } from "@tsraft/transport-http";
+ * import type { RaftHandler } from "@tsraft/core";
+ *
+ * const server: RaftHandler = {
+ *   name: "a",
+ *   appendEntries: (req) =>
+ *     Promise.resolve({
+ *       term: req.term,
+ *       index: req.prevLogIndex + req.entries.length,
+ *       commitIndex: req.commitIndex,
+ *       success: true,
+ *       conflictTerm: 0,
+ *       heartbeatSeq: req.heartbeatSeq,
+ *     }),
+ *   requestVote: (req) => Promise.resolve({ term: req.term, voteGranted: true, preVote: req.preVote }),
+ *   requestSnapshot: (req) => Promise.resolve({ term: req.term, success: true, nextOffset: 0 }),
+ *   snapshotRecoveryRequest: (req) =>
+ *     Promise.resolve({ term: req.term, success: true, commitIndex: req.lastIndex, nextOffset: 0 }),
+ *   timeoutNow: (req) => Promise.resolve({ term: req.term, success: true }),
+ * };
+ * const transporter = new HttpTransporter({ clusterId: "demo" });
+ * const app = new Hono();
+ * transporter.install(server, app);
+ * // Serve it with Deno.serve({ port: 4001 }, app.fetch) and peers reach it at "host:4001".
+ * if (transporter.appendEntriesPath !== "/raft/appendEntries") throw new Error("bad path");
+ * ```
+ */
+export class HttpTransporter implements Transporter {
+  #prefix: string;
+  #maxBodyBytes: number;
+  #clusterId: string | undefined;
+  #token: string | undefined;
+  #client: HttpClient;
+  #ownsClient: boolean;
+  #baseCache = new Map<string, string>();
+
+  /**
+   * @param options prefix, timeouts, body bound, cluster id, token and client
+   * @throws {TypeError} for a prefix not starting with `/`, or both `client` and `timeoutMs`
+   * @throws {RangeError} for a non-positive `timeoutMs` or `maxBodyBytes`
+   */
+  constructor(options: HttpTransporterOptions = {}) {
+    this.#prefix = normalizePrefix(options.prefix ?? "/raft");
+    this.#maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+    if (!Number.isSafeInteger(this.#maxBodyBytes) || this.#maxBodyBytes <= 0) {
+      throw new RangeError(
+        `Cannot create HttpTransporter: maxBodyBytes must be a positive integer, got ${this.#maxBodyBytes}`,
+      );
+    }
+    this.#clusterId = options.clusterId;
+    this.#token = options.token;
+    if (options.client !== undefined) {
+      if (options.timeoutMs !== undefined) {
+        throw new TypeError(
+          "Cannot create HttpTransporter with both client and timeoutMs: pass the timeout to makeHttpClient()",
+        );
+      }
+      this.#client = options.client;
+      this.#ownsClient = false;
+    } else {
+      this.#client = makeHttpClient(options.timeoutMs ?? DEFAULT_HTTP_TIMEOUT_MS, {
+        maxResponseBytes: this.#maxBodyBytes,
+      });
+      this.#ownsClient = true;
+    }
+  }
+
+  /** The path prefix of every route, e.g. `"/raft"`. */
+  get prefix(): string {
+    return this.#prefix;
+  }
+
+  /** Path of the AppendEntries route, e.g. `"/raft/appendEntries"`. */
+  get appendEntriesPath(): string {
+    return `${this.#prefix}/appendEntries`;
+  }
+
+  /** Path of the RequestVote route, e.g. `"/raft/requestVote"`. */
+  get requestVotePath(): string {
+    return `${this.#prefix}/requestVote`;
+  }
+
+  /** Path of the snapshot announcement route, e.g. `"/raft/snapshot"`. */
+  get snapshotPath(): string {
+    return `${this.#prefix}/snapshot`;
+  }
+
+  /** Path of the snapshot chunk route, e.g. `"/raft/snapshotRecovery"`. */
+  get snapshotRecoveryPath(): string {
+    return `${this.#prefix}/snapshotRecovery`;
+  }
+
+  /** Path of the TimeoutNow route, e.g. `"/raft/timeoutNow"`. */
+  get timeoutNowPath(): string {
+    return `${this.#prefix}/timeoutNow`;
+  }
+
+  /**
+   * Mounts the five POST routes on `app`, delivering decoded requests to `server`.
+   * Call it once per app; the app may carry other routes too.
+   *
+   * @param server receives the requests (usually a tsraft `Server`)
+   * @param app the Hono app to mount the routes on
+   */
+  install<E extends Env, S extends Schema, B extends string>(
+    server: RaftHandler,
+    app: Hono<E, S, B>,
+  ): void {
+    this.#mount(app, this.appendEntriesPath, server, APPEND_ENTRIES);
+    this.#mount(app, this.requestVotePath, server, REQUEST_VOTE);
+    this.#mount(app, this.snapshotPath, server, SNAPSHOT);
+    this.#mount(app, this.snapshotRecoveryPath, server, SNAPSHOT_RECOVERY);
+    this.#mount(app, this.timeoutNowPath, server, TIMEOUT_NOW);
+  }
+
+  /**
+   * Releases the keep-alive connections of the client this transporter created (a
+   * `client` passed in options is left to its owner). Sends fail afterwards.
+   */
+  close(): void {
+    if (this.#ownsClient) this.#client.close?.();
+  }
+
+  /** Sends RequestVote to `peer`. @throws {TransportError} when no valid answer arrives */
+  sendVoteRequest(
+    sender: TransportSender,
+    peer: PeerInfo,
+    req: RequestVoteRequest,
+    options?: SendOptions,
+  ): Promise<RequestVoteResponse> {
+    return this.#send(sender, peer, this.requestVotePath, REQUEST_VOTE, req, options);
+  }
+
+  /** Sends AppendEntries to `peer`. @throws {TransportError} when no valid answer arrives */
+  sendAppendEntriesRequest(
+    sender: TransportSender,
+    peer: PeerInfo,
+    req: AppendEntriesRequest,
+    options?: SendOptions,
+  ): Promise<AppendEntriesResponse> {
+    return this.#send(sender, peer, this.appendEntriesPath, APPEND_ENTRIES, req, options);
+  }
+
+  /** Sends a snapshot announcement. @throws {TransportError} when no valid answer arrives */
+  sendSnapshotRequest(
+    sender: TransportSender,
+    peer: PeerInfo,
+    req: SnapshotRequest,
+    options?: SendOptions,
+  ): Promise<SnapshotResponse> {
+    return this.#send(sender, peer, this.snapshotPath, SNAPSHOT, req, options);
+  }
+
+  /** Sends one snapshot chunk. @throws {TransportError} when no valid answer arrives */
+  sendSnapshotRecoveryRequest(
+    sender: TransportSender,
+    peer: PeerInfo,
+    req: SnapshotRecoveryRequest,
+    options?: SendOptions,
+  ): Promise<SnapshotRecoveryResponse> {
+    return this.#send(sender, peer, this.snapshotRecoveryPath, SNAPSHOT_RECOVERY, req, options);
+  }
+
+  /** Sends TimeoutNow to `peer`. @throws {TransportError} when no valid answer arrives */
+  sendTimeoutNow(
+    sender: TransportSender,
+    peer: PeerInfo,
+    req: TimeoutNowRequest,
+    options?: SendOptions,
+  ): Promise<TimeoutNowResponse> {
+    return this.#send(sender, peer, this.timeoutNowPath, TIMEOUT_NOW, req, options);
+  }
+
+  async #send<Req extends MessageKind, Res extends MessageKind>(
+    sender: TransportSender,
+    peer: PeerInfo,
+    path: string,
+    route: Route<Req, Res>,
+    request: MessageMap[Req],
+    options: SendOptions | undefined,
+  ): Promise<MessageMap[Res]> {
+    const url = this.#baseUrl(peer) + path;
+    // A request that does not encode is the caller's bug, not the network's: its
+    // TypeError/RangeError propagates as is.
+    const body = encodeMessage(route.requestKind, request);
+    const headers: Record<string, string> = {
+      "content-type": PROTOBUF_CONTENT_TYPE,
+      [SENDER_HEADER]: sender.name,
+    };
+    if (this.#clusterId !== undefined) headers[CLUSTER_HEADER] = this.#clusterId;
+    if (this.#token !== undefined) headers[TOKEN_HEADER] = this.#token;
+    let response;
+    try {
+      response = await this.#client.post(url, body, headers, options?.signal);
+    } catch (error) {
+      if (error instanceof TransportError) throw error;
+      throw new TransportError(`POST ${url} failed: ${errorMessage(error)}`, { cause: error });
+    }
+    if (response.status !== 200) {
+      const reason = new TextDecoder().decode(response.body.subarray(0, 200));
+      throw new TransportError(
+        `Peer ${peer.name} answered ${route.requestKind} with HTTP ${response.status}: ${reason}`,
+      );
+    }
+    try {
+      return decodeMessage(route.responseKind, response.body, { maxBytes: this.#maxBodyBytes });
+    } catch (error) {
+      throw new TransportError(
+        `Peer ${peer.name} sent an undecodable ${route.responseKind}: ${errorMessage(error)}`,
+        { cause: error },
+      );
+    }
+  }
+
+  #baseUrl(peer: PeerInfo): string {
+    let base = this.#baseCache.get(peer.connectionString);
+    if (base === undefined) {
+      base = baseUrlOf(peer.connectionString);
+      // Bounded so a churn of peers cannot grow the cache without limit.
+      if (this.#baseCache.size >= 1024) this.#baseCache.clear();
+      this.#baseCache.set(peer.connectionString, base);
+    }
+    return base;
+  }
+
+  #mount<
+    E extends Env,
+    S extends Schema,
+    B extends string,
+    Req extends MessageKind,
+    Res extends MessageKind,
+  >(
+    app: Hono<E, S, B>,
+    path: string,
+    server: RaftHandler,
+    route: Route<Req, Res>,
+  ): void {
+    app.post(path, (c) => this.#serve(server, route, c.req.raw));
+  }
+
+  async #serve<Req extends MessageKind, Res extends MessageKind>(
+    server: RaftHandler,
+    route: Route<Req, Res>,
+    request: Request,
+  ): Promise<Response> {
+    const refusal = this.#checkCredentials(request.headers);
+    if (refusal !== undefined) {
+      await request.body?.cancel().catch(() => {});
+      return plainText(403, refusal);
+    }
+    let bytes: Uint8Array | undefined;
+    try {
+      bytes = await readBodyLimited(request, this.#maxBodyBytes);
+    } catch (error) {
+      return plainText(400, `Cannot read ${route.requestKind} body: ${errorMessage(error)}`);
+    }
+    if (bytes === undefined) {
+      return plainText(413, `${route.requestKind} body exceeds ${this.#maxBodyBytes} bytes`);
+    }
+    let message: MessageMap[Req];
+    try {
+      message = decodeMessage(route.requestKind, bytes, { maxBytes: this.#maxBodyBytes });
+    } catch (error) {
+      // Any decode failure is the sender's fault; the codec's contract is to throw
+      // WireError, and other errors are reported the same way rather than as a 500.
+      const what = error instanceof WireError ? "Malformed" : "Undecodable";
+      return plainText(400, `${what} ${route.requestKind}: ${errorMessage(error)}`);
+    }
+    let answer: MessageMap[Res];
+    try {
+      answer = await route.handle(server, message);
+    } catch (error) {
+      const status = error instanceof InvalidMessageError ? 400 : 500;
+      return plainText(
+        status,
+        `${server.name} failed ${route.requestKind}: ${errorMessage(error)}`,
+      );
+    }
+    let out: Uint8Array;
+    try {
+      out = encodeMessage(route.responseKind, answer);
+    } catch (error) {
+      return plainText(
+        500,
+        `${server.name} produced an invalid ${route.responseKind}: ${errorMessage(error)}`,
+      );
+    }
+    return new Response(out as Uint8Array<ArrayBuffer>, {
+      status: 200,
+      headers: { "content-type": PROTOBUF_CONTENT_TYPE },
+    });
+  }
+
+  #checkCredentials(headers: Headers): string | undefined {
+    if (this.#clusterId !== undefined && headers.get(CLUSTER_HEADER) !== this.#clusterId) {
+      const got = headers.get(CLUSTER_HEADER);
+      return got === null
+        ? `Missing ${CLUSTER_HEADER} header: this server belongs to cluster ${this.#clusterId}`
+        : `Wrong cluster: this server belongs to cluster ${this.#clusterId}`;
+    }
+    if (this.#token !== undefined && !constantTimeEqual(headers.get(TOKEN_HEADER), this.#token)) {
+      return `Missing or wrong ${TOKEN_HEADER} header`;
+    }
+    return undefined;
+  }
+}
+
+function normalizePrefix(prefix: string): string {
+  if (typeof prefix !== "string" || (prefix !== "" && !prefix.startsWith("/"))) {
+    throw new TypeError(`Cannot use HTTP prefix "${prefix}": it must be "" or start with "/"`);
+  }
+  return prefix.replace(/\/+$/, "");
+}
+
+/**
+ * Turns a connection string into a URL base without a trailing slash: `"host:port"`
+ * becomes `"http://host:port"`; an `http(s)://` URL keeps its scheme and path.
+ */
+function baseUrlOf(connectionString: string): string {
+  const trimmed = connectionString.trim();
+  if (/^https?:\/\//i.test(trimmed)) return trimmed.replace(/\/+$/, "");
+  if (trimmed.includes("://")) {
+    throw new TransportError(
+      `Cannot reach "${connectionString}": only http:// and https:// URLs are supported`,
+    );
+  }
+  return `http://${trimmed.replace(/\/+$/, "")}`;
+}
+
+function constantTimeEqual(got: string | null, expected: string): boolean {
+  if (got === null) return false;
+  const a = textEncoder.encode(got);
+  const b = textEncoder.encode(expected);
+  // Compare every byte regardless of where the first difference is, so response
+  // timing does not reveal how much of a guessed token was right.
+  let diff = a.length ^ b.length;
+  for (let i = 0; i < b.length; i++) diff |= (a[i] ?? 0) ^ b[i]!;
+  return diff === 0;
+}
+
+function plainText(status: number, text: string): Response {
+  return new Response(text, {
+    status,
+    headers: { "content-type": "text/plain; charset=utf-8" },
+  });
+}
+
+function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
