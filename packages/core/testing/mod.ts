@@ -12,6 +12,25 @@
  * ```
  * @module
  */
+export {
+  checkLinearizability,
+  type CheckLinearizabilityOptions,
+  HistoryRecorder,
+  type HistoryRecorderOptions,
+  type IllegalExplanation,
+  type KvInput,
+  kvModel,
+  type KvOutput,
+  type KvState,
+  type LinearizabilityResult,
+  type Model,
+  type Operation,
+  type OperationHandle,
+  type RegisterInput,
+  registerModel,
+  type RegisterOutput,
+  type StepResult,
+} from "./linearizability.ts";
 export { ManualClock } from "./manual_clock.ts";
 export { type CrashOptions, MemoryDisk, MemoryStorage } from "./memory_storage.ts";
 export { SeededRandom } from "./seeded_random.ts";
