@@ -1,13 +1,13 @@
 import * as http from "node:http";
 import * as https from "node:https";
-import { TransportError } from "@tsraft/core";
+import { DEFAULT_MAX_MESSAGE_BYTES, TransportError } from "@tsraft/core";
 import { concatChunks, readBodyLimited } from "./_body.ts";
 
 /** Default per-request timeout of {@link makeHttpClient} and `HttpTransporter`. */
 export const DEFAULT_HTTP_TIMEOUT_MS = 2000;
 
-/** Default bound on a response body read by {@link makeHttpClient}: 64 MiB. */
-export const DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
+/** Default bound on a response body read by {@link makeHttpClient}: the wire codec's bound. */
+export const DEFAULT_MAX_RESPONSE_BYTES: number = DEFAULT_MAX_MESSAGE_BYTES;
 
 /** What {@link HttpClient.post} resolves with: the status and the whole body. */
 export interface HttpResponse {

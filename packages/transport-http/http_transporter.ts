@@ -2,7 +2,12 @@ import type { Env, Hono, Schema } from "hono";
 import {
   type AppendEntriesRequest,
   type AppendEntriesResponse,
+  decodeMessage,
+  DEFAULT_MAX_MESSAGE_BYTES,
+  encodeMessage,
   InvalidMessageError,
+  type MessageKind,
+  type MessageMap,
   type PeerInfo,
   type RaftHandler,
   type RequestVoteRequest,
@@ -20,13 +25,6 @@ import {
   WireError,
 } from "@tsraft/core";
 import { readBodyLimited } from "./_body.ts";
-import {
-  decodeMessage,
-  DEFAULT_MAX_MESSAGE_BYTES,
-  encodeMessage,
-  type MessageKind,
-  type MessageMap,
-} from "./_wire.ts";
 import { DEFAULT_HTTP_TIMEOUT_MS, type HttpClient, makeHttpClient } from "./http_client.ts";
 
 /** Content type of every request and successful response body. */

@@ -1,8 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { Hono } from "hono";
-import { InvalidMessageError, TransportError } from "@tsraft/core";
-import { decodeMessage, encodeMessage } from "./_wire.ts";
+import { decodeMessage, encodeMessage, InvalidMessageError, TransportError } from "@tsraft/core";
 import { HttpTransporter } from "./http_transporter.ts";
 import type { HttpClient } from "./http_client.ts";
 import { appClient, EchoHandler, makeEntries, SAMPLE } from "./_test_util.ts";

@@ -1,2 +1,0 @@
-// TEMPORARY until @tsraft/core exports the wire codec.
-export * from "../core/wire.ts";
