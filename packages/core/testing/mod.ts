@@ -35,3 +35,4 @@ export { ManualClock } from "./manual_clock.ts";
 export { type CrashOptions, MemoryDisk, MemoryStorage } from "./memory_storage.ts";
 export { SeededRandom } from "./seeded_random.ts";
 export { type StorageHarness, storageConformance } from "./storage_conformance.ts";
+export { type TransporterHarness, transporterConformance } from "./transporter_conformance.ts";
