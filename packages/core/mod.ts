@@ -23,3 +23,22 @@ export {
 } from "./command.ts";
 export { crc32c } from "./crc32c.ts";
 export * from "./wire.ts";
+export * from "./events.ts";
+export {
+  Consensus,
+  type ConsensusOptions,
+  type CoreEvent,
+  JOIN_COMMAND_NAME,
+  LEAVE_COMMAND_NAME,
+  NOP_COMMAND_NAME,
+  type OutboundMessage,
+  type Ready,
+  type RestoredState,
+} from "./consensus.ts";
+export {
+  createServer,
+  type DoOptions,
+  Server,
+  type ServerOptions,
+  type StateMachine,
+} from "./server.ts";

@@ -1,0 +1,1159 @@
+import { type Clock, systemClock, type TimerHandle } from "./clock.ts";
+import {
+  type Command,
+  type CommandRegistry,
+  type Context,
+  defaultRegistry,
+  JoinCommand,
+  LeaveCommand,
+} from "./command.ts";
+import {
+  Consensus,
+  JOIN_COMMAND_NAME,
+  LEAVE_COMMAND_NAME,
+  type OutboundMessage,
+  type Ready,
+} from "./consensus.ts";
+import {
+  DEFAULT_ELECTION_TIMEOUT,
+  DEFAULT_HEARTBEAT_INTERVAL,
+  ELECTION_TIMEOUT_THRESHOLD_PERCENT,
+  INITIALIZED,
+  LEADER,
+  NUMBER_OF_LOG_ENTRIES_AFTER_SNAPSHOT,
+  type ServerState,
+  SNAPSHOTTING,
+  STOPPED,
+} from "./constants.ts";
+import { crc32c } from "./crc32c.ts";
+import {
+  CommandTimeoutError,
+  DuplicatePeerError,
+  LeadershipTransferError,
+  NotLeaderError,
+  StopError,
+} from "./errors.ts";
+import type { RaftEvent, RaftEventListener, RaftEventMap, RaftEventType } from "./events.ts";
+import { DEBUG, log, warn } from "./log_level.ts";
+import { cryptoRandom, type Random } from "./random.ts";
+import type { Storage } from "./storage.ts";
+import type { RaftHandler, Transporter } from "./transporter.ts";
+import type {
+  AppendEntriesRequest,
+  AppendEntriesResponse,
+  HardState,
+  LogEntry,
+  PeerInfo,
+  RequestVoteRequest,
+  RequestVoteResponse,
+  SnapshotMeta,
+  SnapshotRecoveryRequest,
+  SnapshotRecoveryResponse,
+  SnapshotRequest,
+  SnapshotResponse,
+  TimeoutNowRequest,
+  TimeoutNowResponse,
+} from "./types.ts";
+import {
+  validateAppendEntriesRequest,
+  validatePeer,
+  validateRequestVoteRequest,
+  validateSnapshotRecoveryRequest,
+  validateSnapshotRequest,
+  validateTimeoutNowRequest,
+} from "./validate.ts";
+
+/**
+ * Saves and restores the application's state for snapshots (hashicorp/raft's FSM
+ * `Snapshot`/`Restore`, goraft's `Save`/`Recovery`).
+ */
+export interface StateMachine {
+  /** Serializes the state as of the last applied command. */
+  save():
+    | Uint8Array
+    | ReadableStream<Uint8Array>
+    | Promise<Uint8Array | ReadableStream<Uint8Array>>;
+  /** Replaces the state with a snapshot's bytes. */
+  recovery(data: Uint8Array): void | Promise<void>;
+}
+
+/** Options of {@link createServer}. */
+export interface ServerOptions {
+  /** Unique name of this server in the cluster. */
+  name: string;
+  /** Sends RPCs to peers. */
+  transporter: Transporter;
+  /** Durable term, vote, log and snapshots. */
+  storage: Storage;
+  /** Application state, needed for snapshots and log compaction. */
+  stateMachine?: StateMachine;
+  /** Anything; returned by {@link Server.context}. */
+  context?: unknown;
+  /** How peers reach this server (host:port, URL...). @default "" */
+  connectionString?: string;
+  /**
+   * Initial members (other servers) when the storage holds no configuration yet; this
+   * server is added. Give every founding server the same list.
+   * @default [] (a single-server cluster)
+   */
+  peers?: PeerInfo[];
+  /** Start with no membership and wait to be added by a leader (`addPeer`). @default false */
+  joinExisting?: boolean;
+  /** Base election timeout in ms; each round waits a random time in `[t, 2t)`. @default 150 */
+  electionTimeoutMs?: number;
+  /** Heartbeat interval in ms. @default 50 */
+  heartbeatIntervalMs?: number;
+  /** Pre-vote before campaigning. @default true */
+  preVote?: boolean;
+  /** Leader steps down without a quorum's contact for an election timeout. @default true */
+  checkQuorum?: boolean;
+  /** Most AppendEntries with entries in flight per follower. @default 32 */
+  maxInflightMessages?: number;
+  /** Take a snapshot automatically after this many applied entries (0 disables). @default 10000 */
+  snapshotThreshold?: number;
+  /** Entries kept after a snapshot for slow followers. @default 200 */
+  trailingLogEntries?: number;
+  /** Bytes per snapshot chunk sent to followers. @default 1 MiB */
+  snapshotChunkBytes?: number;
+  /** Command types; @default the global registry filled by `registerCommand` */
+  registry?: CommandRegistry;
+  /** Time source. @default systemClock */
+  clock?: Clock;
+  /** Random source for election timeouts. @default cryptoRandom */
+  random?: Random;
+}
+
+/** Options of {@link Server.do}. */
+export interface DoOptions {
+  /** Gives up waiting (rejecting with `CommandTimeoutError`); the command may still commit. */
+  signal?: AbortSignal;
+}
+
+interface Waiter {
+  term: number;
+  resolve: (value: unknown) => void;
+  reject: (error: unknown) => void;
+}
+
+interface PendingWrite {
+  hardState: HardState | undefined;
+  entries: LogEntry[];
+  afterPersist: OutboundMessage[];
+  waiters: (() => void)[];
+}
+
+interface IncomingSnapshot {
+  lastIndex: number;
+  lastTerm: number;
+  chunks: Uint8Array[];
+  received: number;
+}
+
+/**
+ * Creates a server. Call {@link Server.init} (or {@link Server.start}, which initializes)
+ * to load its storage.
+ * @param options see {@link ServerOptions}
+ * @returns the server
+ * @example
+ * ```ts
+ * import { createServer } from "@tsraft/core";
+ * import { MemoryNetwork, MemoryStorage } from "@tsraft/core/testing";
+ * const network = new MemoryNetwork();
+ * const server = createServer({ name: "a", transporter: network.transporter(), storage: new MemoryStorage() });
+ * network.register(server);
+ * await server.start();
+ * await server.stop();
+ * ```
+ */
+export function createServer(options: ServerOptions): Server {
+  return new Server(options);
+}
+
+/**
+ * A Raft server: follower, candidate or leader of a cluster. The async shell around the
+ * pure {@link Consensus}: it runs timers, persists before replying, sends, applies
+ * committed commands in order and resolves {@link Server.do}.
+ */
+export class Server implements RaftHandler {
+  readonly #options: ServerOptions;
+  readonly #core: Consensus;
+  readonly #clock: Clock;
+  readonly #registry: CommandRegistry;
+  readonly #storage: Storage;
+  readonly #listeners = new Map<RaftEventType, Set<RaftEventListener<RaftEventType, Server>>>();
+  #transporter: Transporter;
+
+  #phase: "stopped" | "initialized" | "running" = STOPPED;
+  #snapshotting = false;
+  #electionTimeoutMs: number;
+  #heartbeatIntervalMs: number;
+
+  #timer: TimerHandle | undefined;
+  #timerDueMs = Infinity;
+
+  #pendingWrite: PendingWrite | undefined;
+  #inflightWrite: PendingWrite | undefined;
+  #storageLock: Promise<void> = Promise.resolve();
+
+  #appliedIndex = 0;
+  #applying = false;
+  #applyChain: Promise<void> = Promise.resolve();
+  #waiters = new Map<number, Waiter>();
+  #readWaiters = new Map<
+    number,
+    { resolve: (index: number) => void; reject: (error: unknown) => void }
+  >();
+  #appliedWaiters: { index: number; resolve: () => void }[] = [];
+  #lastCommandName = "";
+  #entriesSinceSnapshot = 0;
+  #snapshotInProgress = false;
+  #sendingSnapshotTo = new Set<string>();
+  #incoming: IncomingSnapshot | undefined;
+  #snapshotTimer: TimerHandle | undefined;
+
+  /** @param options see {@link ServerOptions} */
+  constructor(options: ServerOptions) {
+    if (typeof options.name !== "string" || options.name === "") {
+      throw new TypeError("A server needs a non-empty name");
+    }
+    if (!options.transporter) throw new TypeError("A server needs a transporter");
+    if (!options.storage) throw new TypeError("A server needs a storage");
+    for (const peer of options.peers ?? []) validatePeer(peer);
+    this.#options = options;
+    this.#clock = options.clock ?? systemClock;
+    this.#registry = options.registry ?? defaultRegistry;
+    this.#storage = options.storage;
+    this.#transporter = options.transporter;
+    this.#electionTimeoutMs = options.electionTimeoutMs ?? DEFAULT_ELECTION_TIMEOUT;
+    this.#heartbeatIntervalMs = options.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL;
+    this.#core = new Consensus({
+      name: options.name,
+      connectionString: options.connectionString ?? "",
+      peers: options.peers ?? [],
+      joinExisting: options.joinExisting ?? false,
+      electionTimeoutMs: this.#electionTimeoutMs,
+      heartbeatIntervalMs: this.#heartbeatIntervalMs,
+      random: options.random ?? cryptoRandom,
+      preVote: options.preVote ?? true,
+      checkQuorum: options.checkQuorum ?? true,
+      maxInflightMessages: options.maxInflightMessages ?? 32,
+    });
+  }
+
+  // ------------------------------------------------------------ accessors (spec names)
+
+  /** This server's name. */
+  get name(): string {
+    return this.#options.name;
+  }
+  /** The user context given at creation. */
+  get context(): unknown {
+    return this.#options.context;
+  }
+  /** The state machine given at creation. */
+  get stateMachine(): StateMachine | undefined {
+    return this.#options.stateMachine;
+  }
+  /** How peers reach this server. */
+  get connectionString(): string {
+    return this.#options.connectionString ?? "";
+  }
+  /** Name of the current leader, `""` if unknown. */
+  get leader(): string {
+    return this.#phase === "running" ? this.#core.leader : "";
+  }
+  /** One of `stopped`, `initialized`, `follower`, `candidate`, `leader`, `snapshotting`. */
+  get state(): ServerState {
+    if (this.#phase !== "running") return this.#phase === "initialized" ? INITIALIZED : STOPPED;
+    if (this.#snapshotting) return SNAPSHOTTING;
+    return this.#core.state;
+  }
+  /** Current term. */
+  get term(): number {
+    return this.#core.term;
+  }
+  /** Highest index known committed. */
+  get commitIndex(): number {
+    return this.#core.commitIndex;
+  }
+  /** Highest index applied to the state machine. */
+  get appliedIndex(): number {
+    return this.#appliedIndex;
+  }
+  /** Index of the last log entry. */
+  get lastIndex(): number {
+    return this.#core.lastIndex;
+  }
+  /** Candidate voted for in the current term. */
+  get votedFor(): string {
+    return this.#core.votedFor;
+  }
+  /** Number of members, this server included when it is one. */
+  get memberCount(): number {
+    return this.#core.memberCount;
+  }
+  /** Votes (or acknowledgements) needed for a majority. */
+  get quorumSize(): number {
+    return this.#core.quorumSize;
+  }
+  /** Whether the in-memory log holds no entries. */
+  get isLogEmpty(): boolean {
+    return this.#core.lastIndex === this.#core.snapshotIndex;
+  }
+  /** Entries held in memory (after the last compaction). */
+  get logEntries(): LogEntry[] {
+    return this.#core.entriesBetween(this.#core.snapshotIndex + 1, this.#core.lastIndex + 1);
+  }
+  /** Name of the last applied command. */
+  get lastCommandName(): string {
+    return this.#lastCommandName;
+  }
+  /** Every other member, keyed by name. */
+  get peers(): Map<string, PeerInfo> {
+    const peers = new Map<string, PeerInfo>();
+    for (const member of this.#core.members) {
+      if (member.name !== this.name) peers.set(member.name, member);
+    }
+    return peers;
+  }
+  /** Every member, this server included when it is one. */
+  get members(): PeerInfo[] {
+    return this.#core.members;
+  }
+  /** The transporter in use. */
+  get transporter(): Transporter {
+    return this.#transporter;
+  }
+  set transporter(transporter: Transporter) {
+    this.#transporter = transporter;
+  }
+  /** Base election timeout in ms. */
+  get electionTimeout(): number {
+    return this.#electionTimeoutMs;
+  }
+  set electionTimeout(ms: number) {
+    this.#core.setTimeouts(ms, this.#heartbeatIntervalMs);
+    this.#electionTimeoutMs = ms;
+  }
+  /** Heartbeat interval in ms. */
+  get heartbeatInterval(): number {
+    return this.#heartbeatIntervalMs;
+  }
+  set heartbeatInterval(ms: number) {
+    this.#core.setTimeouts(this.#electionTimeoutMs, ms);
+    const previous = this.#heartbeatIntervalMs;
+    this.#heartbeatIntervalMs = ms;
+    this.#dispatch("heartbeatInterval", ms, previous);
+  }
+  /** Whether the server is running. */
+  running(): boolean {
+    return this.#phase === "running";
+  }
+  /** The spec's `GetState()`: a one-line summary. @returns e.g. `"Name: a, State: leader, Term: 3, CommittedIndex: 7"` */
+  getState(): string {
+    return `Name: ${this.name}, State: ${this.state}, Term: ${this.term}, CommittedIndex: ${this.commitIndex}`;
+  }
+  /** Read-only replication progress of a leader's followers. */
+  get progress(): { name: string; matchIndex: number; nextIndex: number; mode: string }[] {
+    return this.#core.progress;
+  }
+
+  // ------------------------------------------------------------ lifecycle
+
+  /** Loads storage (and the latest snapshot) without starting timers. Idempotent. */
+  async init(): Promise<void> {
+    if (this.#phase !== STOPPED) return;
+    const opened = await this.#storage.open();
+    let snapshotMeta: SnapshotMeta | undefined;
+    const stored = await this.#storage.loadSnapshot();
+    if (stored !== undefined) {
+      snapshotMeta = stored.meta;
+      const data = await readAll(stored.data);
+      if (this.#options.stateMachine) await this.#options.stateMachine.recovery(data);
+    }
+    const from = Math.max(opened.firstIndex, (snapshotMeta?.lastIndex ?? 0) + 1);
+    const entries = opened.lastIndex >= from
+      ? await this.#storage.entries(from, opened.lastIndex + 1)
+      : [];
+    this.#core.restore(
+      { hardState: opened.hardState, snapshot: snapshotMeta, entries },
+      this.#clock.now(),
+    );
+    this.#appliedIndex = snapshotMeta?.lastIndex ?? 0;
+    this.#core.takeReady(); // restoring produces nothing to persist or send
+    this.#phase = "initialized";
+  }
+
+  /** Initializes if needed and starts the election timer. */
+  async start(): Promise<void> {
+    if (this.#phase === "running") return;
+    await this.init();
+    this.#phase = "running";
+    this.#dispatch("stateChange", this.state, INITIALIZED);
+    this.#drive();
+  }
+
+  /** Stops timers, rejects pending commands with `StopError`, waits for writes, closes storage. */
+  async stop(): Promise<void> {
+    if (this.#phase === STOPPED) return;
+    const before = this.state;
+    this.#phase = STOPPED;
+    if (this.#timer !== undefined) this.#clock.clearTimeout(this.#timer);
+    if (this.#snapshotTimer !== undefined) this.#clock.clearTimeout(this.#snapshotTimer);
+    this.#timer = undefined;
+    const stopError = new StopError();
+    for (const waiter of this.#waiters.values()) waiter.reject(stopError);
+    for (const waiter of this.#readWaiters.values()) waiter.reject(stopError);
+    this.#waiters.clear();
+    this.#readWaiters.clear();
+    this.#pendingWrite = undefined;
+    await this.#withStorage(() => this.#storage.close());
+    this.#dispatch("stateChange", STOPPED, before);
+  }
+
+  // ------------------------------------------------------------ client API
+
+  /**
+   * Replicates a command and resolves with its `apply` result once it is committed and
+   * applied on this server.
+   * @param command a registered command
+   * @param options an AbortSignal to stop waiting
+   * @returns the command's apply result
+   * @throws NotLeaderError on a follower (with the leader's name and connection string)
+   * @throws StopError when the server stops first
+   * @throws CommandTimeoutError when the signal aborts first
+   * @throws UnknownCommandError when the command's name is not registered
+   */
+  do<R = unknown>(command: Command<R>, options: DoOptions = {}): Promise<R> {
+    if (this.#phase !== "running") return Promise.reject(new StopError("Server is not running"));
+    if (options.signal?.aborted) {
+      return Promise.reject(new CommandTimeoutError("Aborted before proposing"));
+    }
+    let proposal: { index: number; term: number };
+    try {
+      const bytes = this.#registry.encode(command);
+      proposal = this.#core.propose(command.commandName, bytes);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const result = new Promise<R>((resolve, reject) => {
+      const waiter: Waiter = {
+        term: proposal.term,
+        resolve: resolve as (value: unknown) => void,
+        reject,
+      };
+      this.#waiters.set(proposal.index, waiter);
+      options.signal?.addEventListener("abort", () => {
+        if (this.#waiters.get(proposal.index) !== waiter) return;
+        this.#waiters.delete(proposal.index);
+        reject(new CommandTimeoutError());
+      }, { once: true });
+    });
+    this.#drive();
+    return result;
+  }
+
+  /**
+   * Confirms leadership with a heartbeat round and waits until the state machine has
+   * applied everything committed before the call (ReadIndex). A read of local state after
+   * it resolves is linearizable.
+   * @param options an AbortSignal to stop waiting
+   * @returns the read index
+   * @throws NotLeaderError on a follower or when leadership is lost meanwhile
+   */
+  async readIndex(options: DoOptions = {}): Promise<number> {
+    if (this.#phase !== "running") throw new StopError("Server is not running");
+    const id = this.#core.requestRead();
+    const index = await new Promise<number>((resolve, reject) => {
+      this.#readWaiters.set(id, { resolve, reject });
+      options.signal?.addEventListener("abort", () => {
+        if (this.#readWaiters.delete(id)) reject(new CommandTimeoutError("Read aborted"));
+      }, { once: true });
+      this.#drive();
+    });
+    await this.#waitApplied(index);
+    return index;
+  }
+
+  /**
+   * Hands leadership to `to` (or the most caught-up follower): catches it up, sends
+   * TimeoutNow, and refuses proposals meanwhile.
+   * @param to the target's name
+   * @param options an AbortSignal
+   * @throws LeadershipTransferError when it does not complete within an election timeout
+   */
+  async transferLeadership(to?: string, options: DoOptions = {}): Promise<void> {
+    const target = to ??
+      [...this.#core.progress].sort((a, b) => b.matchIndex - a.matchIndex)[0]?.name;
+    if (target === undefined) {
+      throw new LeadershipTransferError("No follower to transfer leadership to");
+    }
+    this.#core.transferLeadership(target);
+    this.#drive();
+    const deadline = this.#clock.now() + this.#electionTimeoutMs * 2;
+    await new Promise<void>((resolve, reject) => {
+      const check = () => {
+        if (this.#core.leader === target && this.#core.state !== LEADER) return resolve();
+        if (this.#core.state !== LEADER && this.#core.term > 0 && this.#core.leader !== this.name) {
+          if (this.#core.leader === target) return resolve();
+        }
+        if (this.#phase !== "running") return reject(new StopError());
+        if (options.signal?.aborted || this.#clock.now() >= deadline) {
+          this.#core.cancelTransfer();
+          return reject(
+            new LeadershipTransferError(`Transfer to ${target} did not complete in time`),
+          );
+        }
+        this.#clock.setTimeout(check, this.#heartbeatIntervalMs / 2);
+      };
+      check();
+    });
+  }
+
+  /**
+   * Adds a member through the log (`JoinCommand`).
+   * @param name the new member's name
+   * @param connectionString where it is reached
+   * @throws DuplicatePeerError when a member has this name
+   * @throws MembershipChangeInProgressError while another change is uncommitted
+   */
+  async addPeer(name: string, connectionString: string): Promise<void> {
+    validatePeer({ name, connectionString });
+    if (this.#core.members.some((member) => member.name === name)) {
+      throw new DuplicatePeerError(name);
+    }
+    await this.do(new JoinCommand(name, connectionString));
+  }
+
+  /**
+   * Removes a member through the log (`LeaveCommand`). A removed leader steps down once the
+   * change commits.
+   * @param name the member's name
+   */
+  async removePeer(name: string): Promise<void> {
+    if (!this.#core.members.some((member) => member.name === name)) {
+      throw new RangeError(`Cannot remove ${name}: not a member`);
+    }
+    await this.do(new LeaveCommand(name));
+  }
+
+  /**
+   * Registers a listener for one event type.
+   * @param type the event type
+   * @param listener called synchronously with each event
+   */
+  addEventListener<K extends RaftEventType>(type: K, listener: RaftEventListener<K, Server>): void {
+    let set = this.#listeners.get(type);
+    if (set === undefined) this.#listeners.set(type, set = new Set());
+    set.add(listener as unknown as RaftEventListener<RaftEventType, Server>);
+  }
+
+  /**
+   * Removes a listener.
+   * @param type the event type
+   * @param listener the listener given to addEventListener
+   */
+  removeEventListener<K extends RaftEventType>(
+    type: K,
+    listener: RaftEventListener<K, Server>,
+  ): void {
+    this.#listeners.get(type)?.delete(
+      listener as unknown as RaftEventListener<RaftEventType, Server>,
+    );
+  }
+
+  /**
+   * Waits until all entries taken so far are durable; the commit index is kept in memory
+   * (it is recovered from the leader), so this is the spec's `FlushCommitIndex`.
+   */
+  async flushCommitIndex(): Promise<void> {
+    this.#drive();
+    await this.#flushed();
+  }
+
+  /**
+   * Snapshots the state machine at the applied index and compacts the log, keeping
+   * `trailingLogEntries` entries for slow followers.
+   * @throws TypeError when the server has no state machine
+   */
+  async takeSnapshot(): Promise<void> {
+    const stateMachine = this.#options.stateMachine;
+    if (!stateMachine) throw new TypeError("takeSnapshot() needs a stateMachine");
+    if (this.#snapshotInProgress) return;
+    this.#snapshotInProgress = true;
+    try {
+      // Serialize against the apply loop so the state matches the applied index exactly.
+      let captured: { meta: SnapshotMeta; data: Uint8Array } | undefined;
+      await this.#runApplyExclusive(async () => {
+        const index = this.#appliedIndex;
+        const term = this.#core.termAt(index);
+        if (index === 0 || term === undefined) return;
+        const saved = await stateMachine.save();
+        captured = {
+          meta: { lastIndex: index, lastTerm: term, peers: this.#core.membersAt(index) },
+          data: saved instanceof Uint8Array ? saved : await readAll(saved),
+        };
+      });
+      if (captured === undefined) return;
+      const { meta: snapshotMeta, data: snapshotData } = captured;
+      await this.#withStorage(() => this.#storage.saveSnapshot(snapshotMeta, snapshotData));
+      this.#entriesSinceSnapshot = 0;
+      const keep = this.#options.trailingLogEntries ?? NUMBER_OF_LOG_ENTRIES_AFTER_SNAPSHOT;
+      const compactTo = Math.min(snapshotMeta.lastIndex - keep, this.#core.commitIndex);
+      if (compactTo > this.#core.snapshotIndex) {
+        this.#core.compact(compactTo);
+        await this.#withStorage(() => this.#storage.compact(compactTo));
+      }
+      log(
+        DEBUG,
+        `${this.name}: snapshot at ${snapshotMeta.lastIndex}, compacted through ${compactTo}`,
+      );
+    } finally {
+      this.#snapshotInProgress = false;
+    }
+  }
+
+  /** Reloads the stored snapshot into the state machine (the server must be stopped). */
+  async loadSnapshot(): Promise<void> {
+    if (this.#phase === "running") throw new TypeError("loadSnapshot() runs before start()");
+    await this.init();
+  }
+
+  // ------------------------------------------------------------ RPC handlers
+
+  /** Handles AppendEntries from the leader. @throws InvalidMessageError for a malformed request */
+  async appendEntries(req: AppendEntriesRequest): Promise<AppendEntriesResponse> {
+    validateAppendEntriesRequest(req);
+    this.#assertRunning();
+    this.#core.tick(this.#clock.now());
+    const response = this.#core.handleAppendEntries(req);
+    const expectedTerm = this.#core.termAt(response.index);
+    this.#drive();
+    await this.#flushed();
+    // Between deciding and becoming durable, a newer leader may have truncated what this
+    // response acknowledges; an acknowledgement must never outlive the entries it covers.
+    if (
+      response.success &&
+      (this.#core.term !== response.term ||
+        (response.index > this.#core.snapshotIndex &&
+          this.#core.termAt(response.index) !== expectedTerm))
+    ) {
+      return {
+        ...response,
+        term: this.#core.term,
+        success: false,
+        index: this.#core.lastIndex,
+        conflictTerm: 0,
+      };
+    }
+    return response;
+  }
+
+  /** Handles RequestVote. @throws InvalidMessageError for a malformed request */
+  async requestVote(req: RequestVoteRequest): Promise<RequestVoteResponse> {
+    validateRequestVoteRequest(req);
+    this.#assertRunning();
+    this.#core.tick(this.#clock.now());
+    const response = this.#core.handleRequestVote(req);
+    this.#drive();
+    await this.#flushed();
+    return response;
+  }
+
+  /** Handles TimeoutNow. @throws InvalidMessageError for a malformed request */
+  async timeoutNow(req: TimeoutNowRequest): Promise<TimeoutNowResponse> {
+    validateTimeoutNowRequest(req);
+    this.#assertRunning();
+    const response = this.#core.handleTimeoutNow(req);
+    this.#drive();
+    await this.#flushed();
+    return response;
+  }
+
+  /** Handles a snapshot announcement; enters `snapshotting`. */
+  async requestSnapshot(req: SnapshotRequest): Promise<SnapshotResponse> {
+    validateSnapshotRequest(req);
+    this.#assertRunning();
+    const current = this.#core.handleLeaderContact(req.term, req.leaderName);
+    this.#drive();
+    await this.#flushed();
+    if (!current || req.lastIndex <= this.#core.commitIndex) {
+      return { term: this.#core.term, success: false, nextOffset: 0 };
+    }
+    const incoming = this.#incoming;
+    if (
+      incoming === undefined || incoming.lastIndex !== req.lastIndex ||
+      incoming.lastTerm !== req.lastTerm
+    ) {
+      this.#incoming = {
+        lastIndex: req.lastIndex,
+        lastTerm: req.lastTerm,
+        chunks: [],
+        received: 0,
+      };
+    }
+    this.#setSnapshotting(true);
+    return { term: this.#core.term, success: true, nextOffset: this.#incoming!.received };
+  }
+
+  /** Handles one chunk of snapshot state; installs it on the last chunk. */
+  async snapshotRecoveryRequest(req: SnapshotRecoveryRequest): Promise<SnapshotRecoveryResponse> {
+    validateSnapshotRecoveryRequest(req);
+    this.#assertRunning();
+    const current = this.#core.handleLeaderContact(req.term, req.leaderName);
+    this.#drive();
+    const reply = (success: boolean): SnapshotRecoveryResponse => ({
+      term: this.#core.term,
+      success,
+      commitIndex: this.#core.commitIndex,
+      nextOffset: this.#incoming?.received ?? 0,
+    });
+    const incoming = this.#incoming;
+    if (
+      !current || incoming === undefined || incoming.lastIndex !== req.lastIndex ||
+      incoming.lastTerm !== req.lastTerm || req.offset !== incoming.received
+    ) {
+      return reply(false);
+    }
+    incoming.chunks.push(req.data.slice());
+    incoming.received += req.data.length;
+    this.#setSnapshotting(true);
+    if (!req.done) return reply(true);
+
+    const data = concat(incoming.chunks);
+    this.#incoming = undefined;
+    if (crc32c(data) !== req.checksum) {
+      warn(
+        `${this.name}: snapshot ${req.lastIndex} from ${req.leaderName} failed its checksum; discarded`,
+      );
+      this.#setSnapshotting(false);
+      return reply(false);
+    }
+    const meta: SnapshotMeta = {
+      lastIndex: req.lastIndex,
+      lastTerm: req.lastTerm,
+      peers: req.peers,
+    };
+    await this.#flushed();
+    await this.#runApplyExclusive(async () => {
+      if (!this.#core.installSnapshot(meta)) return;
+      await this.#withStorage(async () => {
+        await this.#storage.saveSnapshot(meta, data);
+        await this.#storage.compact(meta.lastIndex);
+      });
+      await this.#options.stateMachine?.recovery(data);
+      this.#appliedIndex = meta.lastIndex;
+    });
+    this.#setSnapshotting(false);
+    this.#drive();
+    return reply(true);
+  }
+
+  // ------------------------------------------------------------ the loop
+
+  #assertRunning(): void {
+    if (this.#phase !== "running") throw new StopError("Server is not running");
+  }
+
+  /** Drains the core's outputs: persist, send, apply, and re-arm the timer. */
+  #drive(): void {
+    if (this.#phase !== "running") return;
+    if (this.#core.hasReady) {
+      const ready = this.#core.takeReady();
+      this.#handleReady(ready);
+    }
+    this.#applyCommitted();
+    this.#armTimer();
+  }
+
+  #handleReady(ready: Ready): void {
+    for (const event of ready.events) {
+      this.#dispatch(event.type, event.value as never, event.prevValue as never);
+      if (event.type === "stateChange" && event.prevValue === LEADER) this.#failReads();
+    }
+    const needsPersist = ready.hardState !== undefined || ready.entries.length > 0;
+    const afterPersist: OutboundMessage[] = [];
+    for (const message of ready.messages) {
+      // A leader may replicate while persisting its own copy (Raft thesis §10.2.1); a vote
+      // request must wait until the candidacy (term and self-vote) is durable.
+      if (message.kind === "requestVote" && needsPersist) afterPersist.push(message);
+      else this.#send(message);
+    }
+    for (const peer of ready.snapshotsNeeded) void this.#sendSnapshot(peer);
+    for (const read of ready.readsReady) {
+      const waiter = this.#readWaiters.get(read.id);
+      this.#readWaiters.delete(read.id);
+      waiter?.resolve(read.index);
+    }
+    if (needsPersist || afterPersist.length > 0) {
+      this.#queueWrite(ready.hardState, ready.entries, afterPersist);
+    }
+  }
+
+  #queueWrite(
+    hardState: HardState | undefined,
+    entries: LogEntry[],
+    afterPersist: OutboundMessage[],
+  ): void {
+    const pending = this.#pendingWrite ??= {
+      hardState: undefined,
+      entries: [],
+      afterPersist: [],
+      waiters: [],
+    };
+    if (hardState) pending.hardState = hardState;
+    if (entries.length > 0) {
+      const first = entries[0]!.index;
+      const keep = pending.entries.findIndex((entry) => entry.index >= first);
+      if (keep >= 0) pending.entries.length = keep;
+      pending.entries.push(...entries);
+    }
+    pending.afterPersist.push(...afterPersist);
+    if (this.#inflightWrite === undefined) void this.#writeLoop();
+  }
+
+  async #writeLoop(): Promise<void> {
+    while (this.#pendingWrite !== undefined && this.#phase === "running") {
+      const batch = this.#pendingWrite;
+      this.#pendingWrite = undefined;
+      this.#inflightWrite = batch;
+      try {
+        await this.#withStorage(() =>
+          this.#storage.save({
+            ...(batch.hardState ? { hardState: batch.hardState } : {}),
+            ...(batch.entries.length > 0 ? { entries: batch.entries } : {}),
+          })
+        );
+      } catch (error) {
+        // Storage that cannot write cannot acknowledge anything: stop rather than lie.
+        warn(`${this.name}: storage write failed, stopping: ${String(error)}`);
+        this.#inflightWrite = undefined;
+        for (const waiter of batch.waiters) waiter();
+        await this.stop();
+        return;
+      }
+      this.#inflightWrite = undefined;
+      const last = batch.entries[batch.entries.length - 1];
+      if (last !== undefined) this.#core.persisted(last.index, last.term);
+      for (const message of batch.afterPersist) this.#send(message);
+      for (const waiter of batch.waiters) waiter();
+      this.#drive();
+    }
+  }
+
+  /** Resolves once everything taken from the core so far is durable. */
+  #flushed(): Promise<void> {
+    const target = this.#pendingWrite ?? this.#inflightWrite;
+    if (target === undefined) return Promise.resolve();
+    return new Promise((resolve) => target.waiters.push(resolve));
+  }
+
+  #withStorage<T>(operation: () => Promise<T>): Promise<T> {
+    const run = this.#storageLock.then(operation);
+    this.#storageLock = run.then(() => undefined, () => undefined);
+    return run;
+  }
+
+  #armTimer(): void {
+    const due = this.#core.nextWakeAtMs;
+    if (this.#timer !== undefined && due >= this.#timerDueMs) return;
+    if (this.#timer !== undefined) this.#clock.clearTimeout(this.#timer);
+    this.#timerDueMs = due;
+    this.#timer = this.#clock.setTimeout(() => {
+      this.#timer = undefined;
+      this.#timerDueMs = Infinity;
+      if (this.#phase !== "running") return;
+      this.#core.tick(this.#clock.now());
+      this.#drive();
+    }, Math.max(0, due - this.#clock.now()));
+  }
+
+  #send(message: OutboundMessage): void {
+    const sender = { name: this.name };
+    switch (message.kind) {
+      case "appendEntries": {
+        const startedMs = this.#clock.now();
+        const request = message.request;
+        this.#transporter.sendAppendEntriesRequest(sender, message.to, request).then(
+          (response) => {
+            if (this.#phase !== "running") return;
+            if (request.entries.length === 0) {
+              this.#noteHeartbeat(message.to.name, this.#clock.now() - startedMs);
+            }
+            this.#core.tick(this.#clock.now());
+            this.#core.handleAppendEntriesResponse(message.to.name, request, response);
+            this.#drive();
+          },
+          (error) => {
+            if (this.#phase !== "running") return;
+            log(
+              DEBUG,
+              `${this.name}: AppendEntries to ${message.to.name} failed: ${String(error)}`,
+            );
+            this.#core.handleAppendEntriesFailure(message.to.name, request);
+            this.#drive();
+          },
+        );
+        return;
+      }
+      case "requestVote": {
+        const request = message.request;
+        this.#transporter.sendVoteRequest(sender, message.to, request).then(
+          (response) => {
+            if (this.#phase !== "running") return;
+            this.#core.handleRequestVoteResponse(message.to.name, request, response);
+            this.#drive();
+          },
+          (error) =>
+            log(DEBUG, `${this.name}: RequestVote to ${message.to.name} failed: ${String(error)}`),
+        );
+        return;
+      }
+      case "timeoutNow":
+        this.#transporter.sendTimeoutNow(sender, message.to, message.request).catch((error) =>
+          log(DEBUG, `${this.name}: TimeoutNow to ${message.to.name} failed: ${String(error)}`)
+        );
+        return;
+    }
+  }
+
+  #noteHeartbeat(peer: string, roundTripMs: number): void {
+    this.#dispatch("heartbeat", { peer, roundTripMs }, undefined);
+    const threshold = this.#electionTimeoutMs * ELECTION_TIMEOUT_THRESHOLD_PERCENT;
+    if (roundTripMs > threshold) {
+      this.#dispatch("electionTimeoutThreshold", { peer, roundTripMs }, threshold);
+    }
+  }
+
+  /** Applies committed entries in order, one at a time, each exactly once. */
+  #applyCommitted(): void {
+    if (this.#applying || this.#appliedIndex >= this.#core.commitIndex) return;
+    this.#applying = true;
+    this.#applyChain = this.#applyChain.then(async () => {
+      try {
+        while (this.#phase === "running" && this.#appliedIndex < this.#core.commitIndex) {
+          const commit = this.#core.commitIndex;
+          const from = this.#appliedIndex + 1;
+          if (from <= this.#core.snapshotIndex) {
+            throw new Error(`Invariant violated: entry ${from} compacted before it was applied`);
+          }
+          const entries = this.#core.entriesBetween(from, commit + 1);
+          for (const entry of entries) {
+            if (this.#phase !== "running") break;
+            await this.#applyEntry(entry);
+          }
+        }
+      } finally {
+        this.#applying = false;
+      }
+      this.#afterApply();
+    });
+  }
+
+  async #applyEntry(entry: LogEntry): Promise<void> {
+    const waiter = this.#waiters.get(entry.index);
+    if (waiter) this.#waiters.delete(entry.index);
+    let result: unknown;
+    let failure: unknown;
+    let failed = false;
+    if (entry.commandName !== JOIN_COMMAND_NAME && entry.commandName !== LEAVE_COMMAND_NAME) {
+      try {
+        const command = this.#registry.decode(entry.commandName, entry.command);
+        const context: Context<Server> = {
+          server: this,
+          currentTerm: this.#core.term,
+          currentIndex: entry.index,
+          commitIndex: this.#core.commitIndex,
+        };
+        result = await command.apply(context);
+      } catch (error) {
+        // The entry is committed everywhere; a failing apply is the command's own outcome.
+        failure = error;
+        failed = true;
+        log(
+          DEBUG,
+          `${this.name}: applying entry ${entry.index} (${entry.commandName}) failed: ${
+            String(error)
+          }`,
+        );
+      }
+    } else {
+      result = entry.commandName === JOIN_COMMAND_NAME ? "joined" : "left";
+    }
+    const previous = this.#appliedIndex;
+    this.#appliedIndex = entry.index;
+    this.#lastCommandName = entry.commandName;
+    this.#entriesSinceSnapshot++;
+    this.#dispatch("commit", entry, previous);
+    if (waiter) {
+      if (waiter.term !== entry.term) {
+        waiter.reject(
+          new NotLeaderError(
+            this.#core.leader,
+            this.peers.get(this.#core.leader)?.connectionString ?? "",
+          ),
+        );
+      } else if (failed) waiter.reject(failure);
+      else waiter.resolve(result);
+    }
+  }
+
+  #afterApply(): void {
+    const ready = this.#appliedWaiters.filter((waiter) => waiter.index <= this.#appliedIndex);
+    this.#appliedWaiters = this.#appliedWaiters.filter((waiter) =>
+      waiter.index > this.#appliedIndex
+    );
+    for (const waiter of ready) waiter.resolve();
+    const threshold = this.#options.snapshotThreshold ?? 10000;
+    if (threshold > 0 && this.#options.stateMachine && this.#entriesSinceSnapshot >= threshold) {
+      this.#entriesSinceSnapshot = 0;
+      this.takeSnapshot().catch((error) =>
+        warn(`${this.name}: automatic snapshot failed: ${String(error)}`)
+      );
+    }
+    if (this.#appliedIndex < this.#core.commitIndex) this.#applyCommitted();
+  }
+
+  #waitApplied(index: number): Promise<void> {
+    if (this.#appliedIndex >= index) return Promise.resolve();
+    return new Promise((resolve) => this.#appliedWaiters.push({ index, resolve }));
+  }
+
+  #runApplyExclusive(operation: () => Promise<void>): Promise<void> {
+    const run = this.#applyChain.then(operation);
+    this.#applyChain = run.then(() => undefined, () => undefined);
+    return run;
+  }
+
+  #failReads(): void {
+    const error = new NotLeaderError(this.#core.leader, "");
+    for (const waiter of this.#readWaiters.values()) waiter.reject(error);
+    this.#readWaiters.clear();
+  }
+
+  #setSnapshotting(on: boolean): void {
+    if (this.#snapshotting === on) return;
+    const before = this.state;
+    this.#snapshotting = on;
+    this.#dispatch("stateChange", this.state, before);
+    if (this.#snapshotTimer !== undefined) this.#clock.clearTimeout(this.#snapshotTimer);
+    this.#snapshotTimer = undefined;
+    if (on) {
+      // A leader that vanishes mid-transfer must not leave this server stuck in snapshotting.
+      this.#snapshotTimer = this.#clock.setTimeout(() => {
+        this.#snapshotTimer = undefined;
+        this.#incoming = undefined;
+        this.#setSnapshotting(false);
+      }, this.#electionTimeoutMs * 4);
+    }
+  }
+
+  async #sendSnapshot(peer: PeerInfo): Promise<void> {
+    if (this.#sendingSnapshotTo.has(peer.name)) return;
+    this.#sendingSnapshotTo.add(peer.name);
+    let ok = false;
+    let lastIndex = 0;
+    try {
+      const stored = await this.#storage.loadSnapshot();
+      if (stored === undefined) throw new Error("no snapshot is stored");
+      lastIndex = stored.meta.lastIndex;
+      const data = await readAll(stored.data);
+      const checksum = crc32c(data);
+      const term = this.#core.term;
+      const sender = { name: this.name };
+      const base = { term, leaderName: this.name, lastIndex, lastTerm: stored.meta.lastTerm };
+      const announce = await this.#transporter.sendSnapshotRequest(sender, peer, {
+        ...base,
+        size: data.length,
+      });
+      if (announce.term > term || !announce.success) {
+        if (announce.term > term) this.#core.handleLeaderContact(announce.term, "");
+        return;
+      }
+      const chunkBytes = this.#options.snapshotChunkBytes ?? 1024 * 1024;
+      let offset = Math.min(announce.nextOffset, data.length);
+      let retries = 0;
+      for (;;) {
+        if (this.#phase !== "running" || this.#core.term !== term || this.#core.state !== LEADER) {
+          return;
+        }
+        const end = Math.min(offset + chunkBytes, data.length);
+        const done = end === data.length;
+        let response: SnapshotRecoveryResponse;
+        try {
+          response = await this.#transporter.sendSnapshotRecoveryRequest(sender, peer, {
+            ...base,
+            peers: stored.meta.peers,
+            offset,
+            data: data.subarray(offset, end),
+            done,
+            checksum,
+          });
+        } catch (error) {
+          if (++retries > 3) throw error;
+          continue; // resume: the follower tells where it is on the next answer
+        }
+        if (response.term > term) return;
+        if (!response.success) {
+          if (response.nextOffset === 0 && offset === 0) return;
+          if (++retries > 3) return;
+          offset = Math.min(response.nextOffset, data.length);
+          continue;
+        }
+        if (done) {
+          ok = true;
+          return;
+        }
+        offset = end;
+      }
+    } catch (error) {
+      log(DEBUG, `${this.name}: sending snapshot to ${peer.name} failed: ${String(error)}`);
+    } finally {
+      this.#sendingSnapshotTo.delete(peer.name);
+      if (this.#phase === "running") {
+        this.#core.snapshotSent(peer.name, lastIndex, ok);
+        this.#drive();
+      }
+    }
+  }
+
+  #dispatch<K extends RaftEventType>(
+    type: K,
+    value: RaftEventMap[K]["value"],
+    prevValue: RaftEventMap[K]["prevValue"],
+  ): void {
+    const listeners = this.#listeners.get(type);
+    if (listeners === undefined || listeners.size === 0) return;
+    const event: RaftEvent<K, Server> = { type, source: this, value, prevValue };
+    for (const listener of listeners) {
+      try {
+        (listener as unknown as RaftEventListener<K, Server>)(event);
+      } catch (error) {
+        warn(`${this.name}: a ${type} listener threw: ${String(error)}`);
+      }
+    }
+  }
+}
+
+async function readAll(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  const reader = stream.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+  }
+  return concat(chunks);
+}
+
+function concat(chunks: Uint8Array[]): Uint8Array {
+  if (chunks.length === 1) return chunks[0]!;
+  const total = chunks.reduce((sum, chunk) => sum + chunk.length, 0);
+  const out = new Uint8Array(total);
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return out;
+}
