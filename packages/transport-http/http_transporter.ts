@@ -1,4 +1,3 @@
-import type { Env, Hono, Schema } from "hono";
 import {
   type AppendEntriesRequest,
   type AppendEntriesResponse,
@@ -111,6 +110,26 @@ const TIMEOUT_NOW: Route<"timeoutNowRequest", "timeoutNowResponse"> = {
 const textEncoder = new TextEncoder();
 
 /**
+ * The part of a [Hono](https://hono.dev) app that {@link HttpTransporter.install} uses.
+ * Every `Hono` instance satisfies it, whatever its environment type or base path; typing
+ * it structurally keeps hono out of this package's runtime dependencies.
+ *
+ * @example
+ * ```ts
+ * import { Hono } from "hono";
+ * import type { HonoLike } from "@tsraft/transport-http";
+ * const app: HonoLike = new Hono<{ Bindings: { region: string } }>().basePath("/api");
+ * ```
+ */
+export interface HonoLike {
+  /** Registers `handler` for POST requests to `path`. */
+  post(
+    path: string,
+    handler: (context: { req: { raw: Request } }) => Promise<Response>,
+  ): unknown;
+}
+
+/**
  * Raft over HTTP: protobuf bodies POSTed to routes under a prefix (`/raft/appendEntries`,
  * `/raft/requestVote`, `/raft/snapshot`, `/raft/snapshotRecovery`, `/raft/timeoutNow`).
  *
@@ -164,6 +183,8 @@ export class HttpTransporter implements Transporter {
   #baseCache = new Map<string, string>();
 
   /**
+   * Creates a transporter; it sends right away and serves once installed on an app.
+   *
    * @param options prefix, timeouts, body bound, cluster id, token and client
    * @throws {TypeError} for a prefix not starting with `/`, or both `client` and `timeoutMs`
    * @throws {RangeError} for a non-positive `timeoutMs` or `maxBodyBytes`
@@ -231,10 +252,7 @@ export class HttpTransporter implements Transporter {
    * @param server receives the requests (usually a tsraft `Server`)
    * @param app the Hono app to mount the routes on
    */
-  install<E extends Env, S extends Schema, B extends string>(
-    server: RaftHandler,
-    app: Hono<E, S, B>,
-  ): void {
+  install(server: RaftHandler, app: HonoLike): void {
     this.#mount(app, this.appendEntriesPath, server, APPEND_ENTRIES);
     this.#mount(app, this.requestVotePath, server, REQUEST_VOTE);
     this.#mount(app, this.snapshotPath, server, SNAPSHOT);
@@ -352,14 +370,8 @@ export class HttpTransporter implements Transporter {
     return base;
   }
 
-  #mount<
-    E extends Env,
-    S extends Schema,
-    B extends string,
-    Req extends MessageKind,
-    Res extends MessageKind,
-  >(
-    app: Hono<E, S, B>,
+  #mount<Req extends MessageKind, Res extends MessageKind>(
+    app: HonoLike,
     path: string,
     server: RaftHandler,
     route: Route<Req, Res>,

@@ -63,6 +63,7 @@
  */
 export {
   CLUSTER_HEADER,
+  type HonoLike,
   HttpTransporter,
   type HttpTransporterOptions,
   PROTOBUF_CONTENT_TYPE,
@@ -78,3 +79,22 @@ export {
   type HttpResponse,
   makeHttpClient,
 } from "./http_client.ts";
+// Re-exported so the documentation of this package's signatures is self-contained.
+export type {
+  AppendEntriesRequest,
+  AppendEntriesResponse,
+  LogEntry,
+  PeerInfo,
+  RaftHandler,
+  RequestVoteRequest,
+  RequestVoteResponse,
+  SendOptions,
+  SnapshotRecoveryRequest,
+  SnapshotRecoveryResponse,
+  SnapshotRequest,
+  SnapshotResponse,
+  TimeoutNowRequest,
+  TimeoutNowResponse,
+  Transporter,
+  TransportSender,
+} from "@tsraft/core";
