@@ -28,11 +28,11 @@ import { DEFAULT_HTTP_TIMEOUT_MS, type HttpClient, makeHttpClient } from "./http
 
 /** Content type of every request and successful response body. */
 export const PROTOBUF_CONTENT_TYPE = "application/x-protobuf";
-/** Request header carrying the sending server's name. */
+/** Request header carrying the sending server's name, percent-encoded (`encodeURIComponent`). */
 export const SENDER_HEADER = "x-raft-sender";
-/** Request header carrying the cluster id, checked when `clusterId` is set. */
+/** Request header carrying the cluster id (percent-encoded), checked when `clusterId` is set. */
 export const CLUSTER_HEADER = "x-raft-cluster";
-/** Request header carrying the shared secret, checked when `token` is set. */
+/** Request header carrying the shared secret (percent-encoded), checked when `token` is set. */
 export const TOKEN_HEADER = "x-raft-token";
 
 /** Options of {@link HttpTransporter}. */
@@ -177,7 +177,10 @@ export class HttpTransporter implements Transporter {
   #prefix: string;
   #maxBodyBytes: number;
   #clusterId: string | undefined;
-  #token: string | undefined;
+  // Header values are percent-encoded so any name or secret survives HTTP's Latin-1
+  // header rule; the routes compare the encoded forms.
+  #clusterHeader: string | undefined;
+  #tokenHeader: string | undefined;
   #client: HttpClient;
   #ownsClient: boolean;
   #baseCache = new Map<string, string>();
@@ -198,7 +201,10 @@ export class HttpTransporter implements Transporter {
       );
     }
     this.#clusterId = options.clusterId;
-    this.#token = options.token;
+    this.#clusterHeader = options.clusterId === undefined
+      ? undefined
+      : encodeURIComponent(options.clusterId);
+    this.#tokenHeader = options.token === undefined ? undefined : encodeURIComponent(options.token);
     if (options.client !== undefined) {
       if (options.timeoutMs !== undefined) {
         throw new TypeError(
@@ -332,10 +338,10 @@ export class HttpTransporter implements Transporter {
     const body = encodeMessage(route.requestKind, request);
     const headers: Record<string, string> = {
       "content-type": PROTOBUF_CONTENT_TYPE,
-      [SENDER_HEADER]: sender.name,
+      [SENDER_HEADER]: encodeURIComponent(sender.name),
     };
-    if (this.#clusterId !== undefined) headers[CLUSTER_HEADER] = this.#clusterId;
-    if (this.#token !== undefined) headers[TOKEN_HEADER] = this.#token;
+    if (this.#clusterHeader !== undefined) headers[CLUSTER_HEADER] = this.#clusterHeader;
+    if (this.#tokenHeader !== undefined) headers[TOKEN_HEADER] = this.#tokenHeader;
     let response;
     try {
       response = await this.#client.post(url, body, headers, options?.signal);
@@ -433,13 +439,16 @@ export class HttpTransporter implements Transporter {
   }
 
   #checkCredentials(headers: Headers): string | undefined {
-    if (this.#clusterId !== undefined && headers.get(CLUSTER_HEADER) !== this.#clusterId) {
+    if (this.#clusterHeader !== undefined && headers.get(CLUSTER_HEADER) !== this.#clusterHeader) {
       const got = headers.get(CLUSTER_HEADER);
       return got === null
         ? `Missing ${CLUSTER_HEADER} header: this server belongs to cluster ${this.#clusterId}`
         : `Wrong cluster: this server belongs to cluster ${this.#clusterId}`;
     }
-    if (this.#token !== undefined && !constantTimeEqual(headers.get(TOKEN_HEADER), this.#token)) {
+    if (
+      this.#tokenHeader !== undefined &&
+      !constantTimeEqual(headers.get(TOKEN_HEADER), this.#tokenHeader)
+    ) {
       return `Missing or wrong ${TOKEN_HEADER} header`;
     }
     return undefined;

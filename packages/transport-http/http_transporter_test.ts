@@ -120,24 +120,26 @@ describe("HttpTransporter round trips through app.request()", () => {
     assert.deepEqual(handler.seen, [["timeoutNow", SAMPLE.timeoutNow]]);
   });
 
-  test("the sender's name, cluster id and token travel in headers", async () => {
+  test("the sender's name, cluster id and token travel percent-encoded in headers", async () => {
     const app = new Hono();
     const seen: Headers[] = [];
     app.use(async (c, next) => {
       seen.push(c.req.raw.headers);
       await next();
     });
+    const handler = new EchoHandler();
     const transporter = new HttpTransporter({
-      clusterId: "c1",
-      token: "s3cret",
+      clusterId: "кластер 1",
+      token: "s3cret/é",
       client: appClient(app),
     });
-    transporter.install(new EchoHandler(), app);
-    await transporter.sendTimeoutNow(SENDER, PEER, SAMPLE.timeoutNow);
+    transporter.install(handler, app);
+    await transporter.sendTimeoutNow({ name: "лидер" }, PEER, SAMPLE.timeoutNow);
+    assert.equal(handler.seen.length, 1);
     const headers = seen[0]!;
-    assert.equal(headers.get("x-raft-sender"), "leader");
-    assert.equal(headers.get("x-raft-cluster"), "c1");
-    assert.equal(headers.get("x-raft-token"), "s3cret");
+    assert.equal(decodeURIComponent(headers.get("x-raft-sender")!), "лидер");
+    assert.equal(decodeURIComponent(headers.get("x-raft-cluster")!), "кластер 1");
+    assert.equal(decodeURIComponent(headers.get("x-raft-token")!), "s3cret/é");
     assert.equal(headers.get("content-type"), "application/x-protobuf");
   });
 
