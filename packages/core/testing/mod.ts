@@ -36,3 +36,4 @@ export { type CrashOptions, MemoryDisk, MemoryStorage } from "./memory_storage.t
 export { SeededRandom } from "./seeded_random.ts";
 export { type StorageHarness, storageConformance } from "./storage_conformance.ts";
 export { type TransporterHarness, transporterConformance } from "./transporter_conformance.ts";
+export { type DelayRange, MemoryNetwork, type MemoryNetworkOptions, type NetworkStats, type RpcKind } from "./memory_transport.ts";
