@@ -99,6 +99,7 @@ export interface CrashOptions {
  * ```
  */
 export class MemoryDisk {
+  /** Creates an empty disk. */
   constructor() {
     cores.set(this, new DiskCore());
   }
@@ -183,6 +184,7 @@ export class MemoryStorage implements Storage {
   #closed = false;
 
   /**
+   * Creates a storage over `disk`; call `open()` before anything else.
    * @param disk where the data lives; pass the same disk to a new storage to reopen it
    * @default disk a new, empty MemoryDisk
    */

@@ -129,7 +129,10 @@ export class MemoryNetwork {
   #timers = new Set<TimerHandle>();
   #outstanding = new Set<(error: TransportError) => void>();
 
-  /** @param options clock, randomness and RPC timeout */
+  /**
+   * Creates a network with no servers and no faults.
+   * @param options clock, randomness and RPC timeout
+   */
   constructor(options: MemoryNetworkOptions = {}) {
     this.#clock = options.clock ?? systemClock;
     this.#random = options.random ?? new SeededRandom(1);

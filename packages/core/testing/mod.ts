@@ -33,7 +33,13 @@ export {
 } from "./linearizability.ts";
 export { ManualClock } from "./manual_clock.ts";
 export { type CrashOptions, MemoryDisk, MemoryStorage } from "./memory_storage.ts";
+export {
+  type DelayRange,
+  MemoryNetwork,
+  type MemoryNetworkOptions,
+  type NetworkStats,
+  type RpcKind,
+} from "./memory_transport.ts";
 export { SeededRandom } from "./seeded_random.ts";
-export { type StorageHarness, storageConformance } from "./storage_conformance.ts";
-export { type TransporterHarness, transporterConformance } from "./transporter_conformance.ts";
-export { type DelayRange, MemoryNetwork, type MemoryNetworkOptions, type NetworkStats, type RpcKind } from "./memory_transport.ts";
+export { storageConformance, type StorageHarness } from "./storage_conformance.ts";
+export { transporterConformance, type TransporterHarness } from "./transporter_conformance.ts";
