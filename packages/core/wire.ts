@@ -308,11 +308,13 @@ function normalizeFields(
         });
         break;
       case "peers":
-        out[name] = normalizeList(value, at, fail, (item, itemPath) => {
-          const peer = normalizeFields(item, PEER_INFO, itemPath, fail, copyBytes);
-          if (peer.name === "") fail(`${itemPath}.name must not be empty`, true);
-          return peer;
-        });
+        // Peer names are not checked here: membership rules belong to the receiver.
+        out[name] = normalizeList(
+          value,
+          at,
+          fail,
+          (item, itemPath) => normalizeFields(item, PEER_INFO, itemPath, fail, copyBytes),
+        );
         break;
     }
   }
@@ -346,7 +348,7 @@ function typeOf(kind: MessageKind): protobuf.Type {
  * @returns the encoded bytes (without any framing or kind tag)
  * @throws {TypeError} when `kind` is unknown or a field has the wrong type
  * @throws {RangeError} when a number is not a non-negative safe integer, a string is longer
- * than 4096 characters, an entry has index 0 or a peer has an empty name
+ * than 4096 characters or an entry has index 0
  * @example
  * ```ts
  * import { decodeMessage, encodeMessage } from "@tsraft/core";
@@ -385,8 +387,7 @@ export interface DecodeOptions {
  * copies
  * @throws {WireError} when the bytes are larger than `maxBytes`, are not valid protobuf,
  * miss a field, hold a field of the wrong type, a 64-bit value above
- * `Number.MAX_SAFE_INTEGER`, an over-long string, an entry with index 0 or a peer without
- * a name
+ * `Number.MAX_SAFE_INTEGER`, an over-long string or an entry with index 0
  * @throws {TypeError} when `kind` is unknown or `bytes` is not a `Uint8Array`
  * @throws {RangeError} when `maxBytes` is not a positive integer
  * @example
