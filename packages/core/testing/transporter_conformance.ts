@@ -162,7 +162,7 @@ export function transporterConformance(
             peers: [
               { name: "node-a", connectionString: "127.0.0.1:4001" },
               { name: "узел-б", connectionString: "http://[::1]:4002/raft" },
-              { name: "", connectionString: "" },
+              { name: "c", connectionString: "" },
             ],
             offset: MAX - 3,
             data: allBytes(),
