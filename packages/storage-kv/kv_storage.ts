@@ -567,26 +567,17 @@ export class KvStorage implements Storage {
 
   /** Deletes every key the selector lists, in as few commits as the limits allow. */
   async #deleteRange(selector: KvListSelectorLike): Promise<void> {
-    const kv = this.#requireOpen();
+    // Not #requireOpen(): a background deletion may still run while close() waits for it.
+    const kv = this.#kv!;
     let batch = new AtomicBatch(NO_RESERVE);
     for await (const { key } of kv.list(selector, { batchSize: LIST_BATCH })) {
       if (!batch.fits(key, 0)) {
-        await this.#commitDeletes(batch);
+        await commitDeletes(kv, batch);
         batch = new AtomicBatch(NO_RESERVE);
       }
       batch.add(key);
     }
-    if (batch.mutations.length > 0) await this.#commitDeletes(batch);
-  }
-
-  /**
-   * Garbage deletes are not checked against the meta versionstamp: they may run in the
-   * background alongside `save`, and deleting keys nobody reads is safe either way.
-   */
-  async #commitDeletes(batch: AtomicBatch): Promise<void> {
-    const op = this.#requireOpen().atomic();
-    for (const { key } of batch.mutations) op.delete(key);
-    await op.commit();
+    if (batch.mutations.length > 0) await commitDeletes(kv, batch);
   }
 
   /** Deletes a replaced snapshot's chunks now, or when its last reader is done. */
@@ -620,6 +611,16 @@ export class KvStorage implements Storage {
       await this.#deleteRange({ prefix: snap, start: [...snap, current, true] });
     }
   }
+}
+
+/**
+ * Garbage deletes are not checked against the meta versionstamp: they may run in the
+ * background alongside `save`, and deleting keys nobody reads is safe either way.
+ */
+async function commitDeletes(kv: KvLike, batch: AtomicBatch): Promise<void> {
+  const op = kv.atomic();
+  for (const { key } of batch.mutations) op.delete(key);
+  await op.commit();
 }
 
 function snapshotMeta(record: SnapshotRecord): SnapshotMeta {
