@@ -126,6 +126,8 @@ export class MemoryNetwork {
   #duplicateRate = 0;
   #delay: DelayRange = { minMs: 0, maxMs: 0 };
   #stats: NetworkStats = emptyStats();
+  // A Map, so that a server named "__proto__" cannot reach the prototype.
+  #sentTo = new Map<string, number>();
   #timers = new Set<TimerHandle>();
   #outstanding = new Set<(error: TransportError) => void>();
 
@@ -246,12 +248,13 @@ export class MemoryNetwork {
 
   /** A copy of the counters. */
   get stats(): NetworkStats {
-    return structuredClone(this.#stats);
+    return { ...structuredClone(this.#stats), sentTo: Object.fromEntries(this.#sentTo) };
   }
 
   /** Sets every counter back to zero. */
   resetStats(): void {
     this.#stats = emptyStats();
+    this.#sentTo.clear();
   }
 
   /** Whether a message from `from` to `to` would pass the partition, isolation and cuts. */
@@ -289,7 +292,7 @@ export class MemoryNetwork {
     const stats = this.#stats;
     stats.sent[kind]++;
     stats.total++;
-    stats.sentTo[to] = (stats.sentTo[to] ?? 0) + 1;
+    this.#sentTo.set(to, (this.#sentTo.get(to) ?? 0) + 1);
     stats.payloadBytes += payloadBytesOf(kind, request);
     return new Promise((resolve, reject) => {
       const signal = options?.signal;
