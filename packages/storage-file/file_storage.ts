@@ -269,7 +269,7 @@ export class FileStorage implements Storage {
         lastTerm: meta.lastTerm,
         peers: meta.peers.map((p) => ({ ...p })),
       };
-    }, "mutate");
+    }, "read"); // a failed snapshot leaves the log as it was: no need to refuse later calls
   }
 
   /**
