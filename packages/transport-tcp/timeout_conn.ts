@@ -1,0 +1,327 @@
+import type { Socket } from "node:net";
+import { TransportError } from "@tsraft/core";
+
+/** Address of one end of a TCP connection. */
+export interface NetAddr {
+  /** IP address (or host name) of this end. */
+  hostname: string;
+  /** TCP port of this end. */
+  port: number;
+}
+
+/** A deadline: an absolute `Date`, a number of milliseconds from now, or `null` for none. */
+export type Deadline = Date | number | null;
+
+/** Options of {@link TimeoutConn}. */
+export interface TimeoutConnOptions {
+  /**
+   * Time each `read()`/`write()` may take when no explicit deadline is set (goraft's
+   * `NewTimeoutConn(conn, timeout)`); `0` means no limit.
+   * @default {0}
+   */
+  timeoutMs?: number;
+  /**
+   * Overrides `timeoutMs` for reads (e.g. `0` on a connection that may sit idle).
+   * @default {timeoutMs}
+   */
+  readTimeoutMs?: number;
+  /**
+   * Overrides `timeoutMs` for writes.
+   * @default {timeoutMs}
+   */
+  writeTimeoutMs?: number;
+  /**
+   * Received bytes buffered before the socket is paused until `read()` catches up.
+   * @default {1048576}
+   */
+  highWaterMarkBytes?: number;
+}
+
+interface PendingRead {
+  resolve(chunk: Uint8Array | null): void;
+  reject(error: Error): void;
+  timer: ReturnType<typeof setTimeout> | undefined;
+}
+
+/**
+ * A `node:net` (or `node:tls`) socket with Go-style deadlines, the TypeScript form of
+ * goraft's `TimeoutConn`: `read()` and `write()` return promises that reject with
+ * `TransportError` once their deadline passes.
+ *
+ * A read that misses its deadline leaves the connection usable (bytes that arrive later
+ * are kept for the next read), as in Go. A write that misses its deadline destroys the
+ * connection, because half a frame may already be on the wire and cannot be taken back.
+ *
+ * @example
+ * ```ts
+ * import { createConnection, createServer } from "node:net";
+ * import { TimeoutConn } from "@tsraft/transport-tcp";
+ *
+ * const server = createServer((socket) => socket.pipe(socket)); // echo
+ * await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+ * const { port } = server.address() as { port: number };
+ * const socket = createConnection({ host: "127.0.0.1", port });
+ * await new Promise((resolve) => socket.once("connect", resolve));
+ *
+ * const conn = new TimeoutConn(socket, { timeoutMs: 1000 });
+ * await conn.write(new TextEncoder().encode("ping"));
+ * const echoed = await conn.read();
+ * if (echoed === null || new TextDecoder().decode(echoed) !== "ping") throw new Error("no echo");
+ * await conn.close();
+ * await new Promise((resolve) => server.close(resolve));
+ * ```
+ */
+export class TimeoutConn {
+  #socket: Socket;
+  #readTimeoutMs: number;
+  #writeTimeoutMs: number;
+  #highWaterMarkBytes: number;
+  #chunks: Uint8Array[] = [];
+  #buffered = 0;
+  #ended = false;
+  #closed = false;
+  #error: Error | undefined;
+  #pendingRead: PendingRead | undefined;
+  #readDeadline: number | undefined;
+  #writeDeadline: number | undefined;
+  #pendingWrites = new Set<() => void>();
+
+  /**
+   * Wraps `socket`, which from now on must only be used through this conn.
+   * @param socket a connected (or connecting) socket; the conn takes ownership of it
+   * @param options default per-operation timeout and buffering
+   * @throws {RangeError} when an option is negative or not finite
+   */
+  constructor(socket: Socket, options: TimeoutConnOptions = {}) {
+    const { timeoutMs = 0, highWaterMarkBytes = 1 << 20 } = options;
+    const { readTimeoutMs = timeoutMs, writeTimeoutMs = timeoutMs } = options;
+    for (
+      const [name, value] of [["timeoutMs", timeoutMs], ["readTimeoutMs", readTimeoutMs], [
+        "writeTimeoutMs",
+        writeTimeoutMs,
+      ]] as const
+    ) {
+      if (!(value >= 0) || !Number.isFinite(value)) {
+        throw new RangeError(`${name} must be a non-negative number, got ${value}`);
+      }
+    }
+    if (!(highWaterMarkBytes > 0)) {
+      throw new RangeError(`highWaterMarkBytes must be positive, got ${highWaterMarkBytes}`);
+    }
+    this.#socket = socket;
+    this.#readTimeoutMs = readTimeoutMs;
+    this.#writeTimeoutMs = writeTimeoutMs;
+    this.#highWaterMarkBytes = highWaterMarkBytes;
+    socket.on("data", (chunk: Uint8Array) => this.#onData(chunk));
+    socket.on("end", () => {
+      this.#ended = true;
+      this.#settleRead();
+    });
+    socket.on("error", (error: Error) => {
+      this.#error ??= new TransportError(`Connection failed: ${error.message}`, { cause: error });
+    });
+    socket.on("close", () => {
+      this.#closed = true;
+      this.#error ??= new TransportError("Connection closed");
+      this.#settleRead();
+      for (const fail of [...this.#pendingWrites]) fail();
+    });
+  }
+
+  /** The underlying socket (for options such as `setNoDelay`). */
+  get socket(): Socket {
+    return this.#socket;
+  }
+
+  /** Address of the local end, or `null` once the socket is gone. */
+  get localAddr(): NetAddr | null {
+    const { localAddress, localPort } = this.#socket;
+    return localAddress && localPort ? { hostname: localAddress, port: localPort } : null;
+  }
+
+  /** Address of the remote end, or `null` when not connected. */
+  get remoteAddr(): NetAddr | null {
+    const { remoteAddress, remotePort } = this.#socket;
+    return remoteAddress && remotePort ? { hostname: remoteAddress, port: remotePort } : null;
+  }
+
+  /**
+   * Sets both the read and the write deadline.
+   * @param deadline a `Date`, milliseconds from now, or `null` to remove the deadline
+   * @throws {RangeError} when `deadline` is an invalid date or not a finite number
+   */
+  setDeadline(deadline: Deadline): void {
+    this.setReadDeadline(deadline);
+    this.setWriteDeadline(deadline);
+  }
+
+  /**
+   * Sets the deadline of pending and future reads; a pending read is re-armed.
+   * @param deadline a `Date`, milliseconds from now, or `null` to fall back to the
+   * per-read `readTimeoutMs`
+   * @throws {RangeError} when `deadline` is an invalid date or not a finite number
+   */
+  setReadDeadline(deadline: Deadline): void {
+    this.#readDeadline = toEpochMs(deadline);
+    const pending = this.#pendingRead;
+    if (pending !== undefined) {
+      clearTimeout(pending.timer);
+      pending.timer = this.#armReadTimer(pending);
+    }
+  }
+
+  /**
+   * Sets the deadline of future writes.
+   * @param deadline a `Date`, milliseconds from now, or `null` to remove the deadline
+   * @throws {RangeError} when `deadline` is an invalid date or not a finite number
+   */
+  setWriteDeadline(deadline: Deadline): void {
+    this.#writeDeadline = toEpochMs(deadline);
+  }
+
+  /**
+   * Reads the next chunk of bytes.
+   * @returns the bytes received since the last read, or `null` once the peer has ended the
+   * stream and everything was read
+   * @throws {TransportError} when the deadline passes, the connection fails or was closed
+   * @throws {TypeError} when another read is still pending
+   */
+  read(): Promise<Uint8Array | null> {
+    if (this.#pendingRead !== undefined) {
+      return Promise.reject(new TypeError("Another read() is still pending"));
+    }
+    if (this.#chunks.length > 0) return Promise.resolve(this.#take());
+    if (this.#ended) return Promise.resolve(null);
+    if (this.#closed) return Promise.reject(this.#error);
+    return new Promise((resolve, reject) => {
+      const pending: PendingRead = { resolve, reject, timer: undefined };
+      pending.timer = this.#armReadTimer(pending);
+      this.#pendingRead = pending;
+    });
+  }
+
+  /**
+   * Writes all of `bytes`.
+   * @param bytes data to send (not copied: do not modify it until the promise settles)
+   * @returns the number of bytes written, once they were handed to the operating system
+   * @throws {TransportError} when the deadline passes (the connection is then destroyed),
+   * the connection fails or was closed
+   */
+  write(bytes: Uint8Array): Promise<number> {
+    if (this.#closed || this.#socket.destroyed) {
+      return Promise.reject(this.#error ?? new TransportError("Connection closed"));
+    }
+    const deadline = this.#writeDeadline ??
+      (this.#writeTimeoutMs > 0 ? Date.now() + this.#writeTimeoutMs : undefined);
+    return new Promise((resolve, reject) => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const fail = () => {
+        clearTimeout(timer);
+        this.#pendingWrites.delete(fail);
+        reject(this.#error ?? new TransportError("Connection closed"));
+      };
+      if (deadline !== undefined) {
+        timer = setTimeout(() => {
+          const error = new TransportError(`Write deadline exceeded (${bytes.byteLength} bytes)`);
+          this.#error ??= error;
+          this.#pendingWrites.delete(fail);
+          reject(error);
+          this.#socket.destroy();
+        }, Math.max(0, deadline - Date.now()));
+      }
+      this.#pendingWrites.add(fail);
+      this.#socket.write(bytes, (error) => {
+        if (!this.#pendingWrites.delete(fail)) return;
+        clearTimeout(timer);
+        if (error) {
+          reject(new TransportError(`Write failed: ${error.message}`, { cause: error }));
+        } else resolve(bytes.byteLength);
+      });
+    });
+  }
+
+  /**
+   * Closes the connection at once; pending reads and writes reject with `TransportError`.
+   * @returns a promise that resolves when the socket is closed
+   */
+  close(): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    this.#error ??= new TransportError("Connection closed");
+    return new Promise((resolve) => {
+      this.#socket.once("close", () => resolve());
+      this.#socket.destroy();
+    });
+  }
+
+  #onData(chunk: Uint8Array): void {
+    this.#chunks.push(chunk);
+    this.#buffered += chunk.byteLength;
+    // Backpressure: stop reading from the kernel until the consumer catches up.
+    if (this.#buffered >= this.#highWaterMarkBytes) this.#socket.pause();
+    this.#settleRead();
+  }
+
+  #take(): Uint8Array {
+    const chunk = this.#chunks.length === 1 ? this.#chunks[0]! : concatAll(this.#chunks);
+    this.#chunks = [];
+    this.#buffered = 0;
+    if (this.#socket.isPaused()) this.#socket.resume();
+    return chunk;
+  }
+
+  #settleRead(): void {
+    const pending = this.#pendingRead;
+    if (pending === undefined) return;
+    if (this.#chunks.length > 0) {
+      this.#finishRead(pending);
+      pending.resolve(this.#take());
+    } else if (this.#ended) {
+      this.#finishRead(pending);
+      pending.resolve(null);
+    } else if (this.#closed) {
+      this.#finishRead(pending);
+      pending.reject(this.#error!);
+    }
+  }
+
+  #finishRead(pending: PendingRead): void {
+    clearTimeout(pending.timer);
+    this.#pendingRead = undefined;
+  }
+
+  #armReadTimer(pending: PendingRead): ReturnType<typeof setTimeout> | undefined {
+    const deadline = this.#readDeadline ??
+      (this.#readTimeoutMs > 0 ? Date.now() + this.#readTimeoutMs : undefined);
+    if (deadline === undefined) return undefined;
+    return setTimeout(() => {
+      if (this.#pendingRead !== pending) return;
+      this.#pendingRead = undefined;
+      pending.reject(new TransportError("Read deadline exceeded"));
+    }, Math.max(0, deadline - Date.now()));
+  }
+}
+
+function toEpochMs(deadline: Deadline): number | undefined {
+  if (deadline === null) return undefined;
+  if (deadline instanceof Date) {
+    const ms = deadline.getTime();
+    if (Number.isNaN(ms)) throw new RangeError("Deadline is an invalid Date");
+    return ms;
+  }
+  if (typeof deadline !== "number" || !Number.isFinite(deadline)) {
+    throw new RangeError(`Deadline must be a Date, a finite number of ms or null`);
+  }
+  return Date.now() + deadline;
+}
+
+function concatAll(chunks: Uint8Array[]): Uint8Array {
+  let total = 0;
+  for (const chunk of chunks) total += chunk.byteLength;
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, at);
+    at += chunk.byteLength;
+  }
+  return out;
+}
