@@ -65,7 +65,6 @@ export type KvStorageOptions =
 const SNAPSHOT_CHUNK_BYTES = MAX_VALUE_BYTES;
 /** Entries per list round trip (`@deno/kv` caps it at 500, Deno at 1000). */
 const LIST_BATCH = 500;
-const NO_RESERVE = { mutations: 0, bytes: 0, keyBytes: 0 };
 
 /**
  * A {@link Storage} on Deno KV: `Deno.openKv` in Deno, the npm package `@deno/kv` in Node
@@ -211,7 +210,7 @@ export class KvStorage implements Storage {
     if (hardState !== undefined) checkHardState(hardState);
     if (entries.length === 0) {
       if (hardState === undefined) return;
-      const only = new AtomicBatch(NO_RESERVE);
+      const only = this.#checkedBatch();
       only.add(this.#hardKey, encodeHardState(hardState));
       await this.#commit(only, undefined);
       return;
@@ -219,20 +218,10 @@ export class KvStorage implements Storage {
     this.#checkEntries(entries);
     const start = entries[0]!.index;
     const oldLastIndex = this.#meta.lastIndex;
-    const metaReserve = {
-      mutations: 1,
-      bytes: keyBytes(this.#metaKey) + LOG_META_BYTES,
-      keyBytes: keyBytes(this.#metaKey),
-    };
-    const hardValue = hardState && encodeHardState(hardState);
-    const firstReserve = hardValue === undefined ? metaReserve : {
-      mutations: 2,
-      bytes: metaReserve.bytes + keyBytes(this.#hardKey) + hardValue.length,
-      keyBytes: metaReserve.keyBytes + keyBytes(this.#hardKey),
-    };
+    const newBatch = () => this.#checkedBatch().reserveMutation(this.#metaKey, LOG_META_BYTES);
     const groups: { batch: AtomicBatch; lastIndex: number }[] = [];
-    let current = new AtomicBatch(firstReserve);
-    if (hardValue !== undefined) current.add(this.#hardKey, hardValue);
+    let current = newBatch();
+    if (hardState !== undefined) current.add(this.#hardKey, encodeHardState(hardState));
     let completed = start - 1;
     for (const entry of entries) {
       const { head, chunks } = encodeEntry(entry);
@@ -241,7 +230,7 @@ export class KvStorage implements Storage {
       for (const [key, value] of parts) {
         if (!current.fits(key, value.length)) {
           groups.push({ batch: current, lastIndex: completed });
-          current = new AtomicBatch(metaReserve);
+          current = newBatch();
         }
         current.add(key, value);
       }
@@ -341,17 +330,13 @@ export class KvStorage implements Storage {
     let chunkCount = 0;
     let size = 0;
     let checksum = 0;
-    const metaReserve = {
-      mutations: 1,
-      bytes: keyBytes(this.#snapMetaKey) + MAX_VALUE_BYTES,
-      keyBytes: keyBytes(this.#snapMetaKey),
-    };
-    let batch = new AtomicBatch(metaReserve);
+    const newBatch = () => this.#checkedBatch().reserveMutation(this.#snapMetaKey, MAX_VALUE_BYTES);
+    let batch = newBatch();
     const addChunk = async (bytes: Uint8Array) => {
       const key = [...this.#snapPrefix, id, chunkCount];
       if (!batch.fits(key, bytes.length)) {
         await this.#commit(batch, undefined);
-        batch = new AtomicBatch(metaReserve);
+        batch = newBatch();
       }
       batch.add(key, bytes);
       chunkCount++;
@@ -487,7 +472,7 @@ export class KvStorage implements Storage {
       throw new RangeError(`Cannot compact through index ${throughIndex}`);
     }
     if (throughIndex < this.#meta.firstIndex) return;
-    await this.#commit(new AtomicBatch(NO_RESERVE), {
+    await this.#commit(this.#checkedBatch(), {
       firstIndex: throughIndex + 1,
       lastIndex: Math.max(this.#meta.lastIndex, throughIndex),
     });
@@ -539,6 +524,11 @@ export class KvStorage implements Storage {
     });
   }
 
+  /** A batch with room for the check that {@link KvStorage.#commit} adds. */
+  #checkedBatch(): AtomicBatch {
+    return new AtomicBatch().reserveCheck(this.#metaKey);
+  }
+
   /**
    * Commits one atomic operation, setting the log bounds to `meta` when given. Every commit
    * checks that the meta key is still the one we last wrote: a second writer on the same
@@ -569,11 +559,11 @@ export class KvStorage implements Storage {
   async #deleteRange(selector: KvListSelectorLike): Promise<void> {
     // Not #requireOpen(): a background deletion may still run while close() waits for it.
     const kv = this.#kv!;
-    let batch = new AtomicBatch(NO_RESERVE);
+    let batch = new AtomicBatch();
     for await (const { key } of kv.list(selector, { batchSize: LIST_BATCH })) {
       if (!batch.fits(key, 0)) {
         await commitDeletes(kv, batch);
-        batch = new AtomicBatch(NO_RESERVE);
+        batch = new AtomicBatch();
       }
       batch.add(key);
     }
