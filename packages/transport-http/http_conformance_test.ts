@@ -6,7 +6,7 @@ import { Hono } from "hono";
 import { transporterConformance } from "@tsraft/core/testing";
 import { HttpTransporter } from "./http_transporter.ts";
 import { makeHttpClient } from "./http_client.ts";
-import { type LoopbackServer, serveOnLoopback } from "./_serve.ts";
+import { type LoopbackServer, serveOnLoopback, serverKinds } from "./_serve.ts";
 
 async function closedPort(): Promise<number> {
   const server = http.createServer();
@@ -16,8 +16,16 @@ async function closedPort(): Promise<number> {
   return port;
 }
 
-for (const implementation of ["fetch", "node"] as const) {
-  transporterConformance(`HttpTransporter (${implementation} client)`, () => {
+const VARIANTS: { implementation: "fetch" | "node"; server: "auto" | "node" }[] = [
+  { implementation: "fetch", server: "auto" },
+  { implementation: "node", server: "auto" },
+  // @hono/node-server, whatever runtime runs the test (but see serverKinds()).
+  ...serverKinds().includes("node") ? [{ implementation: "fetch", server: "node" } as const] : [],
+];
+
+for (const { implementation, server: serverKind } of VARIANTS) {
+  const label = `HttpTransporter (${implementation} client, ${serverKind} server)`;
+  transporterConformance(label, () => {
     const client = makeHttpClient(5000, { implementation });
     const transporter = new HttpTransporter({ client, clusterId: "conformance" });
     const servers: LoopbackServer[] = [];
@@ -27,7 +35,7 @@ for (const implementation of ["fetch", "node"] as const) {
         const app = new Hono();
         // Each server checks the cluster id too, so the header path is exercised.
         new HttpTransporter({ client, clusterId: "conformance" }).install(handler, app);
-        const server = await serveOnLoopback(app.fetch);
+        const server = await serveOnLoopback(app.fetch, { server: serverKind });
         servers.push(server);
         return { name: handler.name, connectionString: `127.0.0.1:${server.port}` };
       },
