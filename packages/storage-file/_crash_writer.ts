@@ -5,7 +5,7 @@
 //   T <from>               about to replace entries from <from> on (they may now vanish)
 //   A <from> <to> <term>   entries from..to, all of <term>, durable
 // Commands are "<index>:<term>" plus padding, so the parent can check any entry it reads.
-import { type LogEntry } from "@tsraft/core";
+import type { LogEntry } from "@tsraft/core";
 import { SeededRandom } from "@tsraft/core/testing";
 import { FileStorage } from "./file_storage.ts";
 
