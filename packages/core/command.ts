@@ -34,9 +34,16 @@ export type CommandType<C extends Command = Command> =
 const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: true });
 
-/** A set of command types, keyed by name. Servers use {@link defaultRegistry} unless given one. */
+/** A set of command types, keyed by name. Servers use `defaultRegistry` unless given one. */
 export class CommandRegistry {
   #types = new Map<string, CommandType>();
+
+  /** Creates a registry holding the built-in membership and no-op commands. */
+  constructor() {
+    for (const type of [JoinCommand, LeaveCommand, NopCommand]) {
+      this.#types.set(type.commandName, type);
+    }
+  }
 
   /**
    * Registers a command type. Registering the same name again replaces it.
@@ -88,34 +95,6 @@ export class CommandRegistry {
       throw new InvalidMessageError(`Cannot decode command "${commandName}": ${String(error)}`);
     }
   }
-}
-
-/** The registry used by {@link registerCommand} and by servers not given their own. */
-export const defaultRegistry: CommandRegistry = new CommandRegistry();
-
-/**
- * Registers a command type in the default registry so servers can decode it from the log.
- * @param type the command's name and decoder
- * @example
- * ```ts
- * import { type Context, registerCommand } from "@tsraft/core";
- * class SetCommand {
- *   static readonly commandName = "kv:set";
- *   readonly commandName = SetCommand.commandName;
- *   constructor(readonly key: string, readonly value: string) {}
- *   static fromJSON(json: unknown): SetCommand {
- *     const { key, value } = json as { key: string; value: string };
- *     return new SetCommand(key, value);
- *   }
- *   apply(_context: Context): string {
- *     return this.value;
- *   }
- * }
- * registerCommand(SetCommand);
- * ```
- */
-export function registerCommand(type: CommandType): void {
-  defaultRegistry.register(type);
 }
 
 function parsePeer(value: unknown, commandName: string): PeerInfo {
@@ -197,4 +176,30 @@ export class NopCommand implements Command<null> {
   }
 }
 
-for (const type of [JoinCommand, LeaveCommand, NopCommand]) defaultRegistry.register(type);
+/** The registry used by {@link registerCommand} and by servers not given their own. */
+export const defaultRegistry: CommandRegistry = new CommandRegistry();
+
+/**
+ * Registers a command type in the default registry so servers can decode it from the log.
+ * @param type the command's name and decoder
+ * @example
+ * ```ts
+ * import { type Context, registerCommand } from "@tsraft/core";
+ * class SetCommand {
+ *   static readonly commandName = "kv:set";
+ *   readonly commandName = SetCommand.commandName;
+ *   constructor(readonly key: string, readonly value: string) {}
+ *   static fromJSON(json: unknown): SetCommand {
+ *     const { key, value } = json as { key: string; value: string };
+ *     return new SetCommand(key, value);
+ *   }
+ *   apply(_context: Context): string {
+ *     return this.value;
+ *   }
+ * }
+ * registerCommand(SetCommand);
+ * ```
+ */
+export function registerCommand(type: CommandType): void {
+  defaultRegistry.register(type);
+}

@@ -32,6 +32,8 @@ import type {
 export const JOIN_COMMAND_NAME = "raft:join";
 /** Name of the command that removes a member. */
 export const LEAVE_COMMAND_NAME = "raft:leave";
+/** Name of the entry holding a whole membership (written when a cluster bootstraps). */
+export const CONFIG_COMMAND_NAME = "raft:config";
 /** Name of the no-op a new leader appends. */
 export const NOP_COMMAND_NAME = "raft:nop";
 
@@ -391,6 +393,17 @@ export class Consensus {
       : this.#withSelf(this.#bootstrapPeers);
     this.#configs = [{ index: this.#snapshotIndex, members: dedupe(base) }];
     for (const entry of this.#log) this.#noteConfigEntry(entry);
+    const pristine = state.snapshot === undefined && this.#log.length === 0 && this.#term === 0;
+    if (pristine && !this.#joinExisting) {
+      // Bootstrap (as etcd does): every founding server writes the same first entry holding
+      // the founding membership, committed by construction. Servers that join later learn
+      // the whole membership from the log instead of from their own options.
+      const command = textEncoder.encode(JSON.stringify({ peers: this.members }));
+      this.#setTerm(1);
+      this.#appendLocal([{ index: 1, term: 1, commandName: CONFIG_COMMAND_NAME, command }]);
+      this.#commitIndex = 1;
+      this.#events = [];
+    }
     this.#resetElectionTimer();
   }
 
@@ -545,7 +558,8 @@ export class Consensus {
     const progress = this.#progress.get(from);
     if (this.#role !== "leader" || req.term !== this.#term || progress === undefined) return;
     progress.lastResponseAtMs = this.#nowMs;
-    if (req.entries.length > 0 && progress.inflight > 0) progress.inflight--;
+    if (progress.mode === "probe") progress.inflight = 0;
+    else if (req.entries.length > 0 && progress.inflight > 0) progress.inflight--;
     if (resp.heartbeatSeq > progress.ackedHeartbeatSeq) {
       progress.ackedHeartbeatSeq = resp.heartbeatSeq;
       this.#confirmReads();
@@ -556,7 +570,11 @@ export class Consensus {
         this.#maybeCommit();
       }
       if (progress.nextIndex <= progress.matchIndex) progress.nextIndex = progress.matchIndex + 1;
-      if (progress.mode === "probe") progress.mode = "replicate";
+      // Only a success at the probed position proves everything before nextIndex matches;
+      // a heartbeat's success (checked at matchIndex) does not.
+      if (progress.mode === "probe" && progress.matchIndex >= progress.nextIndex - 1) {
+        progress.mode = "replicate";
+      }
       if (this.#transfer?.target === from && progress.matchIndex === this.lastIndex) {
         this.#sendTimeoutNow(progress);
       }
@@ -586,6 +604,10 @@ export class Consensus {
   handleAppendEntriesFailure(to: string, req: AppendEntriesRequest): void {
     const progress = this.#progress.get(to);
     if (this.#role !== "leader" || req.term !== this.#term || progress === undefined) return;
+    if (progress.mode === "probe") {
+      progress.inflight = 0;
+      return;
+    }
     if (req.entries.length === 0) return;
     // The pipeline has a hole: fall back to probing from the last known match.
     progress.mode = "probe";
@@ -999,6 +1021,14 @@ export class Consensus {
   }
 
   #noteConfigEntry(entry: LogEntry): void {
+    if (entry.commandName === CONFIG_COMMAND_NAME) {
+      const members = parseConfigCommand(entry.command);
+      if (members === undefined) return;
+      const before = this.members;
+      this.#configs.push({ index: entry.index, members });
+      this.#emitMembershipDiff(before, members);
+      return;
+    }
     if (entry.commandName !== JOIN_COMMAND_NAME && entry.commandName !== LEAVE_COMMAND_NAME) return;
     const peer = parsePeerCommand(entry.command);
     if (peer === undefined) return;
@@ -1090,17 +1120,23 @@ export class Consensus {
       this.#snapshotsNeeded.push(progress.peer);
       return;
     }
-    const limit = progress.mode === "probe" ? 1 : this.#options.maxInflightMessages;
     const hasNew = progress.nextIndex <= this.lastIndex;
-    if (hasNew && progress.inflight < limit) {
+    if (progress.mode === "probe") {
+      // One probe at a time at nextIndex - 1 until a success shows where the logs match;
+      // heartbeats probe too, so a follower with nothing new to receive is still found.
+      if (progress.inflight > 0 && !heartbeat) return;
+      const entries = hasNew && progress.inflight === 0 ? this.#batchFrom(progress.nextIndex) : [];
+      this.#pushAppend(progress, prevIndex, entries, heartbeat);
+      progress.inflight = 1;
+      return;
+    }
+    if (hasNew && progress.inflight < this.#options.maxInflightMessages) {
       const entries = this.#batchFrom(progress.nextIndex);
       this.#pushAppend(progress, prevIndex, entries, heartbeat);
       progress.inflight++;
-      if (progress.mode === "replicate") progress.nextIndex += entries.length;
-      // Keep streaming while the window allows: entries of one turn go in as few messages as possible.
-      if (progress.mode === "replicate" && progress.nextIndex <= this.lastIndex) {
-        this.#sendAppend(progress, false);
-      }
+      progress.nextIndex += entries.length;
+      // Keep streaming while the window allows: a turn's entries go in as few messages as possible.
+      if (progress.nextIndex <= this.lastIndex) this.#sendAppend(progress, false);
       return;
     }
     if (heartbeat) {
@@ -1209,6 +1245,24 @@ function dedupe(peers: PeerInfo[]): PeerInfo[] {
     byName.set(peer.name, { name: peer.name, connectionString: peer.connectionString });
   }
   return [...byName.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+function parseConfigCommand(bytes: Uint8Array): PeerInfo[] | undefined {
+  try {
+    const value = JSON.parse(textDecoder.decode(bytes)) as { peers?: unknown };
+    if (!Array.isArray(value.peers)) return undefined;
+    const peers: PeerInfo[] = [];
+    for (const item of value.peers as { name?: unknown; connectionString?: unknown }[]) {
+      if (typeof item?.name !== "string" || item.name === "") return undefined;
+      peers.push({
+        name: item.name,
+        connectionString: typeof item.connectionString === "string" ? item.connectionString : "",
+      });
+    }
+    return dedupe(peers);
+  } catch {
+    return undefined;
+  }
 }
 
 function parsePeerCommand(bytes: Uint8Array): PeerInfo | undefined {

@@ -26,6 +26,7 @@ function follower(entries: LogEntry[] = [], term = 0): Consensus {
     checkQuorum: false,
   });
   core.restore({ hardState: { term, votedFor: "" }, snapshot: undefined, entries }, 0);
+  core.takeReady(); // a pristine server bootstraps: entry 1 holds the membership, term 1
   return core;
 }
 
@@ -101,10 +102,10 @@ describe("Consensus: Raft paper §5.2 (leader election)", () => {
     assert.equal(core.role, "follower");
     core.tick(300);
     assert.equal(core.role, "candidate");
-    assert.equal(core.term, 1);
+    assert.equal(core.term, 2);
     assert.equal(core.votedFor, "f");
     const ready = core.takeReady();
-    assert.deepEqual(ready.hardState, { term: 1, votedFor: "f" });
+    assert.deepEqual(ready.hardState, { term: 2, votedFor: "f" });
     const targets = ready.messages.filter((m) => m.kind === "requestVote").map((m) => m.to.name)
       .sort();
     assert.deepEqual(targets, ["l", "x"]);
@@ -137,9 +138,9 @@ describe("Consensus: Raft paper §5.2 (leader election)", () => {
     const core = follower();
     const ask = (name: string) =>
       core.handleRequestVote({
-        term: 1,
-        lastLogIndex: 0,
-        lastLogTerm: 0,
+        term: 2,
+        lastLogIndex: 1,
+        lastLogTerm: 1,
         candidateName: name,
         preVote: false,
         transfer: false,
@@ -151,7 +152,7 @@ describe("Consensus: Raft paper §5.2 (leader election)", () => {
       true,
       "a repeated request from the same candidate is granted again",
     );
-    assert.deepEqual(core.takeReady().hardState, { term: 1, votedFor: "l" });
+    assert.deepEqual(core.takeReady().hardState, { term: 2, votedFor: "l" });
   });
 
   test("Consensus randomizes election timeouts within [T, 2T)", () => {

@@ -25,6 +25,7 @@ export { crc32c } from "./crc32c.ts";
 export * from "./wire.ts";
 export * from "./events.ts";
 export {
+  CONFIG_COMMAND_NAME,
   Consensus,
   type ConsensusOptions,
   type CoreEvent,

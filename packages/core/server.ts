@@ -8,6 +8,7 @@ import {
   LeaveCommand,
 } from "./command.ts";
 import {
+  CONFIG_COMMAND_NAME,
   Consensus,
   JOIN_COMMAND_NAME,
   LEAVE_COMMAND_NAME,
@@ -380,7 +381,15 @@ export class Server implements RaftHandler {
       this.#clock.now(),
     );
     this.#appliedIndex = snapshotMeta?.lastIndex ?? 0;
-    this.#core.takeReady(); // restoring produces nothing to persist or send
+    const bootstrap = this.#core.takeReady();
+    if (bootstrap.hardState !== undefined || bootstrap.entries.length > 0) {
+      await this.#storage.save({
+        ...(bootstrap.hardState ? { hardState: bootstrap.hardState } : {}),
+        entries: bootstrap.entries,
+      });
+      const last = bootstrap.entries[bootstrap.entries.length - 1];
+      if (last !== undefined) this.#core.persisted(last.index, last.term);
+    }
     this.#phase = "initialized";
   }
 
@@ -956,7 +965,10 @@ export class Server implements RaftHandler {
     let result: unknown;
     let failure: unknown;
     let failed = false;
-    if (entry.commandName !== JOIN_COMMAND_NAME && entry.commandName !== LEAVE_COMMAND_NAME) {
+    const membership = entry.commandName === JOIN_COMMAND_NAME ||
+      entry.commandName === LEAVE_COMMAND_NAME ||
+      entry.commandName === CONFIG_COMMAND_NAME;
+    if (!membership) {
       try {
         const command = this.#registry.decode(entry.commandName, entry.command);
         const context: Context<Server> = {
@@ -978,7 +990,12 @@ export class Server implements RaftHandler {
         );
       }
     } else {
-      result = entry.commandName === JOIN_COMMAND_NAME ? "joined" : "left";
+      // The core already applied the membership change when the entry was appended.
+      result = entry.commandName === JOIN_COMMAND_NAME
+        ? "joined"
+        : entry.commandName === LEAVE_COMMAND_NAME
+        ? "left"
+        : "configured";
     }
     const previous = this.#appliedIndex;
     this.#appliedIndex = entry.index;

@@ -43,3 +43,9 @@ export {
 export { SeededRandom } from "./seeded_random.ts";
 export { storageConformance, type StorageHarness } from "./storage_conformance.ts";
 export { transporterConformance, type TransporterHarness } from "./transporter_conformance.ts";
+export {
+  KvSetCommand,
+  KvStateMachine,
+  TestCluster,
+  type TestClusterOptions,
+} from "./test_cluster.ts";
