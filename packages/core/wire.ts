@@ -235,15 +235,36 @@ function failWire(message: string): never {
   throw new WireError(message);
 }
 
+/** State of one normalization; `views` collects decoded byte fields to copy at the end. */
+interface Context {
+  fail: Fail;
+  views: { owner: Record<string, unknown>; name: string; view: Uint8Array }[] | undefined;
+}
+
+// Paths in messages are built only when a check fails: building them for every field
+// used to cost more than the protobuf decoding itself.
+function at(path: string, index: number, name: string): string {
+  return index < 0 ? `${path}.${name}` : `${path}[${index}].${name}`;
+}
+
 interface LongLike {
   low: number;
   high: number;
 }
 
-function toSafeInteger(value: unknown, path: string, fail: Fail): number {
+function toSafeInteger(
+  value: unknown,
+  context: Context,
+  path: string,
+  index: number,
+  name: string,
+): number {
   if (typeof value === "number") {
     if (!Number.isSafeInteger(value) || value < 0) {
-      fail(`${path} must be a non-negative safe integer, got ${value}`, true);
+      context.fail(
+        `${at(path, index, name)} must be a non-negative safe integer, got ${value}`,
+        true,
+      );
     }
     return value;
   }
@@ -252,69 +273,73 @@ function toSafeInteger(value: unknown, path: string, fail: Fail): number {
     if (typeof low === "number" && typeof high === "number") {
       const hi = high >>> 0;
       // 2^53 - 1 has 21 high bits set above the low 32 bits.
-      if (hi > 0x1f_ffff) fail(`${path} exceeds Number.MAX_SAFE_INTEGER`, true);
+      if (hi > 0x1f_ffff) {
+        context.fail(`${at(path, index, name)} exceeds Number.MAX_SAFE_INTEGER`, true);
+      }
       return hi * 0x1_0000_0000 + (low >>> 0);
     }
   }
-  return fail(`${path} must be an integer, got ${typeof value}`, false);
+  return context.fail(`${at(path, index, name)} must be an integer, got ${typeof value}`, false);
 }
 
 function normalizeFields(
   input: unknown,
   fields: readonly FieldSpec[],
+  context: Context,
   path: string,
-  fail: Fail,
-  copyBytes: boolean,
+  index: number,
 ): Record<string, unknown> {
-  if (typeof input !== "object" || input === null) fail(`${path} must be an object`, false);
+  const fail = context.fail;
+  if (typeof input !== "object" || input === null) {
+    fail(`${index < 0 ? path : `${path}[${index}]`} must be an object`, false);
+  }
   const source = input as Record<string, unknown>;
   const out: Record<string, unknown> = {};
-  for (const [name, kind] of fields) {
+  for (let f = 0; f < fields.length; f++) {
+    const [name, kind] = fields[f]!;
     const value = source[name];
-    const at = `${path}.${name}`;
     switch (kind) {
       case "u64":
-        out[name] = toSafeInteger(value, at, fail);
+        out[name] = toSafeInteger(value, context, path, index, name);
         break;
       case "u32": {
-        const n = toSafeInteger(value, at, fail);
-        if (n > 0xffff_ffff) fail(`${at} must fit in 32 bits, got ${n}`, true);
+        const n = toSafeInteger(value, context, path, index, name);
+        if (n > 0xffff_ffff) fail(`${at(path, index, name)} must fit in 32 bits, got ${n}`, true);
         out[name] = n;
         break;
       }
       case "bool":
-        if (typeof value !== "boolean") fail(`${at} must be a boolean`, false);
+        if (typeof value !== "boolean") fail(`${at(path, index, name)} must be a boolean`, false);
         out[name] = value;
         break;
       case "string":
-        if (typeof value !== "string") fail(`${at} must be a string`, false);
+        if (typeof value !== "string") fail(`${at(path, index, name)} must be a string`, false);
         if (value.length > MAX_STRING_LENGTH) {
-          fail(`${at} is longer than ${MAX_STRING_LENGTH} characters`, true);
+          fail(`${at(path, index, name)} is longer than ${MAX_STRING_LENGTH} characters`, true);
         }
         out[name] = value;
         break;
       case "bytes":
-        if (!(value instanceof Uint8Array)) fail(`${at} must be a Uint8Array`, false);
-        // A decoded field is a view into the (possibly pooled) input buffer: copy it into
-        // a plain Uint8Array the receiver may keep.
-        out[name] = copyBytes ? Uint8Array.prototype.slice.call(value) : value;
+        if (!(value instanceof Uint8Array)) {
+          fail(`${at(path, index, name)} must be a Uint8Array`, false);
+        }
+        out[name] = value;
+        context.views?.push({ owner: out, name, view: value });
         break;
-      case "entries":
-        out[name] = normalizeList(value, at, fail, (item, itemPath) => {
-          const entry = normalizeFields(item, LOG_ENTRY, itemPath, fail, copyBytes);
+      case "entries": {
+        const list = normalizeList(value, LOG_ENTRY, context, at(path, index, name));
+        for (let i = 0; i < list.length; i++) {
           // Raft §5.3: the log starts at index 1; index 0 only names the empty prefix.
-          if (entry.index === 0) fail(`${itemPath}.index must be at least 1`, true);
-          return entry;
-        });
+          if (list[i]!.index === 0) {
+            fail(`${at(path, index, name)}[${i}].index must be at least 1`, true);
+          }
+        }
+        out[name] = list;
         break;
+      }
       case "peers":
         // Peer names are not checked here: membership rules belong to the receiver.
-        out[name] = normalizeList(
-          value,
-          at,
-          fail,
-          (item, itemPath) => normalizeFields(item, PEER_INFO, itemPath, fail, copyBytes),
-        );
+        out[name] = normalizeList(value, PEER_INFO, context, at(path, index, name));
         break;
     }
   }
@@ -323,15 +348,32 @@ function normalizeFields(
 
 function normalizeList(
   value: unknown,
+  fields: readonly FieldSpec[],
+  context: Context,
   path: string,
-  fail: Fail,
-  item: (value: unknown, path: string) => Record<string, unknown>,
 ): Record<string, unknown>[] {
-  if (!Array.isArray(value)) fail(`${path} must be an array`, false);
+  if (!Array.isArray(value)) context.fail(`${path} must be an array`, false);
   const list = value as unknown[];
   const out = new Array<Record<string, unknown>>(list.length);
-  for (let i = 0; i < list.length; i++) out[i] = item(list[i], `${path}[${i}]`);
+  for (let i = 0; i < list.length; i++) out[i] = normalizeFields(list[i], fields, context, path, i);
   return out;
+}
+
+/**
+ * Replaces every decoded byte field (a view into the input) by a plain Uint8Array copy.
+ * All copies share one allocation: a message's byte fields live and die together, and one
+ * allocation instead of one per entry halves the cost of decoding a batch of entries.
+ */
+function copyViews(views: NonNullable<Context["views"]>): void {
+  let total = 0;
+  for (const { view } of views) total += view.byteLength;
+  const arena = new Uint8Array(total);
+  let offset = 0;
+  for (const { owner, name, view } of views) {
+    arena.set(view, offset);
+    owner[name] = arena.subarray(offset, offset + view.byteLength);
+    offset += view.byteLength;
+  }
 }
 
 function typeOf(kind: MessageKind): protobuf.Type {
@@ -360,7 +402,13 @@ function typeOf(kind: MessageKind): protobuf.Type {
 export function encodeMessage<K extends MessageKind>(kind: K, message: MessageMap[K]): Uint8Array {
   const type = typeOf(kind);
   // Validate first so protobufjs never coerces a bad value into something plausible.
-  const checked = normalizeFields(message, MESSAGES[kind], kind, failMisuse, false);
+  const checked = normalizeFields(
+    message,
+    MESSAGES[kind],
+    { fail: failMisuse, views: undefined },
+    kind,
+    -1,
+  );
   const out = type.encode(checked).finish();
   // On Node-compatible runtimes protobufjs hands back a Buffer; expose a plain view.
   return out.constructor === Uint8Array
@@ -384,7 +432,7 @@ export interface DecodeOptions {
  * @param bytes the encoded message (not modified, not retained)
  * @param options bounds of the input
  * @returns a fresh object with exactly the fields of `MessageMap[kind]`; byte fields are
- * copies
+ * copies (plain `Uint8Array` views into one buffer per message, never into `bytes`)
  * @throws {WireError} when the bytes are larger than `maxBytes`, are not valid protobuf,
  * miss a field, hold a field of the wrong type, a 64-bit value above
  * `Number.MAX_SAFE_INTEGER`, an over-long string or an entry with index 0
@@ -418,15 +466,23 @@ export function decodeMessage<K extends MessageKind>(
     throw new WireError(`${kind} of ${bytes.byteLength} bytes exceeds the limit of ${maxBytes}`);
   }
   let decoded: unknown;
+  // A Buffer would make protobufjs use its Buffer reader, which is slow where Buffer is a
+  // polyfill (Deno); a plain view of the same memory avoids that.
+  const input = bytes.constructor === Uint8Array
+    ? bytes
+    : new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   try {
-    checkWireTypes(protobuf.Reader.create(bytes), bytes.byteLength, MESSAGES[kind]);
-    decoded = type.decode(bytes);
+    checkWireTypes(protobuf.Reader.create(input), input.byteLength, MESSAGES[kind]);
+    decoded = type.decode(input);
   } catch (error) {
     // protobufjs throws RangeError/Error/ProtocolError (and a stack overflow on absurdly
     // nested groups is a RangeError too): all mean the bytes are not a valid message.
     throw new WireError(`Cannot decode ${kind}: ${describe(error)}`, { cause: error });
   }
-  return normalizeFields(decoded, MESSAGES[kind], kind, failWire, true) as unknown as MessageMap[K];
+  const context: Context = { fail: failWire, views: [] };
+  const message = normalizeFields(decoded, MESSAGES[kind], context, kind, -1);
+  copyViews(context.views!);
+  return message as unknown as MessageMap[K];
 }
 
 // protobufjs reads a known field by its schema type whatever wire type the tag carries, so
