@@ -158,12 +158,13 @@ export function finishEntry(head: EntryHead, chunks: readonly Uint8Array[]): Log
   if (command.length !== head.commandLength || crc32c(command, head.partialCrc) !== head.crc) {
     throw new StorageCorruptionError(`Log entry ${head.index} failed its checksum`);
   }
-  // Copy so callers never hold a view into a buffer the KV binding may reuse.
   return {
     index: head.index,
     term: head.term,
     commandName: head.commandName,
-    command: chunks.length === 0 ? command.slice() : command,
+    // A plain copy: the head's bytes may be a Node Buffer (from @deno/kv), whose slice() is
+    // a view, and the caller should not keep the whole head value alive.
+    command: chunks.length === 0 ? new Uint8Array(command) : command,
   };
 }
 

@@ -446,7 +446,8 @@ export class KvStorage implements Storage {
           size += value.length;
           checksum = crc32c(value, checksum);
           if (next === record.chunkCount) verify();
-          controller.enqueue(value);
+          // A plain Uint8Array view even when @deno/kv hands out a Node Buffer.
+          controller.enqueue(new Uint8Array(value.buffer, value.byteOffset, value.byteLength));
           if (next === record.chunkCount) {
             release();
             controller.close();

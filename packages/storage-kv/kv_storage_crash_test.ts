@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { spawn, spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
+import process from "node:process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -14,8 +15,12 @@ const ITERATIONS = 6;
 const WRITER = fileURLToPath(new URL("./_crash_writer.ts", import.meta.url));
 const PACKAGE_DIR = fileURLToPath(new URL(".", import.meta.url));
 const denoGlobal = (globalThis as { Deno?: { execPath(): string } }).Deno;
-const DENO = denoGlobal ? denoGlobal.execPath() : "deno";
-const HAS_DENO = denoGlobal !== undefined || spawnSync("deno", ["--version"]).status === 0;
+/** The writer runs on the runtime running this test: Deno KV in Deno, @deno/kv in Bun. */
+const WRITER_COMMAND = denoGlobal
+  ? [denoGlobal.execPath(), "run", "-A", "--unstable-kv", WRITER]
+  : "Bun" in globalThis
+  ? [process.execPath, WRITER]
+  : undefined;
 
 interface Save {
   from: number;
@@ -32,7 +37,8 @@ function runAndKill(
   seed: number,
   extraMs: number,
 ): Promise<{ acked: Save[]; pending: Save | undefined }> {
-  const child = spawn(DENO, ["run", "-A", "--unstable-kv", WRITER, path, String(seed)], {
+  const [command, ...args] = WRITER_COMMAND!;
+  const child = spawn(command!, [...args, path, String(seed)], {
     cwd: PACKAGE_DIR,
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -75,7 +81,10 @@ function runAndKill(
 
 test(
   "KvStorage keeps every acknowledged entry and a valid log across kill -9",
-  { skip: HAS_DENO ? false : "needs the deno executable to run the writer process" },
+  {
+    skip: WRITER_COMMAND ? false : "runs the TypeScript writer process only on Deno and Bun",
+    timeout: 180_000,
+  },
   async () => {
     const dir = await mkdtemp(join(tmpdir(), "tsraft-kv-crash-"));
     const path = join(dir, "raft.sqlite");
