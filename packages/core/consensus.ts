@@ -208,6 +208,7 @@ export class Consensus {
   #transfer: { target: string; deadlineMs: number } | undefined;
 
   #messages: OutboundMessage[] = [];
+  #replicationPending = false;
   #events: CoreEvent[] = [];
   #snapshotsNeeded: PeerInfo[] = [];
   #readsReady: { id: number; index: number }[] = [];
@@ -458,7 +459,8 @@ export class Consensus {
     }
     const entry: LogEntry = { index: this.lastIndex + 1, term: this.#term, commandName, command };
     this.#appendLocal([entry]);
-    this.#replicateToAll();
+    // Replication is deferred to takeReady(): proposals of one turn travel in one message.
+    this.#replicationPending = true;
     return { index: entry.index, term: entry.term };
   }
 
@@ -845,6 +847,10 @@ export class Consensus {
    * @returns the outputs; see {@link Ready} for the ordering rules
    */
   takeReady(): Ready {
+    if (this.#replicationPending) {
+      this.#replicationPending = false;
+      this.#replicateToAll();
+    }
     const entries = this.#unstableFrom <= this.lastIndex
       ? this.entriesBetween(
         Math.max(this.#unstableFrom, this.#snapshotIndex + 1),
@@ -871,7 +877,8 @@ export class Consensus {
 
   /** Whether {@link takeReady} would return anything. */
   get hasReady(): boolean {
-    return this.#hardStateDirty || this.#unstableFrom <= this.lastIndex ||
+    return this.#hardStateDirty || this.#replicationPending ||
+      this.#unstableFrom <= this.lastIndex ||
       this.#messages.length > 0 ||
       this.#snapshotsNeeded.length > 0 || this.#readsReady.length > 0 || this.#events.length > 0;
   }

@@ -190,6 +190,7 @@ export class Server implements RaftHandler {
   #heartbeatIntervalMs: number;
 
   #timer: TimerHandle | undefined;
+  #driveScheduled = false;
   #timerDueMs = Infinity;
 
   #pendingWrite: PendingWrite | undefined;
@@ -458,7 +459,7 @@ export class Server implements RaftHandler {
         reject(new CommandTimeoutError());
       }, { once: true });
     });
-    this.#drive();
+    this.#scheduleDrive();
     return result;
   }
 
@@ -762,6 +763,19 @@ export class Server implements RaftHandler {
 
   #assertRunning(): void {
     if (this.#phase !== "running") throw new StopError("Server is not running");
+  }
+
+  /**
+   * Drives once after the current synchronous work: proposals made together (many clients
+   * calling do() in one tick) share one storage write and one message per follower.
+   */
+  #scheduleDrive(): void {
+    if (this.#driveScheduled) return;
+    this.#driveScheduled = true;
+    queueMicrotask(() => {
+      this.#driveScheduled = false;
+      this.#drive();
+    });
   }
 
   /** Drains the core's outputs: persist, send, apply, and re-arm the timer. */
