@@ -115,10 +115,11 @@ function parsePeer(value: unknown, commandName: string): PeerInfo {
  */
 export class JoinCommand implements Command<string> {
   /** Name in the log. */
-  static readonly commandName = "raft:join";
+  static readonly commandName: string = "raft:join";
   /** Name in the log. */
-  readonly commandName = JoinCommand.commandName;
+  readonly commandName: string = JoinCommand.commandName;
   /**
+   * Creates an instance.
    * @param name the joining server's name
    * @param connectionString where it can be reached
    */
@@ -132,7 +133,7 @@ export class JoinCommand implements Command<string> {
   nodeName(): string {
     return this.name;
   }
-  /** @returns the joined name */
+  /** Runs the command. @returns the joined name */
   apply(): string {
     return this.name;
   }
@@ -141,10 +142,10 @@ export class JoinCommand implements Command<string> {
 /** Removes a server from the cluster; applied through the log. */
 export class LeaveCommand implements Command<string> {
   /** Name in the log. */
-  static readonly commandName = "raft:leave";
+  static readonly commandName: string = "raft:leave";
   /** Name in the log. */
-  readonly commandName = LeaveCommand.commandName;
-  /** @param name the leaving server's name */
+  readonly commandName: string = LeaveCommand.commandName;
+  /** Creates an instance. @param name the leaving server's name */
   constructor(readonly name: string) {}
   /** Decodes from JSON. @param value parsed JSON @returns the command */
   static fromJSON(value: unknown): LeaveCommand {
@@ -154,7 +155,7 @@ export class LeaveCommand implements Command<string> {
   nodeName(): string {
     return this.name;
   }
-  /** @returns the removed name */
+  /** Runs the command. @returns the removed name */
   apply(): string {
     return this.name;
   }
@@ -163,14 +164,14 @@ export class LeaveCommand implements Command<string> {
 /** Appended by every new leader at the start of its term (Raft §5.4.2, §8). */
 export class NopCommand implements Command<null> {
   /** Name in the log. */
-  static readonly commandName = "raft:nop";
+  static readonly commandName: string = "raft:nop";
   /** Name in the log. */
-  readonly commandName = NopCommand.commandName;
-  /** @returns a NopCommand */
+  readonly commandName: string = NopCommand.commandName;
+  /** Runs the command. @returns a NopCommand */
   static fromJSON(): NopCommand {
     return new NopCommand();
   }
-  /** @returns null */
+  /** Runs the command. @returns null */
   apply(): null {
     return null;
   }

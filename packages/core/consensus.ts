@@ -125,7 +125,8 @@ export interface Ready {
   events: CoreEvent[];
 }
 
-type Role = "follower" | "precandidate" | "candidate" | "leader";
+/** Internal role of a {@link Consensus}; `precandidate` is reported as `candidate`. */
+export type Role = "follower" | "precandidate" | "candidate" | "leader";
 type ProgressMode = "probe" | "replicate" | "snapshot";
 
 interface Progress {
@@ -171,6 +172,7 @@ const textEncoder = new TextEncoder();
  * ```
  */
 export class Consensus {
+  /** This server's name. */
   readonly name: string;
   #connectionString: string;
   #options: Required<Omit<ConsensusOptions, "peers" | "connectionString" | "joinExisting">>;
@@ -214,7 +216,7 @@ export class Consensus {
   #readsReady: { id: number; index: number }[] = [];
   #bootstrapPeers: PeerInfo[];
 
-  /** @param options see {@link ConsensusOptions} */
+  /** Creates an instance. @param options see {@link ConsensusOptions} */
   constructor(options: ConsensusOptions) {
     if (!(options.electionTimeoutMs > 0) || !(options.heartbeatIntervalMs > 0)) {
       throw new RangeError("electionTimeoutMs and heartbeatIntervalMs must be positive");

@@ -5,6 +5,7 @@ export class RaftError extends Error {
   /** Stable identifier of the condition, e.g. `"NOT_LEADER"`. */
   readonly code: string;
   /**
+   * Creates an instance.
    * @param code stable identifier of the condition
    * @param message human-readable explanation
    * @param options standard error options (`cause`)
@@ -23,6 +24,7 @@ export class NotLeaderError extends RaftError {
   /** Connection string of that leader, or `""`. */
   readonly connectionString: string;
   /**
+   * Creates an instance.
    * @param leader name of the known leader, `""` if none
    * @param connectionString where that leader can be reached, `""` if unknown
    */
@@ -40,7 +42,7 @@ export class NotLeaderError extends RaftError {
 
 /** A command did not commit before its deadline; it may still commit later. */
 export class CommandTimeoutError extends RaftError {
-  /** @param message explanation */
+  /** Creates an instance. @param message explanation */
   constructor(message = "Command timed out before it was committed") {
     super("COMMAND_TIMEOUT", message);
   }
@@ -48,7 +50,7 @@ export class CommandTimeoutError extends RaftError {
 
 /** The server was stopped, or is not running. */
 export class StopError extends RaftError {
-  /** @param message explanation */
+  /** Creates an instance. @param message explanation */
   constructor(message = "Server has been stopped") {
     super("STOPPED", message);
   }
@@ -56,7 +58,7 @@ export class StopError extends RaftError {
 
 /** A peer with this name is already a member. */
 export class DuplicatePeerError extends RaftError {
-  /** @param name the duplicated peer name */
+  /** Creates an instance. @param name the duplicated peer name */
   constructor(name: string) {
     super("DUPLICATE_PEER", `Peer ${name} is already a member`);
   }
@@ -64,7 +66,7 @@ export class DuplicatePeerError extends RaftError {
 
 /** A membership change was requested while another one is not yet committed. */
 export class MembershipChangeInProgressError extends RaftError {
-  /** @param message explanation */
+  /** Creates an instance. @param message explanation */
   constructor(message = "Another membership change is not yet committed") {
     super("MEMBERSHIP_CHANGE_IN_PROGRESS", message);
   }
@@ -74,7 +76,7 @@ export class MembershipChangeInProgressError extends RaftError {
 export class UnknownCommandError extends RaftError {
   /** The unregistered command name. */
   readonly commandName: string;
-  /** @param commandName the unregistered command name */
+  /** Creates an instance. @param commandName the unregistered command name */
   constructor(commandName: string) {
     super(
       "UNKNOWN_COMMAND",
@@ -86,7 +88,7 @@ export class UnknownCommandError extends RaftError {
 
 /** A message or its fields are malformed (wrong types, missing fields, unknown peer). */
 export class InvalidMessageError extends RaftError {
-  /** @param message what is wrong */
+  /** Creates an instance. @param message what is wrong */
   constructor(message: string) {
     super("INVALID_MESSAGE", message);
   }
@@ -94,7 +96,7 @@ export class InvalidMessageError extends RaftError {
 
 /** Bytes received from the network could not be decoded. */
 export class WireError extends RaftError {
-  /** @param message what is wrong @param options cause */
+  /** Creates an instance. @param message what is wrong @param options cause */
   constructor(message: string, options?: ErrorOptions) {
     super("WIRE", message, options);
   }
@@ -102,7 +104,7 @@ export class WireError extends RaftError {
 
 /** A message could not be delivered to a peer or no response arrived in time. */
 export class TransportError extends RaftError {
-  /** @param message what failed @param options cause */
+  /** Creates an instance. @param message what failed @param options cause */
   constructor(message: string, options?: ErrorOptions) {
     super("TRANSPORT", message, options);
   }
@@ -110,7 +112,7 @@ export class TransportError extends RaftError {
 
 /** Persisted data failed its integrity check somewhere other than a torn tail. */
 export class StorageCorruptionError extends RaftError {
-  /** @param message where and what @param options cause */
+  /** Creates an instance. @param message where and what @param options cause */
   constructor(message: string, options?: ErrorOptions) {
     super("STORAGE_CORRUPTION", message, options);
   }
@@ -118,7 +120,7 @@ export class StorageCorruptionError extends RaftError {
 
 /** Leadership transfer did not complete in time or its target is unknown. */
 export class LeadershipTransferError extends RaftError {
-  /** @param message explanation */
+  /** Creates an instance. @param message explanation */
   constructor(message: string) {
     super("LEADERSHIP_TRANSFER", message);
   }

@@ -35,6 +35,7 @@ export {
   type OutboundMessage,
   type Ready,
   type RestoredState,
+  type Role,
 } from "./consensus.ts";
 export {
   createServer,

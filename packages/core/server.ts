@@ -213,7 +213,7 @@ export class Server implements RaftHandler {
   #incoming: IncomingSnapshot | undefined;
   #snapshotTimer: TimerHandle | undefined;
 
-  /** @param options see {@link ServerOptions} */
+  /** Creates an instance. @param options see {@link ServerOptions} */
   constructor(options: ServerOptions) {
     if (typeof options.name !== "string" || options.name === "") {
       throw new TypeError("A server needs a non-empty name");
