@@ -80,6 +80,9 @@ export class TimeoutConn {
   #buffered = 0;
   #ended = false;
   #closed = false;
+  // Set by close(): some runtimes (Bun) emit "end" on a local destroy, which must not
+  // read as the peer ending the stream.
+  #closedLocally = false;
   #error: Error | undefined;
   #pendingRead: PendingRead | undefined;
   #readDeadline: number | undefined;
@@ -190,6 +193,7 @@ export class TimeoutConn {
     if (this.#pendingRead !== undefined) {
       return Promise.reject(new TypeError("Another read() is still pending"));
     }
+    if (this.#closedLocally) return Promise.reject(this.#error);
     if (this.#chunks.length > 0) return Promise.resolve(this.#take());
     if (this.#ended) return Promise.resolve(null);
     if (this.#closed) return Promise.reject(this.#error);
@@ -245,8 +249,10 @@ export class TimeoutConn {
    * @returns a promise that resolves when the socket is closed
    */
   close(): Promise<void> {
-    if (this.#closed) return Promise.resolve();
     this.#error ??= new TransportError("Connection closed");
+    this.#closedLocally = true;
+    this.#settleRead();
+    if (this.#closed) return Promise.resolve();
     return new Promise((resolve) => {
       this.#socket.once("close", () => resolve());
       this.#socket.destroy();
@@ -272,7 +278,10 @@ export class TimeoutConn {
   #settleRead(): void {
     const pending = this.#pendingRead;
     if (pending === undefined) return;
-    if (this.#chunks.length > 0) {
+    if (this.#closedLocally) {
+      this.#finishRead(pending);
+      pending.reject(this.#error!);
+    } else if (this.#chunks.length > 0) {
       this.#finishRead(pending);
       pending.resolve(this.#take());
     } else if (this.#ended) {

@@ -134,9 +134,9 @@ describe("TimeoutConn", () => {
       assert.equal(conn.localAddr?.hostname, "127.0.0.1");
       assert.equal(conn.remoteAddr?.port, pair.server.localPort);
       assert.equal(conn.localAddr?.port, pair.server.remotePort);
-      const pending = conn.read();
+      const pending = assert.rejects(conn.read(), TransportError);
       await conn.close();
-      await assert.rejects(pending, TransportError);
+      await pending;
       await assert.rejects(conn.write(bytes("x")), TransportError);
       await assert.rejects(conn.read(), TransportError);
     } finally {
