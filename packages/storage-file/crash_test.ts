@@ -25,7 +25,9 @@ interface Model {
 
 /** Runs the writer until it has printed its "opened" line and `killAfterMs` more, then SIGKILLs it. */
 function runAndKill(dir: string, seed: number, killAfterMs: number): Promise<string[]> {
-  const script = join(here, "_crash_writer.ts");
+  // Under Node or Bun these tests run bundled, with the writer bundled beside them.
+  const bundled = import.meta.url.endsWith(".mjs");
+  const script = join(here, bundled ? "_crash_writer.mjs" : "_crash_writer.ts");
   const args = isDeno ? ["run", "-A", script, dir, String(seed)] : [script, dir, String(seed)];
   const child = spawn(process.execPath, args, { cwd: here, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
