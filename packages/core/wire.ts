@@ -289,7 +289,7 @@ function normalizeFields(
   path: string,
   index: number,
 ): Record<string, unknown> {
-  const fail = context.fail;
+  const fail: Fail = context.fail;
   if (typeof input !== "object" || input === null) {
     fail(`${index < 0 ? path : `${path}[${index}]`} must be an object`, false);
   }
