@@ -460,32 +460,42 @@ export class FileStorage implements Storage {
       await removeFile(segments.shift()!.path);
       removed = true;
     }
+    // Check everything before repairing anything: a torn tail is only cut off once the rest
+    // of the log is known to be sound.
+    let tornAt: number | undefined;
     for (let i = 0; i < segments.length; i++) {
       const segment = segments[i]!;
       const isLast = i === segments.length - 1;
       const handle = await open(segment.path, isLast ? "r+" : "r");
+      if (isLast) this.#tail = handle;
       try {
         const { size } = await handle.stat();
         const scan = await scanSegment(segment, handle, size, isLast);
-        if (scan.validEnd < size) {
-          // A torn tail: the last write never completed, so no save of it resolved.
-          await handle.truncate(scan.validEnd);
-          if (this.#fsync) await handle.sync();
-        }
+        if (scan.validEnd < size) tornAt = scan.validEnd;
         if (i > 0 && segments[i - 1]!.lastIndex + 1 !== segment.firstIndex) {
           throw segment.corruption(
             0,
             `gap in the log: previous segment ends at entry ${segments[i - 1]!.lastIndex}`,
           );
         }
-      } catch (error) {
-        await handle.close();
-        throw error;
+      } finally {
+        if (!isLast) await handle.close();
       }
-      if (isLast) this.#tail = handle;
-      else await handle.close();
     }
     const last = segments.at(-1);
+    const firstKept = segments.find((segment) => segment.lastIndex >= first);
+    if (firstKept !== undefined && firstKept.firstIndex > first) {
+      throw firstKept.corruption(
+        0,
+        `entries ${first}..${firstKept.firstIndex - 1} are missing (the meta file says the ` +
+          `log starts at ${first})`,
+      );
+    }
+    if (last !== undefined && tornAt !== undefined) {
+      // A torn tail: the last write never completed, so no save of it resolved.
+      await this.#tail!.truncate(tornAt);
+      if (this.#fsync) await this.#tail!.sync();
+    }
     if (last !== undefined && last.lastIndex < first) {
       // Every entry is below the first index: a compaction past the end crashed before
       // deleting the segment.
@@ -494,16 +504,9 @@ export class FileStorage implements Storage {
       segments.pop();
       removed = true;
     }
-    if (segments.length > 0 && segments[0]!.firstIndex > first) {
-      throw segments[0]!.corruption(
-        0,
-        `entries ${first}..${segments[0]!.firstIndex - 1} are missing (the meta file says the ` +
-          `log starts at ${first})`,
-      );
-    }
     if (removed && this.#fsync) await syncDir(this.#logDir);
     this.#segments = segments;
-    this.#lastIndex = last !== undefined && segments.length > 0 ? last.lastIndex : first - 1;
+    this.#lastIndex = segments.length > 0 ? segments.at(-1)!.lastIndex : first - 1;
   }
 
   async #newestSnapshot(): Promise<SnapshotFile | undefined> {

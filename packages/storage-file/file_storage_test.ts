@@ -250,7 +250,12 @@ describe("FileStorage recovery", () => {
       const names = (await readdir(join(dir, "log"))).sort();
       const saved = await readFile(join(dir, "log", names[1]!));
       await rm(join(dir, "log", names[1]!));
+      // A torn tail too: it must not be cut while the log is found corrupt elsewhere.
+      const tail = join(dir, "log", names.at(-1)!);
+      await writeFile(tail, new Uint8Array(100), { flag: "a" });
+      const tailSize = (await stat(tail)).size;
       await assertCorrupt(dir);
+      assert.equal((await stat(tail)).size, tailSize);
       await writeFile(join(dir, "log", names[1]!), saved);
       await rm(join(dir, "log", names[0]!));
       await assertCorrupt(dir);
