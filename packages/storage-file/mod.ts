@@ -59,8 +59,10 @@
  * - In the **last** segment an invalid record (short, bad magic or header, bad CRC) is a
  *   torn tail when no valid record from a *later* write follows it — that is, every valid
  *   record after it has `batchStart` at or before the damage (it belongs to the same
- *   unfinished write). The tail is cut off and fsynced; the log stays writable. Damage in the
- *   last `save`'s records is indistinguishable from a torn write and is treated as one.
+ *   unfinished write). The tail is cut off and fsynced (only after the rest of the log has
+ *   been checked); the log stays writable. Damage inside the last `save`'s records, or
+ *   damage that runs to the end of the last segment, is indistinguishable from a torn write
+ *   and is treated as one.
  * - Everything else is {@link StorageCorruptionError}, naming the file and offset: an
  *   invalid record followed by a later write, any invalid byte in an earlier segment, a gap
  *   or jump in indexes, a segment missing below the meta file's first index, a corrupt meta
