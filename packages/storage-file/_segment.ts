@@ -49,6 +49,11 @@ export class Segment {
     this.label = label;
   }
 
+  /** How many checkpoints are held: the segment's whole memory cost besides a few fields. */
+  get checkpointCount(): number {
+    return this.#cpIndex.length;
+  }
+
   /** Notes that the record for `index` starts at `offset` (records arrive in order). */
   noteRecord(index: number, offset: number): void {
     const last = this.#cpOffset.length - 1;

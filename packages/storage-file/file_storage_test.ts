@@ -262,6 +262,20 @@ describe("FileStorage recovery", () => {
     });
   });
 
+  test("open() ignores a half-written meta.tmp left by a crash", async () => {
+    await withDir(async (dir) => {
+      const storage = new FileStorage(dir, { fsync: false });
+      await storage.open();
+      await storage.save({ hardState: { term: 3, votedFor: "b" } });
+      await storage.close();
+      await writeFile(join(dir, "meta.tmp"), new Uint8Array([1, 2, 3]));
+      const again = new FileStorage(dir, { fsync: false });
+      assert.deepStrictEqual((await again.open()).hardState, { term: 3, votedFor: "b" });
+      await again.close();
+      assert.ok(!(await readdir(dir)).includes("meta.tmp"));
+    });
+  });
+
   test("open() rejects a corrupt meta file", async () => {
     await withDir(async (dir) => {
       const storage = new FileStorage(dir, { fsync: false });
