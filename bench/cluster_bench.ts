@@ -1,0 +1,251 @@
+/**
+ * Commit throughput and latency of a 3-node tsraft cluster: in one process on the memory
+ * transport, or as three processes over TCP or HTTP with file or KV storage. Closed-loop
+ * clients call `server.do()` inside the leader process, each awaiting its previous command.
+ *
+ * Run through `bench/main.ts` (`deno task bench`).
+ * @module
+ */
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import process from "node:process";
+import { createServer, LEADER, systemClock } from "@tsraft/core";
+import { MemoryNetwork, MemoryStorage } from "@tsraft/core/testing";
+import {
+  benchRegistry,
+  CounterStateMachine,
+  type LoadResult,
+  runClients,
+  type RunClientsOptions,
+} from "./_load.ts";
+import { NodeProcess } from "./_node_process.ts";
+import type { NodeConfig } from "./_protocol.ts";
+import { type CpuProfile, InspectorSession } from "./_profile.ts";
+
+/** Election timeout of the benchmark clusters: long enough that a loaded 2-core box keeps its leader. */
+export const ELECTION_TIMEOUT_MS = 500;
+/** Heartbeat interval of the benchmark clusters. */
+export const HEARTBEAT_INTERVAL_MS = 50;
+
+/** Durations and client counts of one cluster benchmark. */
+export interface ClusterBenchOptions {
+  /** One run per entry, in order, on the same cluster. */
+  clientCounts: number[];
+  durationMs: number;
+  warmupMs: number;
+}
+
+/** One run of a cluster benchmark. */
+export interface ClusterRun {
+  result: LoadResult;
+  /** Counters of the leader and followers during the measured window (process clusters). */
+  leader?: Record<string, unknown>;
+  followers?: Record<string, unknown>[];
+  leaderChanges?: number;
+}
+
+/**
+ * Case (a): three servers in this process on a MemoryNetwork with MemoryStorage and the
+ * real system clock.
+ * @param options client counts and durations
+ * @returns one run per client count
+ */
+export async function benchMemoryCluster(options: ClusterBenchOptions): Promise<ClusterRun[]> {
+  const network = new MemoryNetwork({ clock: systemClock });
+  const names = ["a", "b", "c"];
+  const members = names.map((name) => ({ name, connectionString: `memory://${name}` }));
+  const servers = names.map((name) => {
+    const server = createServer({
+      name,
+      connectionString: `memory://${name}`,
+      peers: members.filter((member) => member.name !== name),
+      transporter: network.transporter(),
+      storage: new MemoryStorage(),
+      stateMachine: new CounterStateMachine(),
+      registry: benchRegistry(),
+      electionTimeoutMs: ELECTION_TIMEOUT_MS,
+      heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS,
+    });
+    network.register(server);
+    return server;
+  });
+  try {
+    for (const server of servers) await server.start();
+    const leader = await waitFor(
+      () => {
+        const leaders = servers.filter((server) => server.state === LEADER);
+        return leaders.length === 1 &&
+            servers.every((server) => server.leader === leaders[0]!.name)
+          ? leaders[0]
+          : undefined;
+      },
+      10_000,
+      "a leader in the memory cluster",
+    );
+    const runs: ClusterRun[] = [];
+    for (const clients of options.clientCounts) {
+      runs.push({ result: await runClients(leader, { ...options, clients }) });
+    }
+    return runs;
+  } finally {
+    for (const server of servers) await server.stop();
+    network.close();
+  }
+}
+
+/** Options of {@link benchProcessCluster}. */
+export interface ProcessClusterOptions extends ClusterBenchOptions {
+  transport: "tcp" | "http";
+  storage: "file" | "kv";
+  /** Directory under which the nodes' data directories are made. @default the OS temp dir */
+  parentDir?: string;
+  /** Write a CPU profile of the leader for each run to `${profilePath}-c<clients>.cpuprofile`. */
+  profilePath?: string;
+}
+
+/**
+ * Cases (b)-(d): three `_bench_node.ts` processes on loopback; the load runs in the leader.
+ * @param options transport, storage, client counts and durations
+ * @returns one run per client count, with the nodes' counters
+ */
+export async function benchProcessCluster(options: ProcessClusterOptions): Promise<ClusterRun[]> {
+  const root = await mkdtemp(join(options.parentDir ?? tmpdir(), "tsraft-bench-"));
+  const names = ["n1", "n2", "n3"];
+  for (const name of names) await mkdir(join(root, name));
+  const inspectBase = options.profilePath === undefined ? undefined : 19_229;
+  const nodes = names.map((name, i) => {
+    const config: NodeConfig = {
+      name,
+      transport: options.transport,
+      storage: options.storage,
+      dir: join(root, name),
+      fsync: true,
+      electionTimeoutMs: ELECTION_TIMEOUT_MS,
+      heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS,
+    };
+    return NodeProcess.spawn(
+      config,
+      inspectBase === undefined ? {} : { inspectPort: inspectBase + i },
+    );
+  });
+  const killAll = () => nodes.forEach((node) => node.kill());
+  process.once("exit", killAll);
+  try {
+    const ports = await withDeadline(
+      Promise.all(nodes.map((node) => node.port())),
+      30_000,
+      "the nodes to listen",
+    );
+    const members = names.map((name, i) => ({ name, connectionString: `127.0.0.1:${ports[i]}` }));
+    await Promise.all(nodes.map((node, i) =>
+      node.request({
+        op: "start",
+        connectionString: members[i]!.connectionString,
+        peers: members.filter((member) => member.name !== node.name),
+      })
+    ));
+    const runs: ClusterRun[] = [];
+    for (const clients of options.clientCounts) {
+      const leaderIndex = await waitForProcessLeader(nodes);
+      const leader = nodes[leaderIndex]!;
+      const followers = nodes.filter((node) => node !== leader);
+      await Promise.all(followers.map((node) => node.request({ op: "stats", reset: true })));
+      const load: RunClientsOptions = { ...options, clients };
+      let profile: CpuProfile | undefined;
+      let answer: Record<string, unknown>;
+      if (inspectBase !== undefined) {
+        const session = await InspectorSession.connect(inspectBase + leaderIndex);
+        try {
+          // Profile only the measured window, not the warm-up.
+          const bench = leader.request({ op: "bench", ...load });
+          await new Promise((resolve) => setTimeout(resolve, options.warmupMs));
+          await session.startProfiling();
+          const stopAt = new Promise((resolve) => setTimeout(resolve, options.durationMs));
+          await stopAt;
+          profile = await session.stopProfiling();
+          answer = await bench;
+        } finally {
+          session.close();
+        }
+        const path = `${options.profilePath}-c${clients}.cpuprofile`;
+        await writeFile(path, JSON.stringify(profile));
+      } else {
+        answer = await leader.request({ op: "bench", ...load });
+      }
+      const followerStats = await Promise.all(
+        followers.map((node) => node.request({ op: "stats", reset: false })),
+      );
+      runs.push({
+        result: answer.result as LoadResult,
+        leader: { name: leader.name, ...(answer.stats as Record<string, unknown>) },
+        followers: followerStats.map((stats, i) => ({
+          name: followers[i]!.name,
+          ...(stats.stats as Record<string, unknown>),
+        })),
+        leaderChanges: answer.leaderChanges as number,
+      });
+    }
+    return runs;
+  } catch (error) {
+    for (const node of nodes) {
+      if (node.log.trim() !== "") console.error(`--- log of ${node.name}:\n${node.log}`);
+    }
+    throw error;
+  } finally {
+    await Promise.all(nodes.map((node) => node.close()));
+    process.off("exit", killAll);
+    await rm(root, { recursive: true, force: true });
+  }
+}
+
+async function waitForProcessLeader(nodes: NodeProcess[]): Promise<number> {
+  return await waitFor(
+    async () => {
+      const statuses = await Promise.all(nodes.map((node) => node.request({ op: "status" })));
+      const leaders = statuses.flatMap((status, i) => status.state === LEADER ? [i] : []);
+      if (leaders.length !== 1) return undefined;
+      const name = nodes[leaders[0]!]!.name;
+      return statuses.every((status) => status.leader === name) ? leaders[0] : undefined;
+    },
+    20_000,
+    "a leader in the process cluster",
+  );
+}
+
+/**
+ * Polls `probe` every 10 ms until it returns a value.
+ * @throws Error naming `what` after `timeoutMs`
+ */
+async function waitFor<T>(
+  probe: () => T | undefined | Promise<T | undefined>,
+  timeoutMs: number,
+  what: string,
+): Promise<T> {
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (performance.now() > deadline) {
+      throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+async function withDeadline<T>(promise: Promise<T>, timeoutMs: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) =>
+        timer = setTimeout(
+          () => reject(new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`)),
+          timeoutMs,
+        )
+      ),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
