@@ -17,7 +17,7 @@ export async function openKvAt(path: string): Promise<KvLike> {
   // hooks are supplied so that Bun (whose v8.serialize is a different format) can open the
   // file at all; they only run for values some other program put under our prefix.
   const kv = await openKv(path, { encodeV8: refuseEncode, decodeV8: refuseDecode });
-  return kv as unknown as KvLike;
+  return kv;
 }
 
 function refuseEncode(_value: unknown): Uint8Array {

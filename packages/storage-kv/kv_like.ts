@@ -36,8 +36,8 @@ export type KvKey = readonly KvKeyPart[];
  * ```
  */
 export interface KvEntryLike {
-  /** The key. */
-  readonly key: KvKey;
+  /** The key (typed loosely: `Deno.KvKeyPart` also allows symbols, which we never write). */
+  readonly key: readonly unknown[];
   /** The value, `null` when the key is absent. */
   readonly value: unknown;
   /** Version of the last write to the key, `null` when the key is absent. */

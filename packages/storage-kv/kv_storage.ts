@@ -28,7 +28,7 @@ import {
   type SnapshotRecord,
 } from "./_codec.ts";
 import { openKvAt } from "./_open_kv.ts";
-import type { KvKey, KvKeyPart, KvLike, KvListSelectorLike } from "./kv_like.ts";
+import type { KvEntryLike, KvKey, KvKeyPart, KvLike, KvListSelectorLike } from "./kv_like.ts";
 
 /**
  * Where a {@link KvStorage} keeps its data: a database file it opens (and closes) itself,
@@ -63,6 +63,8 @@ export type KvStorageOptions =
 
 /** Snapshot bytes per KV value (Deno KV's value size limit). */
 const SNAPSHOT_CHUNK_BYTES = MAX_VALUE_BYTES;
+/** Snapshot chunks fetched per round trip while streaming (8 × 64 KiB). */
+const SNAPSHOT_READ_BATCH = 8;
 /** Entries per list round trip (`@deno/kv` caps it at 500, Deno at 1000). */
 const LIST_BATCH = 500;
 
@@ -119,6 +121,7 @@ export class KvStorage implements Storage {
   #background = new Set<Promise<void>>();
 
   /**
+   * Creates the storage; nothing is read or opened before {@link KvStorage.open}.
    * @param options a database path, or an open KV handle, and an optional key prefix
    * @throws TypeError when neither `path` nor `kv` is given
    */
@@ -398,8 +401,9 @@ export class KvStorage implements Storage {
   }
 
   /**
-   * The newest stored snapshot. Its bytes are read lazily, one chunk per read; the
-   * CRC-32C is verified before the last chunk is delivered.
+   * The newest stored snapshot. Its bytes are read lazily as the stream is read (64 KiB
+   * chunks, up to 8 per KV round trip); the CRC-32C is verified before the last chunk is
+   * delivered, so a corrupt snapshot errors the stream instead of ending it cleanly.
    * @returns the snapshot, or `undefined` when none is stored
    */
   loadSnapshot(): Promise<StoredSnapshot | undefined> {
@@ -419,6 +423,7 @@ export class KvStorage implements Storage {
         if (this.#staleSnapshots.delete(record.id)) void this.#dropSnapshot(record.id);
       }
     };
+    let chunks: AsyncIterator<KvEntryLike> | undefined;
     let next = 0;
     let size = 0;
     let checksum = 0;
@@ -438,7 +443,11 @@ export class KvStorage implements Storage {
             controller.close();
             return;
           }
-          const { value } = await kv.get([...this.#snapPrefix, record.id, next]);
+          chunks ??= kv.list({ prefix: [...this.#snapPrefix, record.id] }, {
+            batchSize: SNAPSHOT_READ_BATCH,
+          })[Symbol.asyncIterator]();
+          const step = await chunks.next();
+          const value = step.done || step.value.key.at(-1) !== next ? undefined : step.value.value;
           if (!(value instanceof Uint8Array)) {
             throw new StorageCorruptionError(`Snapshot ${record.id} is missing chunk ${next}`);
           }
@@ -457,7 +466,10 @@ export class KvStorage implements Storage {
           controller.error(error);
         }
       },
-      cancel: release,
+      cancel: async () => {
+        release();
+        await chunks?.return?.();
+      },
     }, { highWaterMark: 0 });
     return Promise.resolve({ meta: snapshotMeta(record), data });
   }
@@ -561,7 +573,9 @@ export class KvStorage implements Storage {
     // Not #requireOpen(): a background deletion may still run while close() waits for it.
     const kv = this.#kv!;
     let batch = new AtomicBatch();
-    for await (const { key } of kv.list(selector, { batchSize: LIST_BATCH })) {
+    for await (const entry of kv.list(selector, { batchSize: LIST_BATCH })) {
+      // A key read back from the store is a valid key to delete.
+      const key = entry.key as KvKey;
       if (!batch.fits(key, 0)) {
         await commitDeletes(kv, batch);
         batch = new AtomicBatch();

@@ -335,7 +335,7 @@ describe("KvStorage", () => {
       return [undefined];
     })();
     assert.equal(typeof id, "string");
-    const chunkKey = ["tsraft", "snap", id!, 1];
+    const chunkKey: KvKey = ["tsraft", "snap", id as string, 1];
     const good = (await kv.get(chunkKey)).value as Uint8Array;
     const bad = good.slice();
     bad[100] = bad[100]! ^ 1;
