@@ -1,0 +1,127 @@
+/**
+ * One node of the replicated key-value store. See `--help` and examples/README.md.
+ * @module
+ */
+import process from "node:process";
+import { parseArgs } from "node:util";
+import type { PeerInfo } from "@tsraft/core";
+import { startKvNode } from "./kv_node.ts";
+
+const HELP =
+  `Usage: deno run -A --unstable-kv examples/kv/main.ts --id n1 --listen 127.0.0.1:4001 \\
+         --peers n2=127.0.0.1:4002,n3=127.0.0.1:4003 --data ./data/n1 [options]
+
+One node of a replicated key-value store built on tsraft.
+
+  --id NAME                 unique node name (required)
+  --listen HOST:PORT        client HTTP API address; also this node's identity in the
+                            cluster (required)
+  --peers N=HOST:PORT,...   the other founding members, by their --listen address
+  --data DIR                durable state (default ./data/<id>)
+  --transport tcp|http      raft transport (default tcp). http shares the client port
+                            (routes under /raft/*); tcp listens on PORT + --raft-port-offset
+  --raft-port-offset N      offset of the tcp raft port (default 1000: 4001 -> 5001)
+  --storage file|kv         file: segmented log under DIR/raft/ (default);
+                            kv: Deno KV (SQLite) at DIR/raft.sqlite
+  --election-timeout-ms N   base election timeout (default 300)
+  --heartbeat-ms N          heartbeat interval (default 50)
+  --snapshot-threshold N    applied entries between snapshots (default 1000)
+  --trailing-log-entries N  entries kept after a snapshot (default 200)
+  --cluster-id ID           refuse raft traffic from other clusters (default tsraft-kv)
+  --token SECRET            shared secret for raft traffic
+  -h, --help                this text
+
+Client API (the same on every node; followers forward to the leader):
+  PUT    /kv/KEY            body = value         -> 200 {"ok":true,"previous":...}
+  DELETE /kv/KEY                                 -> 200
+  POST   /kv/KEY/cas        {"expect":s|null,"value":s} -> 200 {"ok":true|false,...}
+  GET    /kv/KEY            linearizable read    -> 200 value | 404
+         ?noforward         307 to the leader instead of forwarding
+         ?local             this node's possibly stale copy (no leader round trip)
+  GET    /status            {id,state,term,leader,commitIndex,lastIndex,appliedIndex,peers,...}
+  Headers x-client-id + x-request-seq make a write exactly-once across retries.
+  503 {"error":"no_leader"} while no leader is known.
+Demo admin API: POST /admin/partition [{"peers":[...]}], POST /admin/heal, POST /admin/snapshot`;
+
+function fail(message: string): never {
+  console.error(`${message}\n\nRun with --help for usage.`);
+  process.exit(2);
+}
+
+function integer(value: string | undefined, name: string, fallback: number): number {
+  if (value === undefined) return fallback;
+  const parsed = Number(value);
+  if (!Number.isSafeInteger(parsed) || parsed < 0) fail(`${name} must be a non-negative integer`);
+  return parsed;
+}
+
+function parsePeers(text: string): PeerInfo[] {
+  if (text.trim() === "") return [];
+  return text.split(",").map((part) => {
+    const [name, address] = part.split("=");
+    if (!name || !address || !/:\d+$/.test(address)) {
+      fail(`Cannot parse peer "${part}": expected NAME=HOST:PORT`);
+    }
+    return { name, connectionString: address };
+  });
+}
+
+const { values } = parseArgs({
+  args: process.argv.slice(2),
+  options: {
+    id: { type: "string" },
+    listen: { type: "string" },
+    peers: { type: "string", default: "" },
+    data: { type: "string" },
+    transport: { type: "string", default: "tcp" },
+    storage: { type: "string", default: "file" },
+    "raft-port-offset": { type: "string" },
+    "election-timeout-ms": { type: "string" },
+    "heartbeat-ms": { type: "string" },
+    "snapshot-threshold": { type: "string" },
+    "trailing-log-entries": { type: "string" },
+    "cluster-id": { type: "string", default: "tsraft-kv" },
+    token: { type: "string" },
+    help: { type: "boolean", short: "h" },
+  },
+});
+
+if (values.help) {
+  console.log(HELP);
+  process.exit(0);
+}
+if (!values.id) fail("--id is required");
+if (!values.listen) fail("--listen is required");
+const match = /^(.+):(\d+)$/.exec(values.listen);
+if (!match) fail(`Cannot parse --listen "${values.listen}": expected HOST:PORT`);
+if (values.transport !== "tcp" && values.transport !== "http") fail("--transport is tcp or http");
+if (values.storage !== "file" && values.storage !== "kv") fail("--storage is file or kv");
+
+const node = await startKvNode({
+  id: values.id,
+  hostname: match[1]!,
+  port: Number(match[2]),
+  peers: parsePeers(values.peers),
+  dataDir: values.data ?? `./data/${values.id}`,
+  transport: values.transport,
+  storage: values.storage,
+  raftPortOffset: integer(values["raft-port-offset"], "--raft-port-offset", 1000),
+  electionTimeoutMs: integer(values["election-timeout-ms"], "--election-timeout-ms", 300),
+  heartbeatIntervalMs: integer(values["heartbeat-ms"], "--heartbeat-ms", 50),
+  snapshotThreshold: integer(values["snapshot-threshold"], "--snapshot-threshold", 1000),
+  trailingLogEntries: integer(values["trailing-log-entries"], "--trailing-log-entries", 200),
+  clusterId: values["cluster-id"],
+  ...(values.token === undefined ? {} : { token: values.token }),
+});
+console.log(`${values.id}: listening on ${node.url} (${values.transport}, ${values.storage})`);
+
+let stopping = false;
+async function shutdown(signal: string) {
+  if (stopping) return;
+  stopping = true;
+  console.log(`${values.id}: ${signal}, stopping`);
+  await node.close();
+  process.exit(0);
+}
+process.on("SIGINT", () => void shutdown("SIGINT"));
+process.on("SIGTERM", () => void shutdown("SIGTERM"));

@@ -1,0 +1,365 @@
+// End-to-end tests of examples/kv: every node is a real `deno run examples/kv/main.ts` process.
+import assert from "node:assert/strict";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import {
+  fetchStatus,
+  freePorts,
+  type LocalClusterSpec,
+  NodeProcess,
+  type NodeStatus,
+  waitFor,
+  waitForLeader,
+} from "./kv/node_process.ts";
+
+const ELECTION_TIMEOUT_MS = 200;
+
+interface Reply {
+  status: number;
+  text: string;
+  headers: Headers;
+}
+
+/** Like {@link call}, but undefined while the node is unreachable (e.g. restarting). */
+async function tryCall(url: string, init: RequestInit = {}): Promise<Reply | undefined> {
+  try {
+    return await call(url, init);
+  } catch {
+    return undefined;
+  }
+}
+
+async function call(url: string, init: RequestInit = {}): Promise<Reply> {
+  const response = await fetch(url, {
+    redirect: "manual",
+    signal: AbortSignal.timeout(8000),
+    ...init,
+  });
+  return { status: response.status, text: await response.text(), headers: response.headers };
+}
+
+class LocalCluster {
+  readonly nodes: NodeProcess[];
+  readonly dataRoot: string;
+
+  constructor(spec: LocalClusterSpec) {
+    this.dataRoot = spec.dataRoot;
+    this.nodes = spec.nodes.map((node) => new NodeProcess(spec, node.id));
+  }
+
+  static async start(
+    options: Pick<LocalClusterSpec, "transport" | "storage"> & { extraArgs?: string[] },
+  ): Promise<LocalCluster> {
+    const ports = await freePorts(3, options.transport === "http" ? 0 : 1000);
+    const cluster = new LocalCluster({
+      ...options,
+      nodes: ports.map((port, i) => ({ id: `n${i + 1}`, port })),
+      dataRoot: await mkdtemp(join(tmpdir(), "tsraft-kv-test-")),
+      extraArgs: ["--election-timeout-ms", String(ELECTION_TIMEOUT_MS), ...options.extraArgs ?? []],
+    });
+    for (const node of cluster.nodes) node.start();
+    try {
+      await cluster.leader();
+    } catch (error) {
+      await cluster.dispose();
+      throw error;
+    }
+    return cluster;
+  }
+
+  node(id: string): NodeProcess {
+    const node = this.nodes.find((candidate) => candidate.id === id);
+    assert.ok(node, `no node ${id}`);
+    return node;
+  }
+
+  /** The leader all running, unpartitioned nodes agree on. */
+  async leader(options: { exclude?: string; timeoutMs?: number } = {}): Promise<NodeStatus> {
+    const urls = this.nodes.filter((node) => node.running && node.id !== options.exclude)
+      .map((node) => node.url);
+    try {
+      return await waitForLeader(urls, { timeoutMs: options.timeoutMs ?? 10_000 });
+    } catch (error) {
+      throw new Error(`${String(error)}\n${this.logs()}`);
+    }
+  }
+
+  async follower(): Promise<{ leader: NodeProcess; follower: NodeProcess }> {
+    const status = await this.leader();
+    const leader = this.node(status.id);
+    const follower = this.nodes.find((node) => node.running && node.id !== status.id);
+    assert.ok(follower);
+    return { leader, follower };
+  }
+
+  logs(): string {
+    return this.nodes.map((node) => `--- ${node.id}\n${node.output}`).join("\n");
+  }
+
+  async dispose(): Promise<void> {
+    await Promise.all(this.nodes.map((node) => node.kill("SIGKILL")));
+    await rm(this.dataRoot, { recursive: true, force: true });
+  }
+}
+
+/** Writes through any running node until one acknowledges; the client id makes retries safe. */
+async function put(
+  cluster: LocalCluster,
+  key: string,
+  value: string,
+  session: { client: string; seq: number },
+): Promise<void> {
+  const seq = ++session.seq;
+  await waitFor(async () => {
+    for (const node of cluster.nodes.filter((candidate) => candidate.running)) {
+      try {
+        const reply = await call(`${node.url}/kv/${key}`, {
+          method: "PUT",
+          body: value,
+          headers: { "x-client-id": session.client, "x-request-seq": String(seq) },
+        });
+        if (reply.status === 200) return true;
+      } catch {
+        // The node died or timed out; try another.
+      }
+    }
+    return false;
+  }, { timeoutMs: 10_000, message: `PUT ${key}` });
+}
+
+describe("examples/kv over tcp + file (3 processes)", () => {
+  let cluster: LocalCluster;
+
+  before(async () => {
+    cluster = await LocalCluster.start({
+      transport: "tcp",
+      storage: "file",
+      // Small snapshot settings so a restarted node has to catch up from a snapshot.
+      extraArgs: ["--snapshot-threshold", "40", "--trailing-log-entries", "10"],
+    });
+  });
+
+  after(async () => {
+    await cluster?.dispose();
+  });
+
+  test("GET /status reports the cluster on every node", async () => {
+    const leader = await cluster.leader();
+    for (const node of cluster.nodes) {
+      const status = await fetchStatus(node.url);
+      assert.ok(status, `${node.id} answers /status`);
+      assert.equal(status.id, node.id);
+      assert.equal(status.leader, leader.id);
+      assert.equal(status.term, leader.term);
+      assert.deepEqual(
+        status.peers.map((peer) => peer.id).sort(),
+        cluster.nodes.map((other) => other.id).filter((id) => id !== node.id),
+      );
+      for (const field of ["commitIndex", "lastIndex", "appliedIndex"] as const) {
+        assert.equal(typeof status[field], "number");
+      }
+    }
+  });
+
+  test("a follower forwards writes and reads to the leader", async () => {
+    const { leader, follower } = await cluster.follower();
+    const written = await call(`${follower.url}/kv/forwarded`, { method: "PUT", body: "v1" });
+    assert.equal(written.status, 200, written.text);
+    assert.equal(written.headers.get("x-kv-forwarded-to"), leader.id);
+    assert.deepEqual(JSON.parse(written.text), { ok: true, previous: null });
+    const read = await call(`${follower.url}/kv/forwarded`);
+    assert.equal(read.status, 200);
+    assert.equal(read.text, "v1");
+    assert.equal(read.headers.get("x-kv-forwarded-to"), leader.id);
+    const deleted = await call(`${follower.url}/kv/forwarded`, { method: "DELETE" });
+    assert.equal(deleted.status, 200);
+    assert.equal((await call(`${leader.url}/kv/forwarded`)).status, 404);
+  });
+
+  test("?noforward on a follower answers 307 with the leader's URL", async () => {
+    const { leader, follower } = await cluster.follower();
+    const read = await call(`${follower.url}/kv/anything?noforward`);
+    assert.equal(read.status, 307);
+    assert.equal(read.headers.get("location"), `${leader.url}/kv/anything?noforward`);
+    const write = await call(`${follower.url}/kv/anything?noforward`, {
+      method: "PUT",
+      body: "x",
+    });
+    assert.equal(write.status, 307);
+    assert.equal(write.headers.get("location"), `${leader.url}/kv/anything?noforward`);
+    // Following the redirect reaches the leader, which serves the request itself.
+    const followed = await call(write.headers.get("location")!, { method: "PUT", body: "x" });
+    assert.equal(followed.status, 200);
+  });
+
+  test("POST /kv/{key}/cas swaps only when the value matches", async () => {
+    const { leader } = await cluster.follower();
+    const cas = (expect: string | null, value: string) =>
+      call(`${leader.url}/kv/cas-key/cas`, {
+        method: "POST",
+        body: JSON.stringify({ expect, value }),
+        headers: { "content-type": "application/json" },
+      });
+    assert.deepEqual(JSON.parse((await cas(null, "a")).text), { ok: true, previous: null });
+    assert.deepEqual(JSON.parse((await cas(null, "b")).text), { ok: false, previous: "a" });
+    assert.deepEqual(JSON.parse((await cas("x", "b")).text), { ok: false, previous: "a" });
+    assert.deepEqual(JSON.parse((await cas("a", "b")).text), { ok: true, previous: "a" });
+    assert.equal((await call(`${leader.url}/kv/cas-key`)).text, "b");
+    const bad = await call(`${leader.url}/kv/cas-key/cas`, { method: "POST", body: "{" });
+    assert.equal(bad.status, 400);
+  });
+
+  test("a duplicate request (same client id and sequence) is applied once", async () => {
+    const { leader, follower } = await cluster.follower();
+    const send = (url: string, value: string, seq: number) =>
+      call(`${url}/kv/dedup`, {
+        method: "PUT",
+        body: value,
+        headers: { "x-client-id": "client-a", "x-request-seq": String(seq) },
+      });
+    const first = await send(leader.url, "one", 1);
+    assert.deepEqual(JSON.parse(first.text), { ok: true, previous: null });
+    assert.equal((await send(leader.url, "two", 2)).status, 200);
+    // A retry of the latest request (through a follower this time) gets the remembered
+    // result and changes nothing.
+    const retry = await send(follower.url, "two", 2);
+    assert.equal(retry.status, 200);
+    assert.deepEqual(JSON.parse(retry.text), { ok: true, previous: "one", duplicate: true });
+    // A late retry of an older request must not overwrite "two" either; its result is gone.
+    const late = await send(leader.url, "one", 1);
+    assert.deepEqual(JSON.parse(late.text), {
+      ok: false,
+      previous: null,
+      duplicate: true,
+      stale: true,
+    });
+    assert.equal((await call(`${leader.url}/kv/dedup`)).text, "two");
+    const noSeq = await call(`${leader.url}/kv/dedup`, {
+      method: "PUT",
+      body: "x",
+      headers: { "x-client-id": "client-a" },
+    });
+    assert.equal(noSeq.status, 400);
+  });
+
+  test("a partitioned leader steps down and serves no stale read", async () => {
+    const old = await cluster.leader();
+    const oldNode = cluster.node(old.id);
+    assert.equal(
+      (await call(`${oldNode.url}/kv/fenced`, { method: "PUT", body: "old" })).status,
+      200,
+    );
+    const cut = await call(`${oldNode.url}/admin/partition`, { method: "POST" });
+    assert.equal(cut.status, 200);
+    const fresh = await cluster.leader({ exclude: old.id });
+    assert.notEqual(fresh.id, old.id);
+    const updated = await call(`${fresh.leaderUrl}/kv/fenced`, { method: "PUT", body: "new" });
+    assert.equal(updated.status, 200);
+    // The old leader may still believe it leads for a moment; ReadIndex needs a quorum, so it
+    // must never answer "old" now that "new" is committed.
+    const stale = await call(`${oldNode.url}/kv/fenced?noforward`);
+    assert.notEqual(stale.text, "old");
+    assert.notEqual(stale.status, 200);
+    await call(`${oldNode.url}/admin/heal`, { method: "POST" });
+    await waitFor(async () => {
+      const status = await fetchStatus(oldNode.url);
+      return status !== undefined && status.leader !== "" && status.state === "follower" &&
+        status.partitioned === false;
+    }, { message: `${old.id} rejoins as a follower` });
+    await cluster.leader();
+    const local = await waitFor(async () => {
+      const reply = await tryCall(`${oldNode.url}/kv/fenced?local`);
+      return reply?.text === "new" ? reply : undefined;
+    }, { message: `${old.id} catches up` });
+    assert.equal(local.status, 200);
+  });
+
+  test("kill -9 of the leader: a new leader, no acknowledged write lost, the node catches up", async () => {
+    const session = { client: "writer", seq: 0 };
+    const acked = new Map<string, string>();
+    for (let i = 0; i < 20; i++) {
+      await put(cluster, `before-${i}`, `v${i}`, session);
+      acked.set(`before-${i}`, `v${i}`);
+    }
+    const old = await cluster.leader();
+    const victim = cluster.node(old.id);
+    const killedAt = Date.now();
+    await victim.kill("SIGKILL");
+    const fresh = await cluster.leader({ exclude: old.id });
+    const failoverMs = Date.now() - killedAt;
+    assert.notEqual(fresh.id, old.id);
+    // Election timeouts are randomized in [t, 2t); pre-vote adds a round trip.
+    assert.ok(failoverMs < 10 * ELECTION_TIMEOUT_MS, `failover took ${failoverMs} ms`);
+    console.log(
+      `failover after kill -9: ${failoverMs} ms (election timeout ${ELECTION_TIMEOUT_MS} ms)`,
+    );
+    for (const [key, value] of acked) {
+      const reply = await call(`${fresh.leaderUrl}/kv/${key}`);
+      assert.equal(reply.text, value, `${key} after failover`);
+    }
+    // Enough writes while the node is down that the leader snapshots and compacts past it.
+    for (let i = 0; i < 60; i++) {
+      await put(cluster, `after-${i}`, `w${i}`, session);
+      acked.set(`after-${i}`, `w${i}`);
+    }
+    const compacted = await fetchStatus(cluster.node((await cluster.leader()).id).url);
+    assert.ok(compacted);
+    assert.ok(
+      compacted.lastIndex - compacted.logEntries > old.lastIndex,
+      `the leader compacted past the victim's log (${JSON.stringify(compacted)})`,
+    );
+    const restartedAt = Date.now();
+    victim.start();
+    const leader = await cluster.leader();
+    await waitFor(async () => {
+      const status = await fetchStatus(victim.url);
+      return status !== undefined && status.appliedIndex >= leader.commitIndex;
+    }, { message: `${old.id} applies up to ${leader.commitIndex}` });
+    console.log(`restarted node caught up in ${Date.now() - restartedAt} ms`);
+    for (const [key, value] of acked) {
+      const reply = await call(`${victim.url}/kv/${key}?local`);
+      assert.equal(reply.text, value, `${key} on the restarted node`);
+    }
+    // Linearizable reads through the restarted node (forwarded) see the same data.
+    assert.equal((await call(`${victim.url}/kv/after-59`)).text, "w59");
+  });
+});
+
+describe("examples/kv over http + kv storage (3 processes)", () => {
+  let cluster: LocalCluster;
+
+  before(async () => {
+    cluster = await LocalCluster.start({ transport: "http", storage: "kv" });
+  });
+
+  after(async () => {
+    await cluster?.dispose();
+  });
+
+  test("writes through a follower survive kill -9 of the leader", async () => {
+    const { follower } = await cluster.follower();
+    const session = { client: "http-writer", seq: 0 };
+    for (let i = 0; i < 10; i++) {
+      const reply = await call(`${follower.url}/kv/h${i}`, {
+        method: "PUT",
+        body: `x${i}`,
+        headers: { "x-client-id": session.client, "x-request-seq": String(++session.seq) },
+      });
+      assert.equal(reply.status, 200, reply.text);
+    }
+    const old = await cluster.leader();
+    const victim = cluster.node(old.id);
+    await victim.kill("SIGKILL");
+    const fresh = await cluster.leader({ exclude: old.id });
+    for (let i = 0; i < 10; i++) {
+      assert.equal((await call(`${fresh.leaderUrl}/kv/h${i}`)).text, `x${i}`);
+    }
+    await put(cluster, "h-after", "y", session);
+    victim.start();
+    await waitFor(async () => (await tryCall(`${victim.url}/kv/h-after?local`))?.text === "y", {
+      message: `${old.id} catches up`,
+    });
+  });
+});
