@@ -100,6 +100,9 @@ async function runNode(config: NodeConfig): Promise<void> {
           registry: benchRegistry(),
           electionTimeoutMs: config.electionTimeoutMs,
           heartbeatIntervalMs: config.heartbeatIntervalMs,
+          ...(config.maxInflightMessages === undefined
+            ? {}
+            : { maxInflightMessages: config.maxInflightMessages }),
         });
         server.addEventListener("leaderChange", () => stats.leaderChanges++);
         await server.start();
@@ -132,6 +135,8 @@ async function runNode(config: NodeConfig): Promise<void> {
         if (instruction.reset) stats.reset();
         return { ok: true, stats: summary };
       }
+      case "trace":
+        return { ok: true, trace: Object.fromEntries(stats.trace) };
       case "stop":
         await stop();
         return { ok: true };

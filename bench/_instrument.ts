@@ -61,6 +61,12 @@ export class NodeStats {
   readonly appendsHandled = new Series();
   /** Leader changes seen since the node started (not reset: a bench compares two values). */
   leaderChanges = 0;
+  /**
+   * Wall-clock times (ms, sub-ms precision, comparable across processes on one machine) of
+   * AppendEntries with entries, keyed by {@link traceKey}: `[sent, answered]` on the leader,
+   * `[received, replied]` on a follower.
+   */
+  trace = new Map<string, [number, number]>();
   #sinceMs = performance.now();
   #cpuStart = cpuMicros();
 
@@ -70,6 +76,7 @@ export class NodeStats {
     this.appendsSent.reset();
     this.emptyAppendsSent.reset();
     this.appendsHandled.reset();
+    this.trace.clear();
     this.#sinceMs = performance.now();
     this.#cpuStart = cpuMicros();
   }
@@ -92,6 +99,18 @@ export class NodeStats {
     };
   }
 }
+
+/** @returns the current wall-clock time in ms with sub-ms precision */
+export function wallMs(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+/** @returns the key under which both ends trace one AppendEntries */
+export function traceKey(follower: string, req: AppendEntriesRequest): string {
+  return `${follower}:${req.term}:${req.prevLogIndex}:${req.entries.length}`;
+}
+
+const MAX_TRACED = 50_000;
 
 function cpuMicros(): { user: number; system: number } {
   const process = (globalThis as {
@@ -130,9 +149,13 @@ export function instrumentTransporter(transporter: Transporter, stats: NodeStats
   return {
     async sendAppendEntriesRequest(sender, peer, req, options): Promise<AppendEntriesResponse> {
       const startMs = performance.now();
+      const sentAt = wallMs();
       const response = await transporter.sendAppendEntriesRequest(sender, peer, req, options);
       const series = req.entries.length > 0 ? stats.appendsSent : stats.emptyAppendsSent;
       series.add(performance.now() - startMs, req.entries.length);
+      if (req.entries.length > 0 && stats.trace.size < MAX_TRACED) {
+        stats.trace.set(traceKey(peer.name, req), [sentAt, wallMs()]);
+      }
       return response;
     },
     sendVoteRequest: (sender, peer, req, options) =>
@@ -168,9 +191,13 @@ export function forwardingHandler(
     name,
     async appendEntries(req: AppendEntriesRequest): Promise<AppendEntriesResponse> {
       const startMs = performance.now();
+      const receivedAt = wallMs();
       const response = await get().appendEntries(req);
       if (req.entries.length > 0) {
         stats.appendsHandled.add(performance.now() - startMs, req.entries.length);
+        if (stats.trace.size < MAX_TRACED) {
+          stats.trace.set(traceKey(name, req), [receivedAt, wallMs()]);
+        }
       }
       return response;
     },

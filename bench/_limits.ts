@@ -5,7 +5,7 @@
  * @module
  */
 import { createConnection } from "node:net";
-import { mkdtemp, open, rm } from "node:fs/promises";
+import { type FileHandle, mkdtemp, open, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { percentile, round } from "./_load.ts";
@@ -29,36 +29,43 @@ function limitOf(latenciesMs: number[], elapsedMs: number): Limit {
 
 /**
  * Appends 256 bytes and fdatasyncs, in a loop, through `node:fs/promises` (what
- * FileStorage uses).
- * @param parentDir where the file goes (the disk the clusters use)
+ * FileStorage uses); with `writers > 1`, that many loops run at once on their own files, as
+ * the three nodes of a cluster on one disk do.
+ * @param parentDir where the files go (the disk the clusters use)
  * @param durationMs how long to measure
- * @returns the rate and latency of one write + fdatasync
+ * @param writers concurrent loops
+ * @returns the total rate, and the latency of one write + fdatasync
  */
-export async function measureFdatasync(parentDir: string, durationMs: number): Promise<Limit> {
+export async function measureFdatasync(
+  parentDir: string,
+  durationMs: number,
+  writers = 1,
+): Promise<Limit> {
   const dir = await mkdtemp(join(parentDir, "tsraft-fsync-"));
-  const file = await open(join(dir, "probe"), "w");
+  const files = await Promise.all(
+    Array.from({ length: writers }, (_, i) => open(join(dir, `probe${i}`), "w")),
+  );
   const chunk = new Uint8Array(256).fill(7);
   const latencies: number[] = [];
-  try {
+  const warmupEnd = performance.now() + Math.min(200, durationMs / 4);
+  const start = warmupEnd;
+  const end = start + durationMs;
+  async function loop(file: FileHandle): Promise<void> {
     let position = 0;
-    const warmupEnd = performance.now() + Math.min(200, durationMs / 4);
-    while (performance.now() < warmupEnd) {
-      await file.write(chunk, 0, chunk.length, position);
-      position += chunk.length;
-      await file.datasync();
-    }
-    const start = performance.now();
-    const end = start + durationMs;
-    while (performance.now() < end) {
+    for (;;) {
       const t0 = performance.now();
+      if (t0 >= end) return;
       await file.write(chunk, 0, chunk.length, position);
       position += chunk.length;
       await file.datasync();
-      latencies.push(performance.now() - t0);
+      if (t0 >= start) latencies.push(performance.now() - t0);
     }
+  }
+  try {
+    await Promise.all(files.map(loop));
     return limitOf(latencies, performance.now() - start);
   } finally {
-    await file.close();
+    await Promise.all(files.map((file) => file.close()));
     await rm(dir, { recursive: true, force: true });
   }
 }

@@ -19,6 +19,8 @@ export interface NodeConfig {
   fsync?: boolean;
   electionTimeoutMs: number;
   heartbeatIntervalMs: number;
+  /** Passed to the server. @default the server's default */
+  maxInflightMessages?: number;
 }
 
 /** An instruction from the parent. */
@@ -27,4 +29,5 @@ export type Instruction =
   | { id: number; op: "status" }
   | { id: number; op: "bench"; clients: number; durationMs: number; warmupMs: number }
   | { id: number; op: "stats"; reset: boolean }
+  | { id: number; op: "trace" }
   | { id: number; op: "stop" };

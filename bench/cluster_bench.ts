@@ -16,6 +16,8 @@ import {
   benchRegistry,
   CounterStateMachine,
   type LoadResult,
+  percentile,
+  round,
   runClients,
   type RunClientsOptions,
 } from "./_load.ts";
@@ -34,6 +36,8 @@ export interface ClusterBenchOptions {
   clientCounts: number[];
   durationMs: number;
   warmupMs: number;
+  /** `maxInflightMessages` of every server. @default the server's default */
+  maxInflightMessages?: number;
 }
 
 /** One run of a cluster benchmark. */
@@ -43,6 +47,48 @@ export interface ClusterRun {
   leader?: Record<string, unknown>;
   followers?: Record<string, unknown>[];
   leaderChanges?: number;
+  /** Where an AppendEntries round trip goes, from both ends' traces (process clusters). */
+  appendBreakdown?: AppendBreakdown;
+}
+
+/** p50 (and p99) in ms of the parts of an AppendEntries round trip with entries. */
+export interface AppendBreakdown {
+  /** Round trips traced at both ends. */
+  count: number;
+  /** From the leader's send call to the follower's handler. */
+  requestMs: [number, number];
+  /** In the follower's handler (persisting included). */
+  handlingMs: [number, number];
+  /** From the follower's handler returning to the leader's promise resolving. */
+  responseMs: [number, number];
+}
+
+function breakdown(
+  leader: Record<string, [number, number]>,
+  followers: Record<string, [number, number]>[],
+): AppendBreakdown {
+  const request: number[] = [];
+  const handling: number[] = [];
+  const response: number[] = [];
+  for (const trace of followers) {
+    for (const [key, [received, replied]] of Object.entries(trace)) {
+      const sent = leader[key];
+      if (sent === undefined) continue;
+      request.push(received - sent[0]);
+      handling.push(replied - received);
+      response.push(sent[1] - replied);
+    }
+  }
+  const pair = (values: number[]): [number, number] => {
+    const sorted = Float64Array.from(values).sort();
+    return [round(percentile(sorted, 0.5), 3), round(percentile(sorted, 0.99), 3)];
+  };
+  return {
+    count: request.length,
+    requestMs: pair(request),
+    handlingMs: pair(handling),
+    responseMs: pair(response),
+  };
 }
 
 /**
@@ -66,6 +112,9 @@ export async function benchMemoryCluster(options: ClusterBenchOptions): Promise<
       registry: benchRegistry(),
       electionTimeoutMs: ELECTION_TIMEOUT_MS,
       heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS,
+      ...(options.maxInflightMessages === undefined
+        ? {}
+        : { maxInflightMessages: options.maxInflightMessages }),
     });
     network.register(server);
     return server;
@@ -123,6 +172,9 @@ export async function benchProcessCluster(options: ProcessClusterOptions): Promi
       fsync: true,
       electionTimeoutMs: ELECTION_TIMEOUT_MS,
       heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS,
+      ...(options.maxInflightMessages === undefined
+        ? {}
+        : { maxInflightMessages: options.maxInflightMessages }),
     };
     return NodeProcess.spawn(
       config,
@@ -176,6 +228,11 @@ export async function benchProcessCluster(options: ProcessClusterOptions): Promi
       const followerStats = await Promise.all(
         followers.map((node) => node.request({ op: "stats", reset: false })),
       );
+      const traces = await Promise.all(
+        [leader, ...followers].map(async (node) =>
+          (await node.request({ op: "trace" })).trace as Record<string, [number, number]>
+        ),
+      );
       runs.push({
         result: answer.result as LoadResult,
         leader: { name: leader.name, ...(answer.stats as Record<string, unknown>) },
@@ -184,6 +241,7 @@ export async function benchProcessCluster(options: ProcessClusterOptions): Promi
           ...(stats.stats as Record<string, unknown>),
         })),
         leaderChanges: answer.leaderChanges as number,
+        appendBreakdown: breakdown(traces[0]!, traces.slice(1)),
       });
     }
     return runs;

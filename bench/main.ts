@@ -13,7 +13,7 @@
  * `.bench/results.json`.
  *
  * Run: `deno task bench [--quick] [--only a,b,c,d,limits,micro|tcp,http,file,kv]
- * [--profile] [--dir DIR]`.
+ * [--profile] [--dir DIR] [--max-inflight N]`.
  * `--profile` writes a CPU profile of the leader of (b)-(d) per run to
  * `.bench/<case>-c<clients>.cpuprofile` and prints its hottest functions.
  * @module
@@ -49,7 +49,7 @@ export interface BenchResults {
   date: string;
   runtime: string;
   quick: boolean;
-  limits: { fdatasync?: Limit; loopbackRtt?: Limit };
+  limits: { fdatasync?: Limit; fdatasync3?: Limit; loopbackRtt?: Limit };
   clusters: Partial<Record<ClusterKey, { label: string; runs: ClusterRun[] }>>;
   micro: Record<string, Record<string, number>>;
   errors: string[];
@@ -66,6 +66,8 @@ export interface RunOptions {
   dir?: string;
   /** Print progress and tables. @default true */
   print?: boolean;
+  /** `maxInflightMessages` of the servers of (a)-(d). @default the server's default */
+  maxInflightMessages?: number;
 }
 
 /**
@@ -108,6 +110,8 @@ export async function runBenchmarks(options: RunOptions = {}): Promise<BenchResu
     await attempt("fdatasync limit", async () => {
       say(`measuring write 256 B + fdatasync in ${dir} ...`);
       results.limits.fdatasync = await measureFdatasync(dir, durations.limitMs);
+      say("measuring the same with 3 writers at once (3 nodes on one disk) ...");
+      results.limits.fdatasync3 = await measureFdatasync(dir, durations.limitMs, 3);
     });
     await attempt("loopback RTT limit", async () => {
       say("measuring loopback node:net round trips between processes ...");
@@ -116,10 +120,13 @@ export async function runBenchmarks(options: RunOptions = {}): Promise<BenchResu
   }
 
   const clientCounts = [1, 32];
+  const serverOptions = options.maxInflightMessages === undefined
+    ? {}
+    : { maxInflightMessages: options.maxInflightMessages };
   if (wants("a")) {
     await attempt("cluster a", async () => {
       say(`cluster (a) ${CLUSTERS.a.label} ...`);
-      const runs = await benchMemoryCluster({ clientCounts, ...durations });
+      const runs = await benchMemoryCluster({ clientCounts, ...durations, ...serverOptions });
       results.clusters.a = { label: CLUSTERS.a.label, runs };
     });
   }
@@ -133,6 +140,7 @@ export async function runBenchmarks(options: RunOptions = {}): Promise<BenchResu
         transport: spec.transport,
         storage: spec.storage,
         parentDir: dir,
+        ...serverOptions,
         ...(options.profilePrefix ? { profilePath: `${options.profilePrefix}${key}` } : {}),
       });
       results.clusters[key] = { label: spec.label, runs };
@@ -192,6 +200,12 @@ function printResults(results: BenchResults, profilePrefix: string | undefined):
       `disk: write 256 B + fdatasync ${fdatasync.perSec}/s, p50 ${fdatasync.p50Ms} ms, p99 ${fdatasync.p99Ms} ms`,
     );
   }
+  if (results.limits.fdatasync3) {
+    const three = results.limits.fdatasync3;
+    console.log(
+      `disk, 3 writers at once: ${three.perSec}/s in total, p50 ${three.p50Ms} ms, p99 ${three.p99Ms} ms`,
+    );
+  }
   if (loopbackRtt) {
     console.log(
       `loopback node:net round trip between processes: ${loopbackRtt.perSec}/s, p50 ${
@@ -207,13 +221,26 @@ function printResults(results: BenchResults, profilePrefix: string | undefined):
       const leader = run.leader as Record<string, Record<string, number> | number | string>;
       const saves = leader.saves as Record<string, number>;
       const sent = leader.appendsSent as Record<string, number>;
-      const handled = (run.followers?.[0]?.appendsHandled ?? {}) as Record<string, number>;
+      const follower = (run.followers?.[0] ?? {}) as Record<string, Record<string, number>>;
+      const handled = follower.appendsHandled ?? {};
+      const followerSaves = follower.saves ?? {};
       console.log(
         `  (${key}) ${run.result.clients} client(s): leader CPU ${leader.cpuPercent}%, ` +
           `saves ${saves.count} (${saves.itemsPerOp} entries each, p50 ${saves.p50Ms} ms), ` +
           `AppendEntries ${sent.count} (${sent.itemsPerOp} entries each, RTT p50 ${sent.p50Ms} ms), ` +
-          `follower handles AE in p50 ${handled.p50Ms} ms, leader changes ${run.leaderChanges}`,
+          `follower handles AE in p50 ${handled.p50Ms} ms with ${followerSaves.count} saves ` +
+          `(p50 ${followerSaves.p50Ms} ms), follower CPU ${follower.cpuPercent}%, ` +
+          `leader changes ${run.leaderChanges}`,
       );
+      const parts = run.appendBreakdown;
+      if (parts !== undefined && parts.count > 0) {
+        console.log(
+          `      AppendEntries p50/p99 ms: leader→follower ${parts.requestMs.join("/")}, ` +
+            `in follower ${parts.handlingMs.join("/")}, follower→leader ${
+              parts.responseMs.join("/")
+            } (${parts.count} traced)`,
+        );
+      }
     }
   }
   for (const [key, figures] of Object.entries(results.micro)) {
@@ -271,6 +298,7 @@ if (import.meta.main) {
       only: { type: "string" },
       profile: { type: "boolean", default: false },
       dir: { type: "string" },
+      "max-inflight": { type: "string" },
     },
   });
   await mkdir(".bench", { recursive: true });
@@ -280,6 +308,7 @@ if (import.meta.main) {
     ...(values.only ? { only: values.only.split(",").map((s) => s.trim()) } : {}),
     ...(profilePrefix ? { profilePrefix } : {}),
     ...(values.dir ? { dir: values.dir } : {}),
+    ...(values["max-inflight"] ? { maxInflightMessages: Number(values["max-inflight"]) } : {}),
   });
   printResults(results, profilePrefix);
   if (profilePrefix) await printProfiles(profilePrefix, results);
