@@ -780,6 +780,12 @@ export class Consensus {
       progress.matchIndex = Math.max(progress.matchIndex, lastIndex);
       progress.nextIndex = progress.matchIndex + 1;
       this.#maybeCommit();
+    } else {
+      // A follower refuses a snapshot that is not ahead of its commit index: it already holds
+      // those entries although our matchIndex is stale (its acks were lost), and probing at
+      // matchIndex would lead straight back to the snapshot, forever. Probe at the end of
+      // the log instead: the answer's hint says where the follower's log ends.
+      progress.nextIndex = Math.max(progress.nextIndex, this.lastIndex + 1);
     }
     if (this.#role === "leader") this.#sendAppend(progress, false);
   }

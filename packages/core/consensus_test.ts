@@ -565,3 +565,64 @@ describe("Consensus: persistence and extensions", () => {
     assert.ok(third > second);
   });
 });
+
+describe("Consensus: snapshots", () => {
+  test("Consensus.snapshotSent() after a refused snapshot probes at the log end, not at a stale matchIndex", () => {
+    // Found by the simulator (seed 156, 3 nodes): a follower that already committed past the
+    // leader's snapshot refuses it, while the leader's matchIndex for it is stale (acks lost);
+    // probing at matchIndex fell below the compacted log and asked for the snapshot again,
+    // forever, so the follower never caught up.
+    const peers = [{ name: "b", connectionString: "" }, { name: "c", connectionString: "" }];
+    const core = new Consensus({
+      name: "a",
+      peers,
+      electionTimeoutMs: 100,
+      heartbeatIntervalMs: 10,
+      random: { next: () => 0 },
+      preVote: false,
+      checkQuorum: false,
+    });
+    const log = Array.from({ length: 10 }, (_, i) => entry(i + 1, 1));
+    core.restore({ hardState: { term: 1, votedFor: "" }, snapshot: undefined, entries: log }, 0);
+    core.tick(1000);
+    const campaign = core.takeReady();
+    const vote = campaign.messages.find((m) => m.kind === "requestVote" && m.to.name === "b")!;
+    assert.equal(vote.kind, "requestVote");
+    if (vote.kind !== "requestVote") return;
+    core.handleRequestVoteResponse("b", vote.request, {
+      term: 2,
+      voteGranted: true,
+      preVote: false,
+    });
+    assert.equal(core.role, "leader");
+    const first = core.takeReady();
+    core.persisted(11, 2);
+    const toB = first.messages.find((m) => m.kind === "appendEntries" && m.to.name === "b")!;
+    const toC = first.messages.find((m) => m.kind === "appendEntries" && m.to.name === "c")!;
+    if (toB.kind !== "appendEntries" || toC.kind !== "appendEntries") throw new Error("no appends");
+    const ok = { term: 2, commitIndex: 0, success: true, conflictTerm: 0, heartbeatSeq: 0 };
+    core.handleAppendEntriesResponse("b", toB.request, { ...ok, index: 11 });
+    assert.equal(core.commitIndex, 11);
+    core.compact(11);
+    // c's answer is a (stale) rejection saying its log is empty: the leader backs off below
+    // its snapshot and asks for one.
+    core.handleAppendEntriesResponse("c", toC.request, {
+      ...ok,
+      success: false,
+      index: 0,
+    });
+    assert.deepEqual(core.takeReady().snapshotsNeeded.map((p) => p.name), ["c"]);
+    // c refuses the snapshot: it committed through 11 meanwhile.
+    core.snapshotSent("c", 11, false);
+    const after = core.takeReady();
+    assert.deepEqual(after.snapshotsNeeded, []);
+    const probe = after.messages.find((m) => m.kind === "appendEntries" && m.to.name === "c");
+    assert.ok(probe && probe.kind === "appendEntries");
+    assert.equal(probe.request.prevLogIndex, 11);
+    core.handleAppendEntriesResponse("c", probe.request, { ...ok, index: 11 });
+    assert.deepEqual(
+      core.progress.filter((p) => p.name === "c").map((p) => [p.matchIndex, p.mode]),
+      [[11, "replicate"]],
+    );
+  });
+});
