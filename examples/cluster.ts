@@ -1,0 +1,209 @@
+/**
+ * `deno task cluster`: starts a local cluster of examples/kv nodes as separate processes
+ * and serves a live dashboard. Run with `--help` for the options.
+ * @module
+ */
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import process from "node:process";
+import { parseArgs } from "node:util";
+import { Hono } from "hono";
+import {
+  fetchStatus,
+  freePorts,
+  type LocalClusterSpec,
+  NodeProcess,
+  waitForLeader,
+} from "./kv/node_process.ts";
+
+const HELP = `Usage: deno task cluster [options] [-- extra node options]
+
+Starts a local tsraft key-value cluster (one process per node, on 127.0.0.1) and a live
+dashboard. Ctrl-C stops everything.
+
+  --nodes N              number of nodes (default 3)
+  --transport tcp|http   raft transport (default tcp)
+  --storage file|kv      storage (default file)
+  --data DIR             keep data in DIR/<id> (default: a temporary directory, removed
+                         on exit)
+  --base-port P          client port of the first node; node i uses P+i, and with tcp the
+                         raft port is +1000 (default 4001; 0 picks free ports)
+  --dashboard-port P     dashboard port (default 8080; 0 picks a free port)
+  -h, --help             this text
+
+Anything after -- is passed to every node (e.g. -- --election-timeout-ms 500).`;
+
+const { values, positionals } = parseArgs({
+  args: process.argv.slice(2),
+  allowPositionals: true,
+  options: {
+    nodes: { type: "string", default: "3" },
+    transport: { type: "string", default: "tcp" },
+    storage: { type: "string", default: "file" },
+    data: { type: "string" },
+    "base-port": { type: "string", default: "4001" },
+    "dashboard-port": { type: "string", default: "8080" },
+    help: { type: "boolean", short: "h" },
+  },
+});
+
+if (values.help) {
+  console.log(HELP);
+  process.exit(0);
+}
+const count = Number(values.nodes);
+const basePort = Number(values["base-port"]);
+const dashboardPort = Number(values["dashboard-port"]);
+if (!Number.isInteger(count) || count < 1 || count > 9) fail("--nodes must be 1..9");
+if (!Number.isInteger(basePort) || basePort < 0) fail("--base-port must be a port");
+if (!Number.isInteger(dashboardPort) || dashboardPort < 0) fail("--dashboard-port must be a port");
+if (values.transport !== "tcp" && values.transport !== "http") fail("--transport is tcp or http");
+if (values.storage !== "file" && values.storage !== "kv") fail("--storage is file or kv");
+const transport = values.transport;
+const storage = values.storage;
+
+function fail(message: string): never {
+  console.error(`${message}\n\n${HELP}`);
+  process.exit(2);
+}
+
+const ownsData = values.data === undefined;
+const dataRoot = values.data !== undefined
+  ? resolve(values.data)
+  : await mkdtemp(join(tmpdir(), "tsraft-cluster-"));
+const ports = basePort === 0
+  ? await freePorts(count, transport === "tcp" ? 1000 : 0)
+  : Array.from({ length: count }, (_, i) => basePort + i);
+
+const spec: LocalClusterSpec = {
+  nodes: ports.map((port, i) => ({ id: `n${i + 1}`, port })),
+  dataRoot,
+  transport,
+  storage,
+  extraArgs: positionals,
+  onOutput: (id, line) => console.log(`[${id}] ${line}`),
+};
+const nodes = spec.nodes.map((node) => new NodeProcess(spec, node.id));
+for (const node of nodes) node.start();
+
+const dashboard = await serveDashboard(dashboardPort);
+console.log(`Dashboard listening on ${dashboard.url}`);
+
+let stopping = false;
+async function shutdown(signal: string): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  console.log(`\n${signal}: stopping ${nodes.length} nodes`);
+  await Promise.all(nodes.map(async (node) => {
+    await Promise.race([
+      node.kill("SIGTERM"),
+      new Promise((resolve) => setTimeout(resolve, 3000)),
+    ]);
+    await node.kill("SIGKILL");
+  }));
+  await dashboard.close();
+  if (ownsData) await rm(dataRoot, { recursive: true, force: true });
+  process.exit(0);
+}
+process.on("SIGINT", () => void shutdown("SIGINT"));
+process.on("SIGTERM", () => void shutdown("SIGTERM"));
+
+try {
+  const leader = await waitForLeader(nodes.map((node) => node.url), { timeoutMs: 20_000 });
+  const follower = nodes.find((node) => node.id !== leader.id) ?? nodes[0]!;
+  console.log(`
+tsraft KV cluster: ${count} nodes, ${transport} transport, ${storage} storage
+data: ${dataRoot}${ownsData ? " (temporary)" : ""}
+${
+    nodes.map((node) => `  ${node.id}  ${node.url}${node.id === leader.id ? "  (leader)" : ""}`)
+      .join("\n")
+  }
+
+Dashboard: ${dashboard.url}
+
+Try:
+  curl -X PUT ${follower.url}/kv/greeting -d hello
+  curl ${follower.url}/kv/greeting
+  curl -i '${follower.url}/kv/greeting?noforward'
+  curl -X POST ${leader.leaderUrl}/kv/greeting/cas -d '{"expect":"hello","value":"hi"}'
+  curl -X PUT -H 'x-client-id: me' -H 'x-request-seq: 1' ${follower.url}/kv/once -d 1
+  curl ${leader.leaderUrl}/status
+
+Ctrl-C stops the cluster.`);
+} catch (error) {
+  console.error(String(error));
+}
+
+async function serveDashboard(port: number): Promise<{ url: string; close(): Promise<void> }> {
+  const page = await readFile(new URL("./dashboard.html", import.meta.url), "utf8");
+  const app = new Hono();
+  const byId = (id: string) => nodes.find((node) => node.id === id);
+
+  app.get("/", (c) => c.html(page));
+
+  app.get("/api/cluster", async (c) => {
+    const states = await Promise.all(nodes.map(async (node) => ({
+      id: node.id,
+      url: node.url,
+      running: node.running,
+      pid: node.pid ?? null,
+      status: node.running ? (await fetchStatus(node.url, 400)) ?? null : null,
+    })));
+    return c.json({ transport, storage, dataRoot, nodes: states });
+  });
+
+  app.post("/api/nodes/:id/:action", async (c) => {
+    const node = byId(c.req.param("id"));
+    if (node === undefined) return c.json({ error: "no such node" }, 404);
+    switch (c.req.param("action")) {
+      case "kill":
+        await node.kill("SIGKILL");
+        return c.json({ ok: true });
+      case "restart":
+        if (!node.running) node.start();
+        return c.json({ ok: true });
+      case "partition":
+      case "heal": {
+        try {
+          const response = await fetch(`${node.url}/admin/${c.req.param("action")}`, {
+            method: "POST",
+            signal: AbortSignal.timeout(2000),
+          });
+          return c.json(await response.json(), response.status as 200);
+        } catch (error) {
+          return c.json({ error: String(error) }, 502);
+        }
+      }
+      default:
+        return c.json({ error: "unknown action" }, 404);
+    }
+  });
+
+  // Client requests go to a chosen node (any node serves them; followers forward).
+  app.all("/api/kv/:key{.+}", async (c) => {
+    const node = byId(c.req.query("node") ?? "") ??
+      nodes.find((candidate) => candidate.running);
+    if (node === undefined) return c.json({ error: "no node is running" }, 503);
+    const path = c.req.param("key");
+    try {
+      const response = await fetch(`${node.url}/kv/${path}`, {
+        method: c.req.method,
+        ...(c.req.method === "GET" ? {} : { body: await c.req.text() }),
+        redirect: "manual",
+        signal: AbortSignal.timeout(6000),
+      });
+      return c.json({
+        node: node.id,
+        status: response.status,
+        answeredBy: response.headers.get("x-kv-forwarded-to") || response.headers.get("x-kv-node"),
+        body: await response.text(),
+      });
+    } catch (error) {
+      return c.json({ node: node.id, status: 0, body: String(error) });
+    }
+  });
+
+  const server = Deno.serve({ hostname: "127.0.0.1", port, onListen() {} }, app.fetch);
+  return { url: `http://127.0.0.1:${server.addr.port}`, close: () => server.shutdown() };
+}

@@ -1,0 +1,128 @@
+// Drives the `deno task cluster` dashboard in headless Chromium (Debian's `chromium` package).
+import assert from "node:assert/strict";
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { test } from "node:test";
+import { REPO_ROOT, waitFor } from "./kv/node_process.ts";
+
+const CHROMIUM = "/usr/bin/chromium";
+const CHROMIUM_ARGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+const PNG_SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
+
+function denoExecutable(): string {
+  return (globalThis as { Deno?: { execPath(): string } }).Deno?.execPath() ?? "deno";
+}
+
+const skip = existsSync(CHROMIUM)
+  ? false
+  : `${CHROMIUM} is missing: install it with \`apt-get install -y chromium\``;
+if (skip) console.log(`dashboard test skipped: ${skip}`);
+
+test("the cluster dashboard shows a leader, serves KV requests and kills a node", {
+  skip,
+}, async () => {
+  const { chromium } = await import("playwright-core");
+  const shots = await mkdtemp(join(tmpdir(), "tsraft-dashboard-"));
+  const output: string[] = [];
+  const cluster: ChildProcess = spawn(denoExecutable(), [
+    "run",
+    "-A",
+    "--unstable-kv",
+    fileURLToPath(new URL("./cluster.ts", import.meta.url)),
+    "--base-port",
+    "0",
+    "--dashboard-port",
+    "0",
+    "--",
+    // Chromium competes for the CPU with three nodes; a longer timeout avoids spurious elections.
+    "--election-timeout-ms",
+    "500",
+  ], { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "pipe"] });
+  const exited = new Promise((resolve) => cluster.once("exit", resolve));
+  const collect = (chunk: Buffer) => output.push(chunk.toString("utf8"));
+  cluster.stdout?.on("data", collect);
+  cluster.stderr?.on("data", collect);
+  let browser: Awaited<ReturnType<typeof chromium.launch>> | undefined;
+  try {
+    const url = await waitFor(
+      () => /Dashboard listening on (http:\/\/\S+)/.exec(output.join(""))?.[1],
+      { timeoutMs: 20_000, message: "the dashboard URL" },
+    );
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+    const page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
+    await page.goto(url);
+    const leaderText = () => page.locator("#leader").textContent();
+    await waitFor(async () => /^Leader: n\d \(term \d+\)$/.test(await leaderText() ?? ""), {
+      timeoutMs: 20_000,
+      message: "the page names a leader",
+    });
+    assert.equal(await page.locator('.node[data-role="leader"]').count(), 1);
+    assert.equal(await page.locator(".node").count(), 3);
+
+    // A PUT through the request box; retried while an election is still settling.
+    await page.fill("#kv-key", "greeting");
+    await page.fill("#kv-value", "hello from chromium");
+    await waitFor(async () => {
+      await page.locator("#kv-out").evaluate((el) => el.textContent = "");
+      await page.click("#kv-form button[type=submit]");
+      const out = await waitFor(async () => await page.locator("#kv-out").textContent() || false, {
+        message: "the PUT's answer",
+      });
+      return out.includes("→ 200");
+    }, { timeoutMs: 15_000, message: "PUT through the dashboard" });
+    await page.click("#kv-get");
+    await waitFor(
+      async () => (await page.locator("#kv-out").textContent())?.includes("hello from chromium"),
+      {
+        message: "GET shows the value",
+      },
+    );
+
+    const screenshot = join(shots, "dashboard.png");
+    await page.screenshot({ path: screenshot, fullPage: true });
+    const png = await readFile(screenshot);
+    assert.deepEqual([...png.subarray(0, 8)], PNG_SIGNATURE);
+    assert.ok(png.length > 10_000, `screenshot is ${png.length} bytes`);
+    console.log(`dashboard screenshot: ${screenshot} (${png.length} bytes)`);
+
+    // Kill the leader from its card; another node takes over and the card shows it down.
+    const leaderId = await page.locator('.node[data-role="leader"]').getAttribute("data-id");
+    await page.click(`.node[data-id="${leaderId}"] button[data-act="kill"]`);
+    await waitFor(async () => {
+      const down = await page.locator(`.node[data-id="${leaderId}"]`).getAttribute("data-role");
+      const text = await leaderText() ?? "";
+      return down === "down" && /^Leader: n\d/.test(text) &&
+        !text.startsWith(`Leader: ${leaderId} `);
+    }, { timeoutMs: 15_000, message: "a new leader after killing the old one" });
+    await page.click(`.node[data-id="${leaderId}"] button[data-act="restart"]`);
+    await waitFor(
+      async () =>
+        await page.locator(`.node[data-id="${leaderId}"]`).getAttribute("data-role") === "follower",
+      {
+        timeoutMs: 15_000,
+        message: "the restarted node rejoins as a follower",
+      },
+    );
+  } catch (error) {
+    throw new Error(`${String(error)}\n--- cluster output\n${output.join("")}`);
+  } finally {
+    await browser?.close();
+    cluster.kill("SIGTERM");
+    await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 5000))]);
+    cluster.kill("SIGKILL");
+    await rm(shots, { recursive: true, force: true });
+  }
+});
