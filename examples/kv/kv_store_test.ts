@@ -128,6 +128,37 @@ describe("KV routes on a single in-process node", () => {
     }
   });
 
+  test("without a leader, reads and writes answer 503 with a JSON reason", async () => {
+    const network = new MemoryNetwork();
+    const store = new KvStore();
+    const partition = new PartitionableTransporter(network.transporter());
+    const server = createServer({
+      name: "lonely",
+      connectionString: "127.0.0.1:1",
+      // The other member never answers, so no leader can be elected.
+      peers: [{ name: "absent", connectionString: "127.0.0.1:2" }],
+      transporter: partition,
+      storage: new MemoryStorage(),
+      stateMachine: store,
+      registry: kvRegistry(),
+    });
+    network.register(server);
+    const app = new Hono();
+    installKvRoutes(app, { server, store, partition });
+    await server.start();
+    try {
+      for (const init of [{}, { method: "PUT", body: "v" }]) {
+        const response = await app.request("/kv/k", init);
+        assert.equal(response.status, 503);
+        const body = await response.json();
+        assert.equal(body.error, "no_leader");
+        assert.equal(typeof body.reason, "string");
+      }
+    } finally {
+      await server.stop();
+    }
+  });
+
   test("a snapshot restores data and sessions after a restart", async () => {
     const first = await singleNode();
     const headers = { "x-client-id": "c", "x-request-seq": "7" };
