@@ -49,3 +49,17 @@ export {
   TestCluster,
   type TestClusterOptions,
 } from "./test_cluster.ts";
+export {
+  type ClientReply,
+  type NetworkFaults,
+  runSimulation,
+  type RunSimulationOptions,
+  type SimNodeInfo,
+  type SimStats,
+  type SimulationConfig,
+  simulationConfig,
+  type SimulationCoverage,
+  type SimulationResult,
+  Simulator,
+  type SimulatorOptions,
+} from "./simulator.ts";
