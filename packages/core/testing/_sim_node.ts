@@ -133,6 +133,7 @@ export class SimNode {
   #sendingSnapshotTo = new Set<string>();
   #wasLeaderTerm = -1;
   #seenCommit = 0;
+  #driveScheduled = false;
   /** Called when the next write starts, with its fsync delay (crash-during-write faults). */
   onNextWrite: ((fsyncMs: number) => void) | undefined;
 
@@ -219,6 +220,7 @@ export class SimNode {
     this.#appliedWaiters = [];
     this.#timerDueMs = Infinity;
     this.#timerToken++;
+    this.#driveScheduled = false;
     this.#sendingSnapshotTo.clear();
     this.onNextWrite = undefined;
     this.#trace(`crash lostWrites=${lostWrites}`);
@@ -576,6 +578,7 @@ export class SimNode {
     commandName: string,
     command: Uint8Array,
     done: (reply: ClientReply) => void,
+    groupCommit = false,
   ): { index: number; term: number } | undefined {
     let proposal: { index: number; term: number };
     try {
@@ -589,7 +592,16 @@ export class SimNode {
       return undefined;
     }
     this.#waiters.set(proposal.index, { term: proposal.term, done });
-    this.drive();
+    if (!groupCommit) this.drive();
+    else if (!this.#driveScheduled) {
+      // As Server.do(): drive once per turn, so proposals made together travel together.
+      this.#driveScheduled = true;
+      const incarnation = this.incarnation;
+      this.#host.at(this.#host.nowMs, () => {
+        this.#driveScheduled = false;
+        if (this.incarnation === incarnation) this.drive();
+      });
+    }
     return proposal;
   }
 

@@ -416,7 +416,9 @@ export class Simulator {
   }
 
   /**
-   * Proposes a raw command on a node, as 6.824's `Start` (`commandName` "test").
+   * Proposes a raw command on a node, as 6.824's `Start` (`commandName` "test"). Like
+   * `Server.do`, the node drives its core once per turn, so proposals made in one go are
+   * replicated in one message per follower.
    * @returns the index and term, or `undefined` when the node is not a running leader
    */
   start(name: string, text: string): { index: number; term: number } | undefined {
@@ -424,7 +426,7 @@ export class Simulator {
     if (!node.up || node.core.role !== "leader") return undefined;
     let proposal: { index: number; term: number } | undefined;
     this.#guard(() => {
-      proposal = node.propose("test", new TextEncoder().encode(text), () => {});
+      proposal = node.propose("test", new TextEncoder().encode(text), () => {}, true);
     });
     return proposal;
   }
