@@ -129,6 +129,22 @@ export interface Ready {
 export type Role = "follower" | "precandidate" | "candidate" | "leader";
 type ProgressMode = "probe" | "replicate" | "snapshot";
 
+/** A leader's view of one follower or learner. */
+export interface FollowerProgress {
+  /** The follower's name. */
+  name: string;
+  /** Highest index known replicated on it. */
+  matchIndex: number;
+  /** Next index to send. */
+  nextIndex: number;
+  /** `probe` (finding the match), `replicate` (streaming) or `snapshot` (receiving one). */
+  mode: string;
+  /** Whether it is a voting member (false for a learner catching up). */
+  voter: boolean;
+  /** Clock time of its last response. */
+  lastResponseAtMs: number;
+}
+
 interface Progress {
   peer: PeerInfo;
   matchIndex: number;
@@ -312,12 +328,14 @@ export class Consensus {
     return this.#transfer?.target;
   }
   /** Per-follower replication state of a leader (read-only copies). */
-  get progress(): { name: string; matchIndex: number; nextIndex: number; mode: string }[] {
+  get progress(): FollowerProgress[] {
     return [...this.#progress.values()].map((p) => ({
       name: p.peer.name,
       matchIndex: p.matchIndex,
       nextIndex: p.nextIndex,
       mode: p.mode,
+      voter: this.#isVoter(p.peer.name),
+      lastResponseAtMs: p.lastResponseAtMs,
     }));
   }
   /** The time by which {@link tick} must next be called. */
@@ -830,6 +848,29 @@ export class Consensus {
     this.#transfer = { target, deadlineMs: this.#nowMs + this.#options.electionTimeoutMs };
     if (progress.matchIndex === this.lastIndex) this.#sendTimeoutNow(progress);
     else this.#sendAppend(progress, false);
+  }
+
+  /**
+   * Starts replicating to a non-voting learner: it receives the log but counts toward no
+   * quorum until a `JoinCommand` makes it a member (Raft thesis §4.2.1 catch-up).
+   * @param peer the learner
+   * @throws NotLeaderError when not the leader
+   */
+  addLearner(peer: PeerInfo): void {
+    if (this.#role !== "leader") {
+      throw new NotLeaderError(this.#leader, this.#peerInfo(this.#leader)?.connectionString ?? "");
+    }
+    if (peer.name === this.name || this.#progress.has(peer.name)) return;
+    this.#addProgress(peer);
+    this.#sendAppend(this.#progress.get(peer.name)!, true);
+  }
+
+  /**
+   * Stops replicating to a learner that did not become a member.
+   * @param name the learner's name
+   */
+  removeLearner(name: string): void {
+    if (!this.#isVoter(name)) this.#progress.delete(name);
   }
 
   /** Abandons a pending transfer (e.g. after its deadline). */

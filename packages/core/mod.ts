@@ -29,6 +29,7 @@ export {
   Consensus,
   type ConsensusOptions,
   type CoreEvent,
+  type FollowerProgress,
   JOIN_COMMAND_NAME,
   LEAVE_COMMAND_NAME,
   NOP_COMMAND_NAME,

@@ -10,6 +10,7 @@ import {
 import {
   CONFIG_COMMAND_NAME,
   Consensus,
+  type FollowerProgress,
   JOIN_COMMAND_NAME,
   LEAVE_COMMAND_NAME,
   type OutboundMessage,
@@ -31,6 +32,7 @@ import {
   CommandTimeoutError,
   DuplicatePeerError,
   LeadershipTransferError,
+  MembershipChangeInProgressError,
   NotLeaderError,
   StopError,
 } from "./errors.ts";
@@ -63,6 +65,9 @@ import {
   validateSnapshotRequest,
   validateTimeoutNowRequest,
 } from "./validate.ts";
+
+/** A learner is promoted once its log is within this many entries of the leader's. */
+const LEARNER_CATCH_UP_ENTRIES = 100;
 
 /**
  * Saves and restores the application's state for snapshots (hashicorp/raft's FSM
@@ -355,9 +360,26 @@ export class Server implements RaftHandler {
   getState(): string {
     return `Name: ${this.name}, State: ${this.state}, Term: ${this.term}, CommittedIndex: ${this.commitIndex}`;
   }
-  /** Read-only replication progress of a leader's followers. */
-  get progress(): { name: string; matchIndex: number; nextIndex: number; mode: string }[] {
+  /** Read-only replication progress of a leader's followers and learners. */
+  get progress(): FollowerProgress[] {
     return this.#core.progress;
+  }
+  /**
+   * The storage's directory when it has one (the spec's `Path()`), else `""`.
+   * @returns the path
+   */
+  path(): string {
+    const path = (this.#storage as { path?: unknown }).path;
+    return typeof path === "string" ? path : "";
+  }
+  /**
+   * Time of the last response from `name` as seen by this leader (the spec's
+   * `Peer.LastActivity()`), or `undefined`.
+   * @param name a peer's name
+   * @returns clock time in ms
+   */
+  lastActivity(name: string): number | undefined {
+    return this.#core.progress.find((p) => p.name === name)?.lastResponseAtMs;
   }
 
   // ------------------------------------------------------------ lifecycle
@@ -527,12 +549,43 @@ export class Server implements RaftHandler {
    * @throws DuplicatePeerError when a member has this name
    * @throws MembershipChangeInProgressError while another change is uncommitted
    */
-  async addPeer(name: string, connectionString: string): Promise<void> {
+  async addPeer(name: string, connectionString: string, options: DoOptions = {}): Promise<void> {
     validatePeer({ name, connectionString });
     if (this.#core.members.some((member) => member.name === name)) {
       throw new DuplicatePeerError(name);
     }
-    await this.do(new JoinCommand(name, connectionString));
+    if (this.#core.membershipChangePending) throw new MembershipChangeInProgressError();
+    // Catch the newcomer up as a learner first: a voter that is far behind would stall
+    // commits of a small cluster until it caught up (Raft thesis §4.2.1).
+    this.#core.addLearner({ name, connectionString });
+    this.#drive();
+    const deadline = this.#clock.now() + this.#electionTimeoutMs * 20;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const check = () => {
+          if (this.#phase !== "running") return reject(new StopError());
+          if (this.#core.state !== LEADER) {
+            const leader = this.#core.leader;
+            return reject(
+              new NotLeaderError(leader, this.peers.get(leader)?.connectionString ?? ""),
+            );
+          }
+          const progress = this.#core.progress.find((p) => p.name === name);
+          if (progress && progress.matchIndex + LEARNER_CATCH_UP_ENTRIES >= this.#core.lastIndex) {
+            return resolve();
+          }
+          if (options.signal?.aborted || this.#clock.now() >= deadline) {
+            return reject(new CommandTimeoutError(`${name} did not catch up with the log in time`));
+          }
+          this.#clock.setTimeout(check, this.#heartbeatIntervalMs);
+        };
+        check();
+      });
+    } catch (error) {
+      this.#core.removeLearner(name);
+      throw error;
+    }
+    await this.do(new JoinCommand(name, connectionString), options);
   }
 
   /**
