@@ -1,8 +1,9 @@
 import { InvalidMessageError, UnknownCommandError } from "./errors.ts";
 import type { PeerInfo } from "./types.ts";
+import type { Server } from "./server.ts";
 
 /** What a command sees while it is applied. */
-export interface Context<S = unknown> {
+export interface Context<S = Server> {
   /** The applying server. */
   readonly server: S;
   /** The server's term at apply time. */

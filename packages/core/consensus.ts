@@ -69,6 +69,12 @@ export interface ConsensusOptions {
   maxBytesPerMessage?: number;
   /** Most AppendEntries carrying entries in flight per follower. @default 32 */
   maxInflightMessages?: number;
+  /**
+   * Bound on the relative clock drift between servers assumed by lease reads: a lease
+   * lasts `electionTimeoutMs * (1 - leaseClockDrift)` after a heartbeat a quorum answered.
+   * @default 0.1
+   */
+  leaseClockDrift?: number;
 }
 
 /** What a server recovered from storage, handed to {@link Consensus.restore}. */
@@ -154,6 +160,8 @@ interface Progress {
   inflight: number;
   lastResponseAtMs: number;
   ackedHeartbeatSeq: number;
+  /** When the newest heartbeat this follower answered was sent. */
+  ackedHeartbeatSentAtMs: number;
 }
 
 interface ConfigVersion {
@@ -221,6 +229,8 @@ export class Consensus {
   #votes = new Map<string, boolean>();
   #progress = new Map<string, Progress>();
   #heartbeatSeq = 0;
+  /** Send times of recent heartbeat rounds, by sequence number (for leases). */
+  #heartbeatSentAtMs = new Map<number, number>();
   #pendingReads: PendingRead[] = [];
   #nextReadId = 1;
   #transfer: { target: string; deadlineMs: number } | undefined;
@@ -251,6 +261,7 @@ export class Consensus {
       maxEntriesPerMessage: options.maxEntriesPerMessage ?? 2000,
       maxBytesPerMessage: options.maxBytesPerMessage ?? 1024 * 1024,
       maxInflightMessages: options.maxInflightMessages ?? 32,
+      leaseClockDrift: options.leaseClockDrift ?? 0.1,
     };
   }
 
@@ -584,6 +595,8 @@ export class Consensus {
     else if (req.entries.length > 0 && progress.inflight > 0) progress.inflight--;
     if (resp.heartbeatSeq > progress.ackedHeartbeatSeq) {
       progress.ackedHeartbeatSeq = resp.heartbeatSeq;
+      progress.ackedHeartbeatSentAtMs = this.#heartbeatSentAtMs.get(resp.heartbeatSeq) ??
+        progress.ackedHeartbeatSentAtMs;
       this.#confirmReads();
     }
     if (resp.success) {
@@ -873,6 +886,26 @@ export class Consensus {
     if (!this.#isVoter(name)) this.#progress.delete(name);
   }
 
+  /**
+   * The index a lease read may serve without a heartbeat round, or `undefined` when the
+   * lease has lapsed. Safe only with check-quorum on (followers then refuse to vote while
+   * they hear from this leader) and clocks that drift less than `leaseClockDrift`.
+   * @returns the commit index, when the lease holds
+   */
+  leaseReadIndex(): number | undefined {
+    if (this.#role !== "leader" || !this.#options.checkQuorum || this.#transfer) return undefined;
+    if (this.termAt(this.#commitIndex) !== this.#term) return undefined;
+    const sentTimes: number[] = [];
+    for (const member of this.members) {
+      if (member.name === this.name) sentTimes.push(this.#nowMs);
+      else sentTimes.push(this.#progress.get(member.name)?.ackedHeartbeatSentAtMs ?? -Infinity);
+    }
+    sentTimes.sort((a, b) => b - a);
+    const quorumSentAtMs = sentTimes[this.quorumSize - 1] ?? -Infinity;
+    const leaseMs = this.#options.electionTimeoutMs * (1 - this.#options.leaseClockDrift);
+    return this.#nowMs < quorumSentAtMs + leaseMs ? this.#commitIndex : undefined;
+  }
+
   /** Abandons a pending transfer (e.g. after its deadline). */
   cancelTransfer(): void {
     this.#transfer = undefined;
@@ -1049,6 +1082,7 @@ export class Consensus {
       inflight: 0,
       lastResponseAtMs: this.#nowMs,
       ackedHeartbeatSeq: 0,
+      ackedHeartbeatSentAtMs: -Infinity,
     });
   }
 
@@ -1157,6 +1191,8 @@ export class Consensus {
   #broadcastHeartbeat(): void {
     this.#heartbeatDeadlineMs = this.#nowMs + this.#options.heartbeatIntervalMs;
     this.#heartbeatSeq++;
+    this.#heartbeatSentAtMs.set(this.#heartbeatSeq, this.#nowMs);
+    this.#heartbeatSentAtMs.delete(this.#heartbeatSeq - 256);
     for (const progress of this.#progress.values()) this.#sendAppend(progress, true);
   }
 

@@ -41,6 +41,7 @@ export {
 export {
   createServer,
   type DoOptions,
+  type ReadIndexOptions,
   Server,
   type ServerOptions,
   type StateMachine,

@@ -113,6 +113,8 @@ export interface ServerOptions {
   preVote?: boolean;
   /** Leader steps down without a quorum's contact for an election timeout. @default true */
   checkQuorum?: boolean;
+  /** Clock drift bound assumed by lease reads (`readIndex({ lease: true })`). @default 0.1 */
+  leaseClockDrift?: number;
   /** Most AppendEntries with entries in flight per follower. @default 32 */
   maxInflightMessages?: number;
   /** Take a snapshot automatically after this many applied entries (0 disables). @default 10000 */
@@ -133,6 +135,16 @@ export interface ServerOptions {
 export interface DoOptions {
   /** Gives up waiting (rejecting with `CommandTimeoutError`); the command may still commit. */
   signal?: AbortSignal;
+}
+
+/** Options of {@link Server.readIndex}. */
+export interface ReadIndexOptions extends DoOptions {
+  /**
+   * Serve from the leader lease when it holds (no heartbeat round): faster, but correct
+   * only while clocks drift less than `leaseClockDrift`. Falls back to ReadIndex.
+   * @default false
+   */
+  lease?: boolean;
 }
 
 interface Waiter {
@@ -244,6 +256,7 @@ export class Server implements RaftHandler {
       preVote: options.preVote ?? true,
       checkQuorum: options.checkQuorum ?? true,
       maxInflightMessages: options.maxInflightMessages ?? 32,
+      leaseClockDrift: options.leaseClockDrift ?? 0.1,
     });
   }
 
@@ -286,6 +299,10 @@ export class Server implements RaftHandler {
   /** Highest index applied to the state machine. */
   get appliedIndex(): number {
     return this.#appliedIndex;
+  }
+  /** Index of the newest snapshot point of the in-memory log (0 when nothing is compacted). */
+  get snapshotIndex(): number {
+    return this.#core.snapshotIndex;
   }
   /** Index of the last log entry. */
   get lastIndex(): number {
@@ -493,8 +510,17 @@ export class Server implements RaftHandler {
    * @returns the read index
    * @throws NotLeaderError on a follower or when leadership is lost meanwhile
    */
-  async readIndex(options: DoOptions = {}): Promise<number> {
+  async readIndex(options: ReadIndexOptions = {}): Promise<number> {
     if (this.#phase !== "running") throw new StopError("Server is not running");
+    if (options.signal?.aborted) throw new CommandTimeoutError("Read aborted before it started");
+    if (options.lease) {
+      this.#core.tick(this.#clock.now());
+      const leased = this.#core.leaseReadIndex();
+      if (leased !== undefined) {
+        await this.#waitApplied(leased);
+        return leased;
+      }
+    }
     const id = this.#core.requestRead();
     const index = await new Promise<number>((resolve, reject) => {
       this.#readWaiters.set(id, { resolve, reject });
