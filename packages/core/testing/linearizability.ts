@@ -62,6 +62,14 @@ export interface Model<S, I, O> {
    */
   equal?(a: S, b: S): boolean;
   /**
+   * Says that an operation with this input and output never changes the state wherever
+   * the model accepts it (a read; a CAS that reported failure). Optional, but it lets the
+   * checker place such operations as early as possible instead of trying every position,
+   * which removes most of the search in read-heavy, highly concurrent histories. Answering
+   * true for an operation that can change the state makes the checker unsound.
+   */
+  readOnly?(input: I, output: O | undefined): boolean;
+  /**
    * Splits a history into independent sub-histories (for example one per key) that are
    * linearizable together exactly when each one is. Every operation must appear in exactly
    * one part. Checking parts separately is what makes large histories cheap.
@@ -250,9 +258,12 @@ function checkPart<S, I, O>(
   };
 
   const hashOf = stateHasher(model);
-  const bits = new Uint32Array(Math.ceil(n / 32));
-  const seen = new Seen<S>(model.equal);
+  const sameState = (a: S, aHash: string, b: S, bHash: string) =>
+    aHash === bHash && (model.equal === undefined || model.equal(a, b));
+  const linearized = new LinearizedSet(n);
+  const seen = new Seen<S>(linearized.bits.length, model.equal);
   const stackOp = new Int32Array(n);
+  const stackForced = new Uint8Array(n);
   const stackState: (S | undefined)[] = new Array(n);
   const stackHash: string[] = new Array(n);
   let depth = 0;
@@ -264,90 +275,200 @@ function checkPart<S, I, O>(
   let entry = next[HEAD]!;
   for (;;) {
     if ((++steps & 0x3ff) === 0 && budget.expired()) return "timeout";
-    if (entry === -1 || (entry & 1) === 1) {
-      if (entry !== -1 && (stuck === undefined || depth > stuck.linearized.length)) {
-        const pending: number[] = [];
-        for (let e = next[HEAD]!; e !== entry; e = next[e]!) pending.push(e >> 1);
-        stuck = {
-          linearized: Array.from(stackOp.subarray(0, depth)),
-          state,
-          failedOp: entry >> 1,
-          pending,
-        };
+    let dead = entry === -1 || (entry & 1) === 1;
+    if (dead && entry !== -1 && (stuck === undefined || depth > stuck.linearized.length)) {
+      const pending: number[] = [];
+      for (let e = next[HEAD]!; e !== entry; e = next[e]!) pending.push(e >> 1);
+      stuck = {
+        linearized: Array.from(stackOp.subarray(0, depth)),
+        state,
+        failedOp: entry >> 1,
+        pending,
+      };
+    }
+
+    if (!dead) {
+      const op = entry >> 1;
+      const operation = ops[op]!;
+      const output = known[op] ? operation.output : undefined;
+      const result = model.step(state, operation.input, output);
+      entry = next[entry]!;
+      if (!result.ok) continue;
+      const newState = result.state;
+      const newHash = hashOf(newState);
+      const unchanged = sameState(state, stateHash, newState, newHash);
+      // An unknown-outcome operation that leaves the state alone never needs placing here:
+      // leaving it out is equivalent, and it stays available for later.
+      if (unchanged && !known[op]) continue;
+      // A read-only operation that fits now may as well go now: in any completion that
+      // places it later, moving it here keeps every model step and real-time constraint
+      // valid. So if placing it here fails, this whole node fails, and the search skips
+      // the 2^k ways of interleaving k concurrent reads.
+      const forced = unchanged && model.readOnly !== undefined &&
+        model.readOnly(operation.input, output);
+      linearized.add(op);
+      if (seen.add(linearized, newHash, newState)) {
+        stackOp[depth] = op;
+        stackForced[depth] = forced ? 1 : 0;
+        stackState[depth] = state;
+        stackHash[depth] = stateHash;
+        depth++;
+        state = newState;
+        stateHash = newHash;
+        unlink(2 * op);
+        unlink(2 * op + 1);
+        if (known[op] && --remainingKnown === 0) return "ok";
+        entry = next[HEAD]!;
+        continue;
       }
+      linearized.delete(op);
+      if (!forced) continue;
+      dead = true;
+    }
+
+    // Backtrack out of every node known to be dead: the current one, and the parents
+    // whose only option was a forced read-only operation.
+    for (;;) {
       if (depth === 0) return stuck!;
       depth--;
       const op = stackOp[depth]!;
       state = stackState[depth] as S;
       stateHash = stackHash[depth]!;
       stackState[depth] = undefined;
-      bits[op >> 5]! &= ~(1 << (op & 31));
+      linearized.delete(op);
       relink(2 * op + 1);
       relink(2 * op);
       if (known[op]) remainingKnown++;
-      entry = next[2 * op]!;
-      continue;
-    }
-
-    const op = entry >> 1;
-    const operation = ops[op]!;
-    const result = model.step(state, operation.input, known[op] ? operation.output : undefined);
-    if (result.ok) {
-      const newState = result.state;
-      const newHash = hashOf(newState);
-      // An unknown-outcome operation that leaves the state alone never needs placing here:
-      // leaving it out is equivalent, and it stays available for later.
-      const pointless = !known[op] && newHash === stateHash &&
-        (model.equal === undefined || model.equal(state, newState));
-      if (!pointless) {
-        bits[op >> 5]! |= 1 << (op & 31);
-        if (seen.add(bitsKey(bits) + "\u0000" + newHash, newState)) {
-          stackOp[depth] = op;
-          stackState[depth] = state;
-          stackHash[depth] = stateHash;
-          depth++;
-          state = newState;
-          stateHash = newHash;
-          unlink(2 * op);
-          unlink(2 * op + 1);
-          if (known[op] && --remainingKnown === 0) return "ok";
-          entry = next[HEAD]!;
-          continue;
-        }
-        bits[op >> 5]! &= ~(1 << (op & 31));
+      if (stackForced[depth] === 0) {
+        entry = next[2 * op]!;
+        break;
       }
     }
-    entry = next[entry]!;
   }
 }
 
-/** The memo of visited (linearized set, state) pairs. */
+/**
+ * The set of linearized operations as a bitset, with an incrementally maintained 64-bit
+ * Zobrist hash so that memo lookups cost O(1) until a candidate match is compared.
+ */
+class LinearizedSet {
+  readonly bits: Uint32Array;
+  #zobrist: Uint32Array;
+  hi = 0;
+  lo = 0;
+
+  constructor(n: number) {
+    this.bits = new Uint32Array(Math.ceil(n / 32));
+    this.#zobrist = new Uint32Array(2 * n);
+    // Fixed seed: the check is deterministic; the hash only has to spread.
+    let seed = 0x9e3779b9;
+    for (let i = 0; i < this.#zobrist.length; i++) {
+      seed = (seed + 0x6d2b79f5) >>> 0;
+      let t = Math.imul(seed ^ (seed >>> 15), seed | 1);
+      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+      this.#zobrist[i] = (t ^ (t >>> 14)) >>> 0;
+    }
+  }
+
+  add(op: number): void {
+    this.bits[op >> 5]! |= 1 << (op & 31);
+    this.#toggle(op);
+  }
+
+  delete(op: number): void {
+    this.bits[op >> 5]! &= ~(1 << (op & 31));
+    this.#toggle(op);
+  }
+
+  #toggle(op: number): void {
+    this.hi ^= this.#zobrist[2 * op]!;
+    this.lo ^= this.#zobrist[2 * op + 1]!;
+  }
+}
+
+/**
+ * The memo of visited (linearized set, state) pairs: an open-addressing hash set over
+ * typed arrays, because it grows to millions of entries on hard histories and a `Map`
+ * of objects spends most of the search in hashing and garbage collection. A hit is
+ * confirmed exactly (set bits, state hash, `equal`), so a collision only costs time.
+ */
 class Seen<S> {
   #equal: ((a: S, b: S) => boolean) | undefined;
-  #keys = new Set<string>();
-  #buckets = new Map<string, S[]>();
+  #words: number;
+  #slots = new Int32Array(1024).fill(-1);
+  #count = 0;
+  #entryHash = new Int32Array(512);
+  #arena: Uint32Array;
+  #stateHashes: string[] = [];
+  #states: S[] = [];
 
-  constructor(equal: ((a: S, b: S) => boolean) | undefined) {
+  constructor(words: number, equal: ((a: S, b: S) => boolean) | undefined) {
     this.#equal = equal;
+    this.#words = words;
+    this.#arena = new Uint32Array(512 * words);
   }
 
-  /** @returns true when the pair is new */
-  add(key: string, state: S): boolean {
-    const equal = this.#equal;
-    if (equal === undefined) {
-      if (this.#keys.has(key)) return false;
-      this.#keys.add(key);
-      return true;
+  /** @returns true when the pair is new (and now remembered) */
+  add(set: LinearizedSet, stateHash: string, state: S): boolean {
+    let h = Math.imul(set.hi ^ stringHash(stateHash), 0x9e3779b1) ^ set.lo;
+    h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+    h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+    h ^= h >>> 16;
+    const mask = this.#slots.length - 1;
+    let slot = h & mask;
+    for (let e = this.#slots[slot]!; e !== -1; e = this.#slots[slot]!) {
+      if (
+        this.#entryHash[e] === h && this.#stateHashes[e] === stateHash &&
+        this.#sameBits(e, set.bits) &&
+        (this.#equal === undefined || this.#equal(this.#states[e]!, state))
+      ) {
+        return false;
+      }
+      slot = (slot + 1) & mask;
     }
-    const bucket = this.#buckets.get(key);
-    if (bucket === undefined) {
-      this.#buckets.set(key, [state]);
-      return true;
+    const e = this.#count++;
+    if (e === this.#entryHash.length) {
+      this.#entryHash = grow(this.#entryHash, 2 * e);
+      this.#arena = grow(this.#arena, 2 * e * this.#words);
     }
-    if (bucket.some((other) => equal(other, state))) return false;
-    bucket.push(state);
+    this.#entryHash[e] = h;
+    this.#arena.set(set.bits, e * this.#words);
+    this.#stateHashes.push(stateHash);
+    if (this.#equal !== undefined) this.#states.push(state);
+    this.#slots[slot] = e;
+    if (2 * this.#count > this.#slots.length) this.#rehash();
     return true;
   }
+
+  #sameBits(e: number, bits: Uint32Array): boolean {
+    const base = e * this.#words;
+    for (let i = 0; i < bits.length; i++) if (this.#arena[base + i] !== bits[i]) return false;
+    return true;
+  }
+
+  #rehash(): void {
+    const slots = new Int32Array(2 * this.#slots.length).fill(-1);
+    const mask = slots.length - 1;
+    for (let e = 0; e < this.#count; e++) {
+      let slot = this.#entryHash[e]! & mask;
+      while (slots[slot] !== -1) slot = (slot + 1) & mask;
+      slots[slot] = e;
+    }
+    this.#slots = slots;
+  }
+}
+
+function grow<T extends Int32Array | Uint32Array>(array: T, length: number): T {
+  const bigger = new (array.constructor as new (length: number) => T)(length);
+  bigger.set(array);
+  return bigger;
+}
+
+/** FNV-1a over UTF-16 code units. */
+function stringHash(text: string): number {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) hash = Math.imul(hash ^ text.charCodeAt(i), 0x01000193);
+  return hash >>> 0;
 }
 
 function stateHasher<S>(model: Model<S, unknown, unknown>): (state: S) => string {
@@ -355,17 +476,6 @@ function stateHasher<S>(model: Model<S, unknown, unknown>): (state: S) => string
   // With only `equal`, states are told apart by `equal` alone.
   if (model.equal) return () => "";
   return structuralHash;
-}
-
-function bitsKey(bits: Uint32Array): string {
-  const halves = new Uint16Array(bits.buffer, bits.byteOffset, bits.length * 2);
-  const CHUNK = 8192;
-  if (halves.length <= CHUNK) return String.fromCharCode(...halves);
-  let key = "";
-  for (let i = 0; i < halves.length; i += CHUNK) {
-    key += String.fromCharCode(...halves.subarray(i, i + CHUNK));
-  }
-  return key;
 }
 
 /**
@@ -512,10 +622,16 @@ export const kvModel: Model<KvState, KvInput, KvOutput> = {
       }
     }
   },
+  readOnly: (input, output) => input.op === "get" || (input.op === "cas" && output === false),
   hash(state) {
-    if (state.size === 0) return "";
-    if (state.size === 1) return JSON.stringify([...state]);
-    return JSON.stringify([...state].sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0));
+    let hash = "";
+    if (state.size <= 1) {
+      for (const [key, value] of state) hash = JSON.stringify(key) + JSON.stringify(value);
+      return hash;
+    }
+    const keys = [...state.keys()].sort();
+    for (const key of keys) hash += JSON.stringify(key) + JSON.stringify(state.get(key));
+    return hash;
   },
   partition(history) {
     const byKey = new Map<string, Operation<KvInput, KvOutput>[]>();
@@ -577,6 +693,7 @@ export const registerModel: Model<number, RegisterInput, RegisterOutput> = {
       }
     }
   },
+  readOnly: (input, output) => input.op === "read" || (input.op === "cas" && output === false),
   hash: (state) => String(state),
 };
 

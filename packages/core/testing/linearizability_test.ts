@@ -32,6 +32,12 @@ const read = { op: "read" } as const;
 const write = (value: number) => ({ op: "write", value }) as const;
 const rcas = (expect: number, value: number) => ({ op: "cas", expect, value }) as const;
 
+/** The model without its read-only hint, so the plain search is cross-checked too. */
+function withoutReadOnly<S, I, O>(model: Model<S, I, O>): Model<S, I, O> {
+  const { readOnly: _, ...rest } = model;
+  return rest;
+}
+
 function check<S, I, O>(model: Model<S, I, O>, history: Operation<I, O>[]) {
   return checkLinearizability(model, history).result;
 }
@@ -396,6 +402,13 @@ describe("checkLinearizability() at scale", () => {
     assert.equal(verdict.explanation.failedOp, stale.at(-1));
   });
 
+  test("checks a read-heavy single key with 10 concurrent clients", () => {
+    const random = new SeededRandom(7);
+    const history = generateKvHistory(random, { ops: 1000, clients: 10, keys: 1 });
+    assert.equal(check(kvModel, history), "ok");
+    assert.equal(check(withoutReadOnly(kvModel), history), "ok");
+  });
+
   test("returns unknown when the time budget runs out", () => {
     const history: RegOp[] = [];
     for (let i = 0; i < 3000; i++) history.push(op(1, write(i), 2 * i, 2 * i + 1, "ok"));
@@ -439,6 +452,7 @@ describe("checkLinearizability() against a brute-force checker", () => {
       if (mutated === undefined) continue;
       const expected = bruteForce(kvModel, mutated) ? "ok" : "illegal";
       assert.equal(check(kvModel, mutated), expected, `seed ${seed}: ${JSON.stringify(mutated)}`);
+      assert.equal(check(withoutReadOnly(kvModel), mutated), expected, `seed ${seed}`);
       if (expected === "illegal") illegal++;
     }
     // The mutations must exercise the illegal branch, not only the easy one.
@@ -469,6 +483,7 @@ describe("checkLinearizability() against a brute-force checker", () => {
       }
       const expected = bruteForce(registerModel, history) ? "ok" : "illegal";
       assert.equal(check(registerModel, history), expected, `seed ${seed}`);
+      assert.equal(check(withoutReadOnly(registerModel), history), expected, `seed ${seed}`);
       if (expected === "ok") ok++;
       else illegal++;
     }
