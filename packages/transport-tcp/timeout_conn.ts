@@ -88,6 +88,9 @@ export class TimeoutConn {
   #readDeadline: number | undefined;
   #writeDeadline: number | undefined;
   #pendingWrites = new Set<() => void>();
+  #writeBatch:
+    | { bytes: Uint8Array; resolve: (written: number) => void; reject: (error: Error) => void }[]
+    | undefined;
 
   /**
    * Wraps `socket`, which from now on must only be used through this conn.
@@ -215,32 +218,66 @@ export class TimeoutConn {
     if (this.#closed || this.#socket.destroyed) {
       return Promise.reject(this.#error ?? new TransportError("Connection closed"));
     }
+    return new Promise((resolve, reject) => {
+      // Writes made in one turn of the event loop go out as one socket write with one
+      // deadline timer: pipelined frames then cost one syscall, not one each.
+      if (this.#writeBatch === undefined) {
+        this.#writeBatch = [];
+        queueMicrotask(() => this.#flushWrites());
+      }
+      this.#writeBatch.push({ bytes, resolve, reject });
+    });
+  }
+
+  #flushWrites(): void {
+    const batch = this.#writeBatch ?? [];
+    this.#writeBatch = undefined;
+    if (batch.length === 0) return;
+    const rejectAll = (error: Error) => {
+      for (const write of batch) write.reject(error);
+    };
+    if (this.#closed || this.#socket.destroyed) {
+      rejectAll(this.#error ?? new TransportError("Connection closed"));
+      return;
+    }
+    let payload: Uint8Array;
+    if (batch.length === 1) {
+      payload = batch[0]!.bytes;
+    } else {
+      const total = batch.reduce((sum, write) => sum + write.bytes.byteLength, 0);
+      payload = new Uint8Array(total);
+      let offset = 0;
+      for (const write of batch) {
+        payload.set(write.bytes, offset);
+        offset += write.bytes.byteLength;
+      }
+    }
     const deadline = this.#writeDeadline ??
       (this.#writeTimeoutMs > 0 ? Date.now() + this.#writeTimeoutMs : undefined);
-    return new Promise((resolve, reject) => {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const fail = () => {
-        clearTimeout(timer);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const fail = () => {
+      clearTimeout(timer);
+      this.#pendingWrites.delete(fail);
+      rejectAll(this.#error ?? new TransportError("Connection closed"));
+    };
+    if (deadline !== undefined) {
+      timer = setTimeout(() => {
+        const error = new TransportError(`Write deadline exceeded (${payload.byteLength} bytes)`);
+        this.#error ??= error;
         this.#pendingWrites.delete(fail);
-        reject(this.#error ?? new TransportError("Connection closed"));
-      };
-      if (deadline !== undefined) {
-        timer = setTimeout(() => {
-          const error = new TransportError(`Write deadline exceeded (${bytes.byteLength} bytes)`);
-          this.#error ??= error;
-          this.#pendingWrites.delete(fail);
-          reject(error);
-          this.#socket.destroy();
-        }, Math.max(0, deadline - Date.now()));
+        rejectAll(error);
+        this.#socket.destroy();
+      }, Math.max(0, deadline - Date.now()));
+    }
+    this.#pendingWrites.add(fail);
+    this.#socket.write(payload, (error) => {
+      if (!this.#pendingWrites.delete(fail)) return;
+      clearTimeout(timer);
+      if (error) {
+        rejectAll(new TransportError(`Write failed: ${error.message}`, { cause: error }));
+      } else {
+        for (const write of batch) write.resolve(write.bytes.byteLength);
       }
-      this.#pendingWrites.add(fail);
-      this.#socket.write(bytes, (error) => {
-        if (!this.#pendingWrites.delete(fail)) return;
-        clearTimeout(timer);
-        if (error) {
-          reject(new TransportError(`Write failed: ${error.message}`, { cause: error }));
-        } else resolve(bytes.byteLength);
-      });
     });
   }
 
