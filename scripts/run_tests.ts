@@ -6,7 +6,8 @@
  * @module
  */
 const args = ["test", ...Deno.args];
-const child = new Deno.Command(Deno.execPath(), { args, stdout: "piped", stderr: "inherit" }).spawn();
+const child = new Deno.Command(Deno.execPath(), { args, stdout: "piped", stderr: "inherit" })
+  .spawn();
 
 // deno-lint-ignore no-control-regex
 const ansi = /\x1b\[[0-9;]*m/g;
