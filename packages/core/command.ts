@@ -134,7 +134,7 @@ export class JoinCommand implements Command<string> {
   nodeName(): string {
     return this.name;
   }
-  /** Runs the command. @returns the joined name */
+  /** Membership changes apply in the core; this reports the name. @returns the joined name */
   apply(): string {
     return this.name;
   }
@@ -156,7 +156,7 @@ export class LeaveCommand implements Command<string> {
   nodeName(): string {
     return this.name;
   }
-  /** Runs the command. @returns the removed name */
+  /** Membership changes apply in the core; this reports the name. @returns the removed name */
   apply(): string {
     return this.name;
   }
@@ -168,11 +168,11 @@ export class NopCommand implements Command<null> {
   static readonly commandName: string = "raft:nop";
   /** Name in the log. */
   readonly commandName: string = NopCommand.commandName;
-  /** Runs the command. @returns a NopCommand */
+  /** Decodes a no-op. @returns a NopCommand */
   static fromJSON(): NopCommand {
     return new NopCommand();
   }
-  /** Runs the command. @returns null */
+  /** A no-op changes nothing. @returns null */
   apply(): null {
     return null;
   }

@@ -24,12 +24,12 @@ export class ManualClock implements Clock {
   #nextId = 1;
   #timers: PendingTimer[] = [];
 
-  /** @param startMs the initial time @default 0 */
+  /** Creates an instance. @param startMs the initial time @default 0 */
   constructor(startMs = 0) {
     this.#nowMs = startMs;
   }
 
-  /** @returns the current time in ms */
+  /** The simulated time. @returns the current time in ms */
   now(): number {
     return this.#nowMs;
   }

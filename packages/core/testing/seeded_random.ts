@@ -13,12 +13,12 @@ import type { Random } from "../random.ts";
 export class SeededRandom implements Random {
   #state: number;
 
-  /** @param seed any 32-bit integer */
+  /** Creates an instance. @param seed any 32-bit integer */
   constructor(seed: number) {
     this.#state = seed >>> 0;
   }
 
-  /** @returns a number in [0, 1) */
+  /** Next number of the sequence. @returns a number in [0, 1) */
   next(): number {
     this.#state = (this.#state + 0x6d2b79f5) >>> 0;
     let t = this.#state;
@@ -27,12 +27,12 @@ export class SeededRandom implements Random {
     return ((t ^ (t >>> 14)) >>> 0) / 0x1_0000_0000;
   }
 
-  /** @returns an integer in [0, n) */
+  /** Next integer below n. @returns an integer in [0, n) */
   int(n: number): number {
     return Math.floor(this.next() * n);
   }
 
-  /** @returns true with probability p */
+  /** A biased coin flip. @returns true with probability p */
   chance(p: number): boolean {
     return this.next() < p;
   }

@@ -14,7 +14,7 @@ export class KvStateMachine implements StateMachine {
   /** Every applied command index, in order: lets tests check exactly-once application. */
   readonly appliedIndexes: number[] = [];
 
-  /** @returns the state as JSON bytes */
+  /** Serializes the map and the applied indexes. @returns the state as JSON bytes */
   save(): Uint8Array {
     return new TextEncoder().encode(
       JSON.stringify({ data: [...this.data], applied: this.appliedIndexes }),
@@ -37,12 +37,12 @@ export class KvStateMachine implements StateMachine {
 /** Sets a key in the {@link KvStateMachine} of the applying server; returns the old value. */
 export class KvSetCommand implements Command<string | null> {
   /** Name in the log. */
-  static readonly commandName = "kv:set";
+  static readonly commandName: string = "kv:set";
   /** Name in the log. */
-  readonly commandName = KvSetCommand.commandName;
-  /** @param key the key @param value the new value */
+  readonly commandName: string = KvSetCommand.commandName;
+  /** Creates an instance. @param key the key @param value the new value */
   constructor(readonly key: string, readonly value: string) {}
-  /** @returns the command decoded from JSON */
+  /** Decodes from JSON. @returns the command decoded from JSON */
   static fromJSON(json: unknown): KvSetCommand {
     const { key, value } = json as { key: unknown; value: unknown };
     if (typeof key !== "string" || typeof value !== "string") {
@@ -50,7 +50,7 @@ export class KvSetCommand implements Command<string | null> {
     }
     return new KvSetCommand(key, value);
   }
-  /** @returns the previous value or null */
+  /** Sets the key. @returns the previous value or null */
   apply(context: Context): string | null {
     const machine = (context.server as Server).stateMachine as KvStateMachine;
     const previous = machine.data.get(this.key) ?? null;
@@ -98,7 +98,7 @@ export class TestCluster {
   readonly #options: TestClusterOptions;
   #members: PeerInfo[];
 
-  /** @param names founding members @param options seed and server options */
+  /** Creates an instance. @param names founding members @param options seed and server options */
   constructor(names: string[], options: TestClusterOptions = {}) {
     this.#options = options;
     this.#random = new SeededRandom(options.seed ?? 1);
