@@ -157,7 +157,8 @@ interface PendingWrite {
   hardState: HardState | undefined;
   entries: LogEntry[];
   afterPersist: OutboundMessage[];
-  waiters: (() => void)[];
+  /** Called with no argument once durable, or with the error that prevented it. */
+  waiters: ((error?: unknown) => void)[];
 }
 
 interface IncomingSnapshot {
@@ -455,6 +456,7 @@ export class Server implements RaftHandler {
     for (const waiter of this.#readWaiters.values()) waiter.reject(stopError);
     this.#waiters.clear();
     this.#readWaiters.clear();
+    for (const waiter of this.#pendingWrite?.waiters ?? []) waiter(stopError);
     this.#pendingWrite = undefined;
     await this.#withStorage(() => this.#storage.close());
     this.#dispatch("stateChange", STOPPED, before);
@@ -930,7 +932,7 @@ export class Server implements RaftHandler {
         // Storage that cannot write cannot acknowledge anything: stop rather than lie.
         warn(`${this.name}: storage write failed, stopping: ${String(error)}`);
         this.#inflightWrite = undefined;
-        for (const waiter of batch.waiters) waiter();
+        for (const waiter of batch.waiters) waiter(new StopError("Storage write failed"));
         await this.stop();
         return;
       }
@@ -947,7 +949,10 @@ export class Server implements RaftHandler {
   #flushed(): Promise<void> {
     const target = this.#pendingWrite ?? this.#inflightWrite;
     if (target === undefined) return Promise.resolve();
-    return new Promise((resolve) => target.waiters.push(resolve));
+    // A write that fails must fail the reply too: a response may acknowledge only what is durable.
+    return new Promise((resolve, reject) =>
+      target.waiters.push((error) => error === undefined ? resolve() : reject(error))
+    );
   }
 
   #withStorage<T>(operation: () => Promise<T>): Promise<T> {

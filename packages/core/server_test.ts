@@ -175,6 +175,33 @@ describe("Server on the memory transport", () => {
     await cluster.stop();
   });
 
+  test("Server.appendEntries() never acknowledges entries whose write was lost in a crash", async () => {
+    const cluster = new TestCluster(["a", "b", "c"]);
+    await cluster.start();
+    const leader = await cluster.waitForLeader();
+    const follower = followerOf(cluster);
+    const disk = cluster.disks.get(follower.name)!;
+    disk.holdWrites();
+    const reply = follower.appendEntries({
+      term: leader.term,
+      prevLogIndex: follower.lastIndex,
+      prevLogTerm: follower.logEntries.at(-1)?.term ?? 0,
+      commitIndex: 0,
+      leaderName: leader.name,
+      entries: [{
+        index: follower.lastIndex + 1,
+        term: leader.term,
+        commandName: "kv:set",
+        command: new TextEncoder().encode('{"key":"k","value":"v"}'),
+      }],
+      heartbeatSeq: 0,
+    });
+    await cluster.settle();
+    disk.crash();
+    await assert.rejects(reply, StopError);
+    await cluster.stop();
+  });
+
   test("Server: a vote request from a server outside the configuration is refused", async () => {
     const cluster = new TestCluster(["a", "b", "c"]);
     await cluster.start();
