@@ -806,8 +806,8 @@ export class Consensus {
     if (progress === undefined || progress.mode !== "snapshot") return;
     progress.mode = "probe";
     progress.inflight = 0;
-    progress.lastResponseAtMs = this.#nowMs;
     if (ok) {
+      progress.lastResponseAtMs = this.#nowMs;
       progress.matchIndex = Math.max(progress.matchIndex, lastIndex);
       progress.nextIndex = progress.matchIndex + 1;
       this.#maybeCommit();
@@ -1175,12 +1175,8 @@ export class Consensus {
         this.#becomeFollower(this.#term, "");
         return;
       }
-      // Let followers learn the new commit index without waiting for the next heartbeat.
-      for (const progress of this.#progress.values()) {
-        if (progress.mode === "replicate" && progress.inflight === 0) {
-          this.#sendAppend(progress, true);
-        }
-      }
+      // Followers learn the new commit index from the next AppendEntries or heartbeat (as in
+      // etcd): a message per commit per follower would double the leader's sends at low load.
     }
   }
 

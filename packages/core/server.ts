@@ -1047,7 +1047,10 @@ export class Server implements RaftHandler {
           const entries = this.#core.entriesBetween(from, commit + 1);
           for (const entry of entries) {
             if (this.#phase !== "running") break;
-            await this.#applyEntry(entry);
+            // Synchronous commands are applied back to back: awaiting each one would let every
+            // resumed client propose on its own turn, one entry per message and per write.
+            const pending = this.#applyEntry(entry);
+            if (pending !== undefined) await pending;
           }
         }
       } finally {
@@ -1057,10 +1060,11 @@ export class Server implements RaftHandler {
     });
   }
 
-  async #applyEntry(entry: LogEntry): Promise<void> {
+  #applyEntry(entry: LogEntry): Promise<void> | undefined {
     const waiter = this.#waiters.get(entry.index);
     if (waiter) this.#waiters.delete(entry.index);
     let result: unknown;
+    let asyncResult: PromiseLike<unknown> | undefined;
     let failure: unknown;
     let failed = false;
     const membership = entry.commandName === JOIN_COMMAND_NAME ||
@@ -1075,17 +1079,14 @@ export class Server implements RaftHandler {
           currentIndex: entry.index,
           commitIndex: this.#core.commitIndex,
         };
-        result = await command.apply(context);
+        result = command.apply(context);
+        if (typeof (result as PromiseLike<unknown> | null)?.then === "function") {
+          asyncResult = result as PromiseLike<unknown>;
+        }
       } catch (error) {
         // The entry is committed everywhere; a failing apply is the command's own outcome.
         failure = error;
         failed = true;
-        log(
-          DEBUG,
-          `${this.name}: applying entry ${entry.index} (${entry.commandName}) failed: ${
-            String(error)
-          }`,
-        );
       }
     } else {
       // The core already applied the membership change when the entry was appended.
@@ -1094,6 +1095,31 @@ export class Server implements RaftHandler {
         : entry.commandName === LEAVE_COMMAND_NAME
         ? "left"
         : "configured";
+    }
+    if (asyncResult !== undefined) {
+      return Promise.resolve(asyncResult).then(
+        (value) => this.#finishApply(entry, waiter, value, false, undefined),
+        (error) => this.#finishApply(entry, waiter, undefined, true, error),
+      );
+    }
+    this.#finishApply(entry, waiter, result, failed, failure);
+    return undefined;
+  }
+
+  #finishApply(
+    entry: LogEntry,
+    waiter: Waiter | undefined,
+    result: unknown,
+    failed: boolean,
+    failure: unknown,
+  ): void {
+    if (failed) {
+      log(
+        DEBUG,
+        `${this.name}: applying entry ${entry.index} (${entry.commandName}) failed: ${
+          String(failure)
+        }`,
+      );
     }
     const previous = this.#appliedIndex;
     this.#appliedIndex = entry.index;
@@ -1122,9 +1148,12 @@ export class Server implements RaftHandler {
     const threshold = this.#options.snapshotThreshold ?? 10000;
     if (threshold > 0 && this.#options.stateMachine && this.#entriesSinceSnapshot >= threshold) {
       this.#entriesSinceSnapshot = 0;
-      this.takeSnapshot().catch((error) =>
-        warn(`${this.name}: automatic snapshot failed: ${String(error)}`)
-      );
+      this.takeSnapshot().catch((error) => {
+        // A snapshot cut short by stop() is simply not taken.
+        if (this.#phase === "running") {
+          warn(`${this.name}: automatic snapshot failed: ${String(error)}`);
+        }
+      });
     }
     if (this.#appliedIndex < this.#core.commitIndex) this.#applyCommitted();
   }
