@@ -23,7 +23,15 @@ import {
   type SnapshotHeader,
   snapshotMetaLength,
 } from "./_format.ts";
-import { isNotFound, readAt, removeFile, syncDir, writeAll, writeFileAtomic } from "./_fs.ts";
+import {
+  isNotFound,
+  readAt,
+  removeFile,
+  syncDir,
+  writeAll,
+  writeAllSync,
+  writeFileAtomic,
+} from "./_fs.ts";
 import {
   offsetOf,
   readEntries,
@@ -581,7 +589,7 @@ export class FileStorage implements Storage {
     }
     this.#tail ??= await open(segment.path, "r+");
     const { bytes, offsets } = encodeRecords(entries, segment.size);
-    await writeAll(this.#tail, bytes, segment.size);
+    writeAllSync(this.#tail, bytes, segment.size);
     if (this.#fsync) {
       await this.#tail.datasync();
       if (created) await syncDir(this.#logDir);
