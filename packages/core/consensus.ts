@@ -70,6 +70,11 @@ export interface ConsensusOptions {
   /** Most AppendEntries carrying entries in flight per follower. @default 32 */
   maxInflightMessages?: number;
   /**
+   * Most bytes of commands in flight per follower: a slow follower cannot grow the
+   * leader's send queue past it (at least one message is always allowed). @default 8 MiB
+   */
+  maxInflightBytes?: number;
+  /**
    * Bound on the relative clock drift between servers assumed by lease reads: a lease
    * lasts `electionTimeoutMs * (1 - leaseClockDrift)` after a heartbeat a quorum answered.
    * @default 0.1
@@ -158,6 +163,8 @@ interface Progress {
   mode: ProgressMode;
   /** AppendEntries carrying entries not yet answered. */
   inflight: number;
+  /** Command bytes in those messages. */
+  inflightBytes: number;
   lastResponseAtMs: number;
   ackedHeartbeatSeq: number;
   /** When the newest heartbeat this follower answered was sent. */
@@ -262,6 +269,7 @@ export class Consensus {
       maxBytesPerMessage: options.maxBytesPerMessage ?? 1024 * 1024,
       maxInflightMessages: options.maxInflightMessages ?? 32,
       leaseClockDrift: options.leaseClockDrift ?? 0.1,
+      maxInflightBytes: options.maxInflightBytes ?? 8 * 1024 * 1024,
     };
   }
 
@@ -591,8 +599,13 @@ export class Consensus {
     const progress = this.#progress.get(from);
     if (this.#role !== "leader" || req.term !== this.#term || progress === undefined) return;
     progress.lastResponseAtMs = this.#nowMs;
-    if (progress.mode === "probe") progress.inflight = 0;
-    else if (req.entries.length > 0 && progress.inflight > 0) progress.inflight--;
+    if (progress.mode === "probe") {
+      progress.inflight = 0;
+      progress.inflightBytes = 0;
+    } else if (req.entries.length > 0 && progress.inflight > 0) {
+      progress.inflight--;
+      progress.inflightBytes = Math.max(0, progress.inflightBytes - commandBytes(req.entries));
+    }
     if (resp.heartbeatSeq > progress.ackedHeartbeatSeq) {
       progress.ackedHeartbeatSeq = resp.heartbeatSeq;
       progress.ackedHeartbeatSentAtMs = this.#heartbeatSentAtMs.get(resp.heartbeatSeq) ??
@@ -627,6 +640,7 @@ export class Consensus {
       progress.nextIndex = next;
       progress.mode = "probe";
       progress.inflight = 0;
+      progress.inflightBytes = 0;
     }
     this.#sendAppend(progress, false);
   }
@@ -641,12 +655,14 @@ export class Consensus {
     if (this.#role !== "leader" || req.term !== this.#term || progress === undefined) return;
     if (progress.mode === "probe") {
       progress.inflight = 0;
+      progress.inflightBytes = 0;
       return;
     }
     if (req.entries.length === 0) return;
     // The pipeline has a hole: fall back to probing from the last known match.
     progress.mode = "probe";
     progress.inflight = 0;
+    progress.inflightBytes = 0;
     progress.nextIndex = progress.matchIndex + 1;
   }
 
@@ -806,6 +822,7 @@ export class Consensus {
     if (progress === undefined || progress.mode !== "snapshot") return;
     progress.mode = "probe";
     progress.inflight = 0;
+    progress.inflightBytes = 0;
     if (ok) {
       progress.lastResponseAtMs = this.#nowMs;
       progress.matchIndex = Math.max(progress.matchIndex, lastIndex);
@@ -1080,6 +1097,7 @@ export class Consensus {
       nextIndex: this.lastIndex + 1,
       mode: "probe",
       inflight: 0,
+      inflightBytes: 0,
       lastResponseAtMs: this.#nowMs,
       ackedHeartbeatSeq: 0,
       ackedHeartbeatSentAtMs: -Infinity,
@@ -1218,10 +1236,14 @@ export class Consensus {
       progress.inflight = 1;
       return;
     }
-    if (hasNew && progress.inflight < this.#options.maxInflightMessages) {
+    if (
+      hasNew && progress.inflight < this.#options.maxInflightMessages &&
+      progress.inflightBytes < this.#options.maxInflightBytes
+    ) {
       const entries = this.#batchFrom(progress.nextIndex);
       this.#pushAppend(progress, prevIndex, entries, heartbeat);
       progress.inflight++;
+      progress.inflightBytes += commandBytes(entries);
       progress.nextIndex += entries.length;
       // Keep streaming while the window allows: a turn's entries go in as few messages as possible.
       if (progress.nextIndex <= this.lastIndex) this.#sendAppend(progress, false);
@@ -1325,6 +1347,12 @@ export class Consensus {
     }
     this.#pendingReads = remaining;
   }
+}
+
+function commandBytes(entries: LogEntry[]): number {
+  let bytes = 0;
+  for (const entry of entries) bytes += entry.command.length;
+  return bytes;
 }
 
 function dedupe(peers: PeerInfo[]): PeerInfo[] {

@@ -626,3 +626,39 @@ describe("Consensus: snapshots", () => {
     );
   });
 });
+
+describe("Consensus: flow control", () => {
+  test("Consensus bounds the messages and bytes in flight to a follower that does not answer", () => {
+    const h = new CoreHarness(["a", "b", "c"], {
+      maxInflightMessages: 4,
+      maxInflightBytes: 8 * 1024,
+    });
+    const leader = h.electLeader();
+    h.advance(100);
+    const payload = "x".repeat(1024);
+    for (let i = 0; i < 200; i++) {
+      h.node(leader).propose("test", encoder.encode(payload));
+      h.flush(leader); // one proposal per turn: the worst case for batching
+    }
+    for (const follower of h.names.filter((name) => name !== leader)) {
+      const pending = h.queue.filter((q) =>
+        q.message.kind === "appendEntries" && q.message.to.name === follower &&
+        q.message.request.entries.length > 0
+      );
+      const bytes = pending.reduce(
+        (sum, q) =>
+          sum +
+          (q.message.kind === "appendEntries"
+            ? q.message.request.entries.reduce((s, e) => s + e.command.length, 0)
+            : 0),
+        0,
+      );
+      assert.ok(pending.length <= 4, `${pending.length} messages in flight to ${follower}`);
+      assert.ok(bytes <= 8 * 1024 + 1024, `${bytes} bytes in flight to ${follower}`);
+    }
+    // Once the follower answers, the rest streams and everything commits.
+    h.stabilize();
+    h.advance(200);
+    assert.equal(h.node(leader).commitIndex, h.node(leader).lastIndex);
+  });
+});

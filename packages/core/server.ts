@@ -119,6 +119,13 @@ export interface ServerOptions {
   maxInflightMessages?: number;
   /** Take a snapshot automatically after this many applied entries (0 disables). @default 10000 */
   snapshotThreshold?: number;
+  /**
+   * Also take one once the commands applied since the last snapshot reach this many bytes
+   * (0 disables). @default 64 MiB
+   */
+  snapshotThresholdBytes?: number;
+  /** Most bytes of commands in flight per follower (flow control). @default 8 MiB */
+  maxInflightBytes?: number;
   /** Entries kept after a snapshot for slow followers. @default 200 */
   trailingLogEntries?: number;
   /** Bytes per snapshot chunk sent to followers. @default 1 MiB */
@@ -226,6 +233,7 @@ export class Server implements RaftHandler {
   #appliedWaiters: { index: number; resolve: () => void }[] = [];
   #lastCommandName = "";
   #entriesSinceSnapshot = 0;
+  #bytesSinceSnapshot = 0;
   #snapshotInProgress = false;
   #sendingSnapshotTo = new Set<string>();
   #incoming: IncomingSnapshot | undefined;
@@ -257,6 +265,7 @@ export class Server implements RaftHandler {
       preVote: options.preVote ?? true,
       checkQuorum: options.checkQuorum ?? true,
       maxInflightMessages: options.maxInflightMessages ?? 32,
+      maxInflightBytes: options.maxInflightBytes ?? 8 * 1024 * 1024,
       leaseClockDrift: options.leaseClockDrift ?? 0.1,
     });
   }
@@ -387,8 +396,29 @@ export class Server implements RaftHandler {
    * @returns the path
    */
   path(): string {
-    const path = (this.#storage as { path?: unknown }).path;
+    const storage = this.#storage as { path?: unknown; dir?: unknown };
+    const path = storage.path ?? storage.dir;
     return typeof path === "string" ? path : "";
+  }
+  /**
+   * Where the storage keeps its log, when it says (the spec's `LogPath()`), else `""`.
+   * @returns the path
+   */
+  logPath(): string {
+    const storage = this.#storage as { logPath?: () => string };
+    return typeof storage.logPath === "function" ? storage.logPath() : "";
+  }
+  /**
+   * Where the storage keeps a snapshot, when it says (the spec's `SnapshotPath()`), else `""`.
+   * @param lastIndex last index the snapshot covers
+   * @param lastTerm its term
+   * @returns the path
+   */
+  snapshotPath(lastIndex: number, lastTerm: number): string {
+    const storage = this.#storage as { snapshotPath?: (index: number, term: number) => string };
+    return typeof storage.snapshotPath === "function"
+      ? storage.snapshotPath(lastIndex, lastTerm)
+      : "";
   }
   /**
    * Time of the last response from `name` as seen by this leader (the spec's
@@ -689,6 +719,7 @@ export class Server implements RaftHandler {
       const { meta: snapshotMeta, data: snapshotData } = captured;
       await this.#withStorage(() => this.#storage.saveSnapshot(snapshotMeta, snapshotData));
       this.#entriesSinceSnapshot = 0;
+      this.#bytesSinceSnapshot = 0;
       const keep = this.#options.trailingLogEntries ?? NUMBER_OF_LOG_ENTRIES_AFTER_SNAPSHOT;
       const compactTo = Math.min(snapshotMeta.lastIndex - keep, this.#core.commitIndex);
       if (compactTo > this.#core.snapshotIndex) {
@@ -1125,6 +1156,7 @@ export class Server implements RaftHandler {
     this.#appliedIndex = entry.index;
     this.#lastCommandName = entry.commandName;
     this.#entriesSinceSnapshot++;
+    this.#bytesSinceSnapshot += entry.command.length;
     this.#dispatch("commit", entry, previous);
     if (waiter) {
       if (waiter.term !== entry.term) {
@@ -1146,8 +1178,12 @@ export class Server implements RaftHandler {
     );
     for (const waiter of ready) waiter.resolve();
     const threshold = this.#options.snapshotThreshold ?? 10000;
-    if (threshold > 0 && this.#options.stateMachine && this.#entriesSinceSnapshot >= threshold) {
+    const thresholdBytes = this.#options.snapshotThresholdBytes ?? 64 * 1024 * 1024;
+    const due = (threshold > 0 && this.#entriesSinceSnapshot >= threshold) ||
+      (thresholdBytes > 0 && this.#bytesSinceSnapshot >= thresholdBytes);
+    if (due && this.#options.stateMachine) {
       this.#entriesSinceSnapshot = 0;
+      this.#bytesSinceSnapshot = 0;
       this.takeSnapshot().catch((error) => {
         // A snapshot cut short by stop() is simply not taken.
         if (this.#phase === "running") {

@@ -17,7 +17,9 @@ describe("Snapshots and compaction", () => {
       await cluster.run(leader.do(new KvSetCommand(`k${i}`, `value-${i}`)));
     }
     const others = [...cluster.servers.values()].filter((server) => server.name !== victim);
-    await cluster.waitFor(() => others.every((server) => server.appliedIndex === leader.commitIndex));
+    await cluster.waitFor(() =>
+      others.every((server) => server.appliedIndex === leader.commitIndex)
+    );
     // Every server that can lead compacts, so the victim can only catch up from a snapshot.
     for (const server of others) await cluster.run(server.takeSnapshot());
     let chunks = 0;

@@ -135,6 +135,25 @@ export class FileStorage implements Storage {
   }
 
   /**
+   * Directory of the log segments (the spec's `LogPath()`).
+   * @returns the path
+   */
+  logPath(): string {
+    return this.#logDir;
+  }
+
+  /**
+   * File a snapshot covering `lastIndex` (of term `lastTerm`) is stored in (the spec's
+   * `SnapshotPath(lastIndex, lastTerm)`).
+   * @param lastIndex last index the snapshot covers
+   * @param lastTerm its term
+   * @returns the path
+   */
+  snapshotPath(lastIndex: number, lastTerm: number): string {
+    return join(this.#snapshotDir, `${lastTerm}-${lastIndex}.snap`);
+  }
+
+  /**
    * Opens (creating if needed) and recovers the store: drops a torn tail of the last segment
    * (and fsyncs the cut), deletes segments a finished compaction no longer needs and leftover
    * temporary files.
