@@ -63,3 +63,4 @@ export {
   Simulator,
   type SimulatorOptions,
 } from "./simulator.ts";
+export { waitUntil } from "./wait_until.ts";
