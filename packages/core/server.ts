@@ -74,7 +74,11 @@ const LEARNER_CATCH_UP_ENTRIES = 100;
  * `Snapshot`/`Restore`, goraft's `Save`/`Recovery`).
  */
 export interface StateMachine {
-  /** Serializes the state as of the last applied command. */
+  /**
+   * Serializes the state as of the last applied command. A returned stream may be read
+   * while later commands are applied, so it must describe the state at the time of the
+   * call (a copy, or a copy-on-write view), as hashicorp/raft's `FSM.Snapshot` does.
+   */
   save():
     | Uint8Array
     | ReadableStream<Uint8Array>
@@ -704,7 +708,9 @@ export class Server implements RaftHandler {
     this.#snapshotInProgress = true;
     try {
       // Serialize against the apply loop so the state matches the applied index exactly.
-      let captured: { meta: SnapshotMeta; data: Uint8Array } | undefined;
+      let captured:
+        | { meta: SnapshotMeta; data: Uint8Array | ReadableStream<Uint8Array> }
+        | undefined;
       await this.#runApplyExclusive(async () => {
         const index = this.#appliedIndex;
         const term = this.#core.termAt(index);
@@ -712,7 +718,9 @@ export class Server implements RaftHandler {
         const saved = await stateMachine.save();
         captured = {
           meta: { lastIndex: index, lastTerm: term, peers: this.#core.membersAt(index) },
-          data: saved instanceof Uint8Array ? saved : await readAll(saved),
+          // A stream is written to storage as it is read, after the apply lock is released:
+          // it must describe the state as of this save() call (see StateMachine.save).
+          data: saved,
         };
       });
       if (captured === undefined) return;
