@@ -578,29 +578,20 @@ export class Server implements RaftHandler {
    */
   async transferLeadership(to?: string, options: DoOptions = {}): Promise<void> {
     const target = to ??
-      [...this.#core.progress].sort((a, b) => b.matchIndex - a.matchIndex)[0]?.name;
+      this.#core.progress.filter((p) => p.voter).sort((a, b) => b.matchIndex - a.matchIndex)[0]
+        ?.name;
     if (target === undefined) {
       throw new LeadershipTransferError("No follower to transfer leadership to");
     }
     this.#core.transferLeadership(target);
     this.#drive();
-    const deadline = this.#clock.now() + this.#electionTimeoutMs * 2;
-    await new Promise<void>((resolve, reject) => {
-      const check = () => {
-        if (this.#core.leader === target && this.#core.state !== LEADER) return resolve();
-        if (this.#core.state !== LEADER && this.#core.term > 0 && this.#core.leader !== this.name) {
-          if (this.#core.leader === target) return resolve();
-        }
-        if (this.#phase !== "running") return reject(new StopError());
-        if (options.signal?.aborted || this.#clock.now() >= deadline) {
-          this.#core.cancelTransfer();
-          return reject(
-            new LeadershipTransferError(`Transfer to ${target} did not complete in time`),
-          );
-        }
-        this.#clock.setTimeout(check, this.#heartbeatIntervalMs / 2);
-      };
-      check();
+    await this.#pollUntil(() => this.#core.leader === target && this.#core.state !== LEADER, {
+      timeoutMs: this.#electionTimeoutMs * 2,
+      signal: options.signal,
+      timeoutError: () => {
+        this.#core.cancelTransfer();
+        return new LeadershipTransferError(`Transfer to ${target} did not complete in time`);
+      },
     });
   }
 
@@ -621,27 +612,17 @@ export class Server implements RaftHandler {
     // commits of a small cluster until it caught up (Raft thesis §4.2.1).
     this.#core.addLearner({ name, connectionString });
     this.#drive();
-    const deadline = this.#clock.now() + this.#electionTimeoutMs * 20;
     try {
-      await new Promise<void>((resolve, reject) => {
-        const check = () => {
-          if (this.#phase !== "running") return reject(new StopError());
-          if (this.#core.state !== LEADER) {
-            const leader = this.#core.leader;
-            return reject(
-              new NotLeaderError(leader, this.peers.get(leader)?.connectionString ?? ""),
-            );
-          }
-          const progress = this.#core.progress.find((p) => p.name === name);
-          if (progress && progress.matchIndex + LEARNER_CATCH_UP_ENTRIES >= this.#core.lastIndex) {
-            return resolve();
-          }
-          if (options.signal?.aborted || this.#clock.now() >= deadline) {
-            return reject(new CommandTimeoutError(`${name} did not catch up with the log in time`));
-          }
-          this.#clock.setTimeout(check, this.#heartbeatIntervalMs);
-        };
-        check();
+      await this.#pollUntil(() => {
+        if (this.#core.state !== LEADER) throw this.#notLeaderError();
+        const progress = this.#core.progress.find((p) => p.name === name);
+        return progress !== undefined &&
+          progress.matchIndex + LEARNER_CATCH_UP_ENTRIES >= this.#core.lastIndex;
+      }, {
+        timeoutMs: this.#electionTimeoutMs * 20,
+        signal: options.signal,
+        timeoutError: () =>
+          new CommandTimeoutError(`${name} did not catch up with the log in time`),
       });
     } catch (error) {
       this.#core.removeLearner(name);
@@ -880,6 +861,37 @@ export class Server implements RaftHandler {
   }
 
   // ------------------------------------------------------------ the loop
+
+  /**
+   * Re-checks `condition` every half heartbeat until it holds; rejects with what it throws,
+   * with `StopError` when the server stops, and with `timeoutError()` at the deadline.
+   */
+  #pollUntil(
+    condition: () => boolean,
+    options: { timeoutMs: number; signal: AbortSignal | undefined; timeoutError: () => Error },
+  ): Promise<void> {
+    const deadline = this.#clock.now() + options.timeoutMs;
+    return new Promise<void>((resolve, reject) => {
+      const check = () => {
+        try {
+          if (this.#phase !== "running") throw new StopError();
+          if (condition()) return resolve();
+        } catch (error) {
+          return reject(error);
+        }
+        if (options.signal?.aborted || this.#clock.now() >= deadline) {
+          return reject(options.timeoutError());
+        }
+        this.#clock.setTimeout(check, this.#heartbeatIntervalMs / 2);
+      };
+      check();
+    });
+  }
+
+  #notLeaderError(): NotLeaderError {
+    const leader = this.#core.leader;
+    return new NotLeaderError(leader, this.peers.get(leader)?.connectionString ?? "");
+  }
 
   #assertRunning(): void {
     if (this.#phase !== "running") throw new StopError("Server is not running");
@@ -1168,12 +1180,7 @@ export class Server implements RaftHandler {
     this.#dispatch("commit", entry, previous);
     if (waiter) {
       if (waiter.term !== entry.term) {
-        waiter.reject(
-          new NotLeaderError(
-            this.#core.leader,
-            this.peers.get(this.#core.leader)?.connectionString ?? "",
-          ),
-        );
+        waiter.reject(this.#notLeaderError());
       } else if (failed) waiter.reject(failure);
       else waiter.resolve(result);
     }
@@ -1214,7 +1221,7 @@ export class Server implements RaftHandler {
   }
 
   #failReads(): void {
-    const error = new NotLeaderError(this.#core.leader, "");
+    const error = this.#notLeaderError();
     for (const waiter of this.#readWaiters.values()) waiter.reject(error);
     this.#readWaiters.clear();
   }
