@@ -1,0 +1,524 @@
+/**
+ * `deno task chaos`: a real-process chaos test of examples/kv. N nodes run as separate
+ * processes in their own network namespaces, joined by a bridge; a nemesis cuts the network
+ * with iptables (partitions, one-way drops, packet loss) and kills nodes with SIGKILL while
+ * concurrent clients read and write over HTTP. At the end the history the clients saw is
+ * checked with the linearizability checker of `@tsraft/core/testing`. Linux and root only;
+ * elsewhere it prints why it is skipped and exits 0. `--help` lists the options.
+ * @module
+ */
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import process from "node:process";
+import { parseArgs } from "node:util";
+import {
+  checkLinearizability,
+  HistoryRecorder,
+  type KvInput,
+  kvModel,
+  type KvOutput,
+  SeededRandom,
+} from "@tsraft/core/testing";
+import { type AttemptRecord, newClientStats, runClient } from "./_chaos_client.ts";
+import { ChaosNet, chaosUnsupported, run } from "./_chaos_net.ts";
+import { ChaosNode } from "./_chaos_node.ts";
+import { fetchStatus, MAIN_PATH, type NodeStatus, waitFor } from "./kv/node_process.ts";
+
+const HELP = `Usage: deno task chaos [options] [-- extra node options]
+
+Runs N examples/kv nodes in network namespaces (Linux, root), injects faults chosen by a
+seed (iptables partitions, one-way drops and packet loss, kill -9 and restart) while
+concurrent clients read and write, then checks the history for linearizability.
+Exits 0 when the history is linearizable (or the test cannot run here), 1 when it is not.
+
+  --nodes N              number of nodes (default 3)
+  --duration S           seconds of faults and client load (default 30)
+  --seed N               seed of the fault schedule and the clients (default: random)
+  --clients N            concurrent clients (default 6)
+  --keys N               number of keys (default 5)
+  --transport tcp|http   raft transport (default tcp)
+  --storage file|kv      storage (default file)
+  --faults LIST          fault kinds, comma-separated (default all): partition,
+                         isolate-leader, bridge, one-way, loss, kill, kill-leader, kill-all
+  --check-timeout-ms N   budget of the linearizability check (default 60000)
+  --keep                 keep the data directory, logs and history
+  -h, --help             this text
+
+Anything after -- is passed to every node (e.g. -- --election-timeout-ms 500).`;
+
+const NETWORK_FAULTS = ["partition", "isolate-leader", "bridge", "one-way", "loss"] as const;
+const PROCESS_FAULTS = ["kill", "kill-leader", "kill-all"] as const;
+type FaultKind = (typeof NETWORK_FAULTS)[number] | (typeof PROCESS_FAULTS)[number];
+
+const { values, positionals } = parseArgs({
+  args: process.argv.slice(2),
+  allowPositionals: true,
+  options: {
+    nodes: { type: "string", default: "3" },
+    duration: { type: "string", default: "30" },
+    seed: { type: "string" },
+    clients: { type: "string", default: "6" },
+    keys: { type: "string", default: "5" },
+    transport: { type: "string", default: "tcp" },
+    storage: { type: "string", default: "file" },
+    faults: { type: "string" },
+    "check-timeout-ms": { type: "string", default: "60000" },
+    keep: { type: "boolean", default: false },
+    help: { type: "boolean", short: "h" },
+  },
+});
+
+function fail(message: string): never {
+  console.error(`${message}\n\n${HELP}`);
+  process.exit(2);
+}
+
+function integer(text: string, name: string, min: number, max: number): number {
+  const value = Number(text);
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    fail(`${name} must be an integer from ${min} to ${max}`);
+  }
+  return value;
+}
+
+if (values.help) {
+  console.log(HELP);
+  process.exit(0);
+}
+const nodeCount = integer(values.nodes, "--nodes", 1, 9);
+const durationMs = integer(values.duration, "--duration", 1, 24 * 3600) * 1000;
+const seed = values.seed === undefined
+  ? Math.floor(Math.random() * 0x7fff_ffff)
+  : integer(values.seed, "--seed", 0, 0xffff_ffff);
+const clientCount = integer(values.clients, "--clients", 1, 64);
+const keyCount = integer(values.keys, "--keys", 1, 1000);
+const checkTimeoutMs = integer(values["check-timeout-ms"], "--check-timeout-ms", 1, 3_600_000);
+if (values.transport !== "tcp" && values.transport !== "http") fail("--transport is tcp or http");
+if (values.storage !== "file" && values.storage !== "kv") fail("--storage is file or kv");
+const transport: "tcp" | "http" = values.transport;
+const storage: "file" | "kv" = values.storage;
+const allFaults: readonly FaultKind[] = [...NETWORK_FAULTS, ...PROCESS_FAULTS];
+const enabled = new Set<FaultKind>(
+  values.faults === undefined ? allFaults : values.faults.split(",").map((name) => {
+    if (!allFaults.includes(name as FaultKind)) fail(`Unknown fault "${name}"`);
+    return name as FaultKind;
+  }),
+);
+
+const reason = await chaosUnsupported({ install: true });
+if (reason !== undefined) {
+  console.log(`chaos: skipped: ${reason}`);
+  process.exit(0);
+}
+
+const started = performance.now();
+/** Seconds since the start, for log lines. */
+function clock(): string {
+  return `[${((performance.now() - started) / 1000).toFixed(1).padStart(6)}s]`;
+}
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
+}
+
+console.log(
+  `chaos: seed ${seed}, ${nodeCount} nodes (${transport}, ${storage}), ${clientCount} clients, ` +
+    `${keyCount} keys, ${durationMs / 1000} s` +
+    `\n  replay: deno task chaos --seed ${seed} --nodes ${nodeCount} --duration ${
+      durationMs / 1000
+    } --clients ${clientCount} --keys ${keyCount} --transport ${transport} --storage ${storage}`,
+);
+
+// Make sure every module a node needs is in the cache: inside a namespace there is no
+// route to a registry.
+await run(process.execPath, ["cache", "--unstable-kv", MAIN_PATH], { timeoutMs: 120_000 });
+
+let net: ChaosNet | undefined;
+let nodes: ChaosNode[] = [];
+let dataRoot: string | undefined;
+let keepData = values.keep;
+let cleaning: Promise<void> | undefined;
+
+function cleanup(): Promise<void> {
+  cleaning ??= (async () => {
+    await Promise.all(nodes.map((node) => node.kill()));
+    await net?.destroy();
+    if (dataRoot !== undefined && !keepData) await rm(dataRoot, { recursive: true, force: true });
+  })();
+  return cleaning;
+}
+
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.on(signal, () => {
+    console.log(`\nchaos: ${signal}, cleaning up`);
+    void cleanup().finally(() => process.exit(130));
+  });
+}
+
+/** A fault as it is reported. */
+interface FaultRecord {
+  kind: FaultKind;
+  detail: string;
+  startS: number;
+  endS?: number;
+}
+
+let exitCode = 0;
+try {
+  exitCode = await main();
+} catch (error) {
+  console.error(`chaos: error: ${error instanceof Error ? error.stack : String(error)}`);
+  for (const node of nodes) console.error(`--- ${node.id} (last lines)\n${node.tail}`);
+  exitCode = 1;
+} finally {
+  await cleanup();
+}
+process.exit(exitCode);
+
+async function main(): Promise<number> {
+  dataRoot = await mkdtemp(join(tmpdir(), `tsraft-chaos-${seed}-`));
+  net = await ChaosNet.create(nodeCount);
+  const spec = { net, dataRoot, transport, storage, extraArgs: positionals };
+  nodes = Array.from({ length: nodeCount }, (_, k) => new ChaosNode(spec, k + 1));
+  console.log(
+    `${clock()} network: bridge tsrc${net.slot}br, nodes ${
+      nodes.map((node) => `${node.id}=${net!.address(node.index)}`).join(" ")
+    }; data ${dataRoot}`,
+  );
+  for (const node of nodes) node.start();
+  const first = await leader(30_000);
+  console.log(`${clock()} leader ${first.id} in term ${first.term}`);
+
+  const recorder = new HistoryRecorder<KvInput, KvOutput>({ now: () => performance.now() });
+  const stats = newClientStats();
+  const attempts: AttemptRecord[] = [];
+  const faults: FaultRecord[] = [];
+  const end = performance.now() + durationMs;
+  const urls = nodes.map((node) => node.url);
+  const keys = Array.from({ length: keyCount }, (_, k) => `k${k}`);
+  const root = new SeededRandom(seed);
+  const childSeed = () => Math.floor(root.next() * 0x1_0000_0000);
+
+  const clients = Array.from({ length: clientCount }, (_, k) =>
+    runClient({
+      name: `c${k + 1}`,
+      urls,
+      keys,
+      random: new SeededRandom(childSeed()),
+      recorder,
+      stats,
+      keepGoing: () => performance.now() < end,
+      attemptTimeoutMs: 1500,
+      opTimeoutMs: 4000,
+      thinkMs: 20,
+      onAttempt: (attempt) => attempts.push(attempt),
+    }));
+  const networkRandom = new SeededRandom(childSeed());
+  const processRandom = new SeededRandom(childSeed());
+  const nemeses = [
+    networkNemesis(networkRandom, end, faults),
+    processNemesis(processRandom, end, faults),
+  ];
+  await Promise.all(nemeses);
+
+  // Liveness phase: everything healed and running again.
+  console.log(`${clock()} healing the network, restarting stopped nodes`);
+  await net.heal();
+  for (const node of nodes) if (!node.running) node.start();
+  await Promise.all(clients);
+  const final = await leader(30_000);
+  console.log(`${clock()} leader ${final.id} in term ${final.term}; final reads`);
+  const finalStats = newClientStats();
+  for (const key of keys) {
+    // The clients' own read path, through the leader, recorded in the same history.
+    const before = recorder.history().length;
+    await runClient({
+      name: "final",
+      urls: [final.leaderUrl ?? nodes.find((node) => node.id === final.id)!.url],
+      keys: [key],
+      random: new SeededRandom(0),
+      recorder,
+      stats: finalStats,
+      keepGoing: (() => {
+        let once = true;
+        return () => once && !(once = false);
+      })(),
+      attemptTimeoutMs: 3000,
+      opTimeoutMs: 15_000,
+      thinkMs: 0,
+      onAttempt: (attempt) => attempts.push(attempt),
+      readOnly: true,
+    });
+    if (recorder.history().length === before) {
+      throw new Error(
+        `The final read of ${key} failed: ${JSON.stringify([...finalStats.failures])}`,
+      );
+    }
+  }
+  const divergence = await compareReplicas(keys);
+
+  // The check.
+  const history = recorder.history();
+  const checkStart = performance.now();
+  const verdict = checkLinearizability(kvModel, history, { timeoutMs: checkTimeoutMs });
+  const checkMs = performance.now() - checkStart;
+
+  const writes = history.filter((op) => op.input.op !== "get");
+  const unknown = history.filter((op) => op.return === undefined);
+  const byOp = new Map<string, number>();
+  for (const op of history) byOp.set(op.input.op, (byOp.get(op.input.op) ?? 0) + 1);
+  const casOk = history.filter((op) => op.input.op === "cas" && op.output === true).length;
+  const byFault = new Map<string, number>();
+  for (const fault of faults) byFault.set(fault.kind, (byFault.get(fault.kind) ?? 0) + 1);
+  const restarts = nodes.reduce((sum, node) => sum + node.starts - 1, 0);
+  const statuses = await Promise.all(nodes.map((node) => fetchStatus(node.url, 2000)));
+
+  console.log(`
+chaos report (seed ${seed}, ${nodeCount} nodes, ${transport} + ${storage})
+  ops:        ${history.length} (${
+    [...byOp].map(([op, n]) => `${op} ${n}`).join(", ")
+  }; cas swapped ${casOk})
+  outcomes:   ${
+    history.length - unknown.length
+  } ok, ${unknown.length} unknown (of ${writes.length} writes)
+  attempts:   ${stats.attempts} HTTP requests, ${stats.duplicates} answered as duplicates
+  failures:   ${
+    [...stats.failures].sort((a, b) => b[1] - a[1]).map(([cause, n]) => `${cause} ${n}`)
+      .join(", ") || "none"
+  }
+  faults:     ${faults.length} (${
+    [...byFault].map(([kind, n]) => `${kind} ${n}`).join(", ")
+  }), ${restarts} restarts
+  final:      leader ${final.id}, term ${final.term}, ${
+    statuses.map((s) => s === undefined ? "?" : `${s.id} applied ${s.appliedIndex}`).join(", ")
+  }
+  check:      ${verdict.result} in ${checkMs.toFixed(0)} ms
+  elapsed:    ${((performance.now() - started) / 1000).toFixed(1)} s`);
+
+  let code = 0;
+  if (stats.errors.length > 0) {
+    console.log(`\nchaos: ${stats.errors.length} unexpected answers:`);
+    for (const error of stats.errors.slice(0, 20)) console.log(`  ${error}`);
+    code = 1;
+  }
+  if (divergence.length > 0) {
+    console.log(`\nchaos: replicas diverge after catching up:`);
+    for (const line of divergence) console.log(`  ${line}`);
+    code = 1;
+  }
+  if (verdict.result === "illegal") {
+    console.log(
+      `\nchaos: the history is NOT linearizable (seed ${seed})\n${verdict.explanation.message}`,
+    );
+    code = 1;
+  } else if (verdict.result === "unknown") {
+    console.log(`\nchaos: warning: the check gave up: ${verdict.reason}`);
+  }
+  if (code !== 0) {
+    keepData = true;
+    await writeFile(join(dataRoot, "history.json"), JSON.stringify(history));
+    await writeFile(
+      join(dataRoot, "attempts.jsonl"),
+      attempts.map((attempt) => JSON.stringify(attempt)).join("\n") + "\n",
+    );
+    await writeFile(join(dataRoot, "faults.json"), JSON.stringify(faults, null, 1));
+    console.log(`\nchaos: kept ${dataRoot} (node logs n*.log, history.json, attempts.jsonl)`);
+  } else if (keepData) {
+    await writeFile(join(dataRoot, "history.json"), JSON.stringify(history));
+    console.log(`chaos: kept ${dataRoot}`);
+  }
+  console.log(`verdict: ${code === 0 ? verdict.result : "FAILED"}`);
+  return code;
+}
+
+/** Waits until the running nodes agree on a leader. */
+async function leader(timeoutMs: number): Promise<NodeStatus> {
+  return await waitFor(async () => {
+    const statuses = (await Promise.all(
+      nodes.filter((node) => node.running).map((node) => fetchStatus(node.url, 1000)),
+    )).filter((status): status is NodeStatus => status !== undefined);
+    const found = statuses.find((status) => status.state === "leader");
+    if (found === undefined || statuses.length < nodes.filter((node) => node.running).length) {
+      return undefined;
+    }
+    return statuses.every((status) => status.term === found.term && status.leader === found.id)
+      ? found
+      : undefined;
+  }, { timeoutMs, intervalMs: 100, message: "a leader every running node follows" });
+}
+
+/** The node that claims leadership in the highest term, if any answers. */
+async function currentLeader(): Promise<ChaosNode | undefined> {
+  const statuses = await Promise.all(nodes.map((node) => fetchStatus(node.url, 500)));
+  let best: NodeStatus | undefined;
+  for (const status of statuses) {
+    if (status?.state === "leader" && (best === undefined || status.term > best.term)) {
+      best = status;
+    }
+  }
+  return nodes.find((node) => node.id === best?.id);
+}
+
+function shuffled<T>(random: SeededRandom, items: readonly T[]): T[] {
+  const copy = [...items];
+  for (let i = copy.length - 1; i > 0; i--) {
+    const j = random.int(i + 1);
+    [copy[i], copy[j]] = [copy[j]!, copy[i]!];
+  }
+  return copy;
+}
+
+function pick<T>(random: SeededRandom, items: readonly T[]): T {
+  return items[random.int(items.length)]!;
+}
+
+function names(indexes: number[]): string {
+  return `{${indexes.map((i) => `n${i}`).join(",")}}`;
+}
+
+/** Network faults one after another: each is held a while, then healed. */
+async function networkNemesis(
+  random: SeededRandom,
+  end: number,
+  faults: FaultRecord[],
+): Promise<void> {
+  const kinds = NETWORK_FAULTS.filter((kind) =>
+    enabled.has(kind) && (kind !== "bridge" || nodeCount >= 3)
+  );
+  if (kinds.length === 0 || nodeCount < 2) return;
+  const all = nodes.map((node) => node.index);
+  for (;;) {
+    await sleep(Math.min(500 + random.int(1500), end - performance.now()));
+    if (performance.now() >= end) return;
+    const kind = pick(random, kinds);
+    const holdMs = 1000 + random.int(3000);
+    let detail: string;
+    switch (kind) {
+      case "partition": {
+        const order = shuffled(random, all);
+        const cut = 1 + random.int(Math.floor(nodeCount / 2));
+        const minority = order.slice(0, cut).sort();
+        const majority = order.slice(cut).sort();
+        await net!.partition([minority, majority]);
+        detail = `${names(minority)} | ${names(majority)}`;
+        break;
+      }
+      case "isolate-leader": {
+        const target = (await currentLeader())?.index ?? pick(random, all);
+        await net!.partition([[target], all.filter((i) => i !== target)]);
+        detail = `${names([target])} | ${names(all.filter((i) => i !== target))}`;
+        break;
+      }
+      case "bridge": {
+        // Two halves that only one node (the bridge) can talk to both of.
+        const order = shuffled(random, all);
+        const middle = order[0]!;
+        const half = Math.ceil((nodeCount - 1) / 2);
+        const left = order.slice(1, 1 + half).sort();
+        const right = order.slice(1 + half).sort();
+        await net!.partition([[middle, ...left], [middle, ...right]].map((group) => group.sort()));
+        detail = `${names(left)} - n${middle} - ${names(right)}`;
+        break;
+      }
+      case "one-way": {
+        const target = (await currentLeader())?.index ?? pick(random, all);
+        const others = all.filter((i) => i !== target);
+        if (random.chance(0.5)) {
+          await net!.dropOneWay(others, [target]);
+          detail = `n${target} hears nobody (its packets still leave)`;
+        } else {
+          await net!.dropOneWay([target], others);
+          detail = `nobody hears n${target} (it still hears them)`;
+        }
+        break;
+      }
+      case "loss": {
+        const p = 0.05 + random.next() * 0.25;
+        await net!.loss(p);
+        detail = `${(p * 100).toFixed(0)}% of packets between nodes lost`;
+        break;
+      }
+    }
+    const record: FaultRecord = { kind, detail, startS: seconds() };
+    faults.push(record);
+    console.log(`${clock()} fault ${kind}: ${detail}`);
+    await sleep(Math.min(holdMs, end - performance.now()));
+    if (kind === "loss") await net!.loss(0);
+    else await net!.partition([all]);
+    record.endS = seconds();
+    console.log(`${clock()} healed ${kind}`);
+  }
+}
+
+/** Process faults one after another: kill -9 one or more nodes, restart them later. */
+async function processNemesis(
+  random: SeededRandom,
+  end: number,
+  faults: FaultRecord[],
+): Promise<void> {
+  const kinds = PROCESS_FAULTS.filter((kind) => enabled.has(kind));
+  if (kinds.length === 0) return;
+  const all = nodes.map((node) => node.index);
+  // A minority at most, so the cluster can still elect a leader (kill-all aside).
+  const maxDown = Math.max(1, Math.floor((nodeCount - 1) / 2));
+  for (;;) {
+    await sleep(Math.min(1000 + random.int(2500), end - performance.now()));
+    if (performance.now() >= end) return;
+    // kill-all is rare: it stops the load for a few seconds every time.
+    const kind = random.chance(0.1) || !kinds.includes("kill-all")
+      ? pick(random, kinds)
+      : pick(random, kinds.filter((k) => k !== "kill-all"));
+    let victims: number[];
+    if (kind === "kill-all") victims = all;
+    else if (kind === "kill-leader") {
+      victims = [(await currentLeader())?.index ?? pick(random, all)];
+    } else {
+      victims = shuffled(random, all).slice(0, 1 + random.int(maxDown)).sort();
+    }
+    const downMs = 300 + random.int(2700);
+    const record: FaultRecord = {
+      kind,
+      detail: `${names(victims)} for ${downMs} ms`,
+      startS: seconds(),
+    };
+    faults.push(record);
+    console.log(`${clock()} fault ${kind}: kill -9 ${record.detail}`);
+    await Promise.all(victims.map((i) => nodes[i - 1]!.kill()));
+    await sleep(Math.min(downMs, end - performance.now()));
+    for (const i of victims) if (!nodes[i - 1]!.running) nodes[i - 1]!.start();
+    record.endS = seconds();
+    console.log(`${clock()} restarted ${names(victims)}`);
+  }
+}
+
+function seconds(): number {
+  return Math.round((performance.now() - started) / 100) / 10;
+}
+
+/** After the nodes catch up, every replica must hold the same value for every key. */
+async function compareReplicas(keys: string[]): Promise<string[]> {
+  const target = await waitFor(async () => {
+    const statuses = await Promise.all(nodes.map((node) => fetchStatus(node.url, 1000)));
+    if (statuses.some((status) => status === undefined)) return undefined;
+    const commit = Math.max(...statuses.map((status) => status!.commitIndex));
+    return statuses.every((status) => status!.appliedIndex >= commit) ? commit : undefined;
+  }, { timeoutMs: 30_000, intervalMs: 200, message: "every replica applying the last commit" });
+  const problems: string[] = [];
+  for (const key of keys) {
+    const copies = await Promise.all(nodes.map(async (node) => {
+      const response = await fetch(`${node.url}/kv/${key}?local`, {
+        signal: AbortSignal.timeout(2000),
+      });
+      const text = await response.text();
+      return response.status === 200 ? text : response.status === 404 ? null : `?${text}`;
+    }));
+    if (new Set(copies).size > 1) {
+      problems.push(
+        `${key} at index ${target}: ${
+          nodes.map((node, k) => `${node.id}=${JSON.stringify(copies[k])}`).join(" ")
+        }`,
+      );
+    }
+  }
+  return problems;
+}
