@@ -1,6 +1,6 @@
 /**
  * The Raft RPCs of tsraft over TCP (optionally TLS), built on `node:net` so it runs on
- * Deno, Bun and Node: {@link TcpTransporter} keeps one pipelined connection per peer, with
+ * Deno, Bun and Node (on Deno, plain TCP uses the faster `Deno.connect`/`Deno.listen`): {@link TcpTransporter} keeps one pipelined connection per peer, with
  * a cluster-id/token handshake, per-request timeouts, bounded frames and reconnection with
  * backoff. {@link TimeoutConn} is goraft's deadline-carrying connection.
  *
@@ -39,6 +39,7 @@ export {
 export {
   type Deadline,
   type NetAddr,
+  type SocketLike,
   TimeoutConn,
   type TimeoutConnOptions,
 } from "./timeout_conn.ts";

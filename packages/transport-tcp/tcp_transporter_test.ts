@@ -14,6 +14,7 @@ import {
 } from "@tsraft/core";
 import { transporterConformance } from "@tsraft/core/testing";
 import { TcpTransporter, type TcpTransporterOptions } from "./tcp_transporter.ts";
+import { nativeNet } from "./_native_socket.ts";
 import {
   CODE_HELLO,
   CODE_HELLO_ACCEPT,
@@ -25,6 +26,21 @@ import {
 } from "./_frame.ts";
 
 const SENDER = { name: "a" };
+
+/**
+ * Socket paths under test: `node:net` everywhere, and Deno's own TCP API where it exists.
+ * Every behavioural test below runs once per path, so both stay equivalent.
+ */
+const PATHS = nativeNet() === undefined ? [false] : [true, false];
+
+function label(native: boolean): string {
+  return native ? "native" : "node:net";
+}
+
+/** A transporter on the chosen socket path (TLS always uses node:tls). */
+function make(native: boolean, options: TcpTransporterOptions = {}): TcpTransporter {
+  return new TcpTransporter({ native: native && options.tls === undefined, ...options });
+}
 
 function heartbeat(seq: number, entries: AppendEntriesRequest["entries"] = []) {
   return {
@@ -145,13 +161,14 @@ async function rawSession(port: number, clusterId = "tsraft"): Promise<Socket> {
 }
 
 async function pair(
+  native: boolean,
   serverOptions: TcpTransporterOptions = {},
   clientOptions: TcpTransporterOptions = {},
   handler: RaftHandler = echoHandler(),
 ) {
-  const server = new TcpTransporter(serverOptions);
+  const server = make(native, serverOptions);
   const { port } = await server.listen(handler, { hostname: "127.0.0.1", port: 0 });
-  const client = new TcpTransporter(clientOptions);
+  const client = make(native, clientOptions);
   const peer: PeerInfo = { name: "b", connectionString: `127.0.0.1:${port}` };
   return {
     server,
@@ -165,306 +182,392 @@ async function pair(
   };
 }
 
-transporterConformance("TcpTransporter", () => {
-  const servers: TcpTransporter[] = [];
-  const transporter = new TcpTransporter({ timeoutMs: 5000 });
-  return Promise.resolve({
-    transporter,
-    async serve(handler) {
-      const server = new TcpTransporter();
-      servers.push(server);
-      const { port } = await server.listen(handler, { port: 0 });
-      return { name: handler.name, connectionString: `127.0.0.1:${port}` };
-    },
-    async unreachablePeer() {
-      return { name: "nobody", connectionString: `127.0.0.1:${await freePort()}` };
-    },
-    async close() {
-      await transporter.close();
-      await Promise.all(servers.map((server) => server.close()));
-    },
-  });
-});
-
-describe("TcpTransporter", () => {
-  test("TcpTransporter pipelines requests on one connection and matches responses by id", async () => {
-    const releases = new Map<number, () => void>();
-    const arrived = new Set<number>();
-    let allArrived = () => {};
-    const everyoneArrived = new Promise<void>((resolve) => allArrived = resolve);
-    const handler = echoHandler((seq) => {
-      arrived.add(seq);
-      if (arrived.size === 64) allArrived();
-      return new Promise((resolve) => releases.set(seq, resolve));
+for (const native of PATHS) {
+  transporterConformance(`TcpTransporter (${label(native)})`, () => {
+    const servers: TcpTransporter[] = [];
+    const transporter = make(native, { timeoutMs: 5000 });
+    return Promise.resolve({
+      transporter,
+      async serve(handler) {
+        const server = make(native);
+        servers.push(server);
+        const { port } = await server.listen(handler, { port: 0 });
+        return { name: handler.name, connectionString: `127.0.0.1:${port}` };
+      },
+      async unreachablePeer() {
+        return { name: "nobody", connectionString: `127.0.0.1:${await freePort()}` };
+      },
+      async close() {
+        await transporter.close();
+        await Promise.all(servers.map((server) => server.close()));
+      },
     });
-    await using p = await pair({}, {}, handler);
-    const sends = Array.from(
-      { length: 64 },
-      (_, i) => p.client.sendAppendEntriesRequest(SENDER, p.peer, heartbeat(i)),
-    );
-    // All 64 reach the handler while none has been answered: they are in flight together.
-    await withDeadline(everyoneArrived, 5000, "64 requests in flight");
-    // Answer in reverse order; each response must still reach its own request.
-    for (let i = 63; i >= 0; i--) releases.get(i)!();
-    const responses = await withDeadline(Promise.all(sends), 5000, "responses");
-    responses.forEach((response, i) => assert.equal(response.heartbeatSeq, i));
-    assert.equal(await countConnections(p.port), 1, "all requests must share one connection");
   });
 
-  test("TcpTransporter rejects a peer with another cluster id and says why", async () => {
-    const log = new LogSink();
-    await using p = await pair({ clusterId: "blue", logger: log.logger }, { clusterId: "green" });
-    await assert.rejects(
-      p.client.sendAppendEntriesRequest(SENDER, p.peer, heartbeat(1)),
-      (error: unknown) =>
-        error instanceof TransportError &&
-        /refused.*cluster id "green" does not match "blue"/.test(error.message),
-    );
-    await log.waitFor(/Refused connection from 127\.0\.0\.1:\d+: cluster id/);
-  });
-
-  test("TcpTransporter rejects a peer with a missing or wrong token", async () => {
-    const log = new LogSink();
-    const server = new TcpTransporter({ token: "s3cret", logger: log.logger });
-    const { port } = await server.listen(echoHandler(), { port: 0 });
-    const peer = { name: "b", connectionString: `127.0.0.1:${port}` };
-    const none = new TcpTransporter();
-    const wrong = new TcpTransporter({ token: "guess" });
-    const right = new TcpTransporter({ token: "s3cret" });
-    try {
-      await assert.rejects(
-        none.sendAppendEntriesRequest(SENDER, peer, heartbeat(1)),
-        /missing token/,
+  describe(`TcpTransporter (${label(native)})`, () => {
+    test("TcpTransporter pipelines requests on one connection and matches responses by id", async () => {
+      const releases = new Map<number, () => void>();
+      const arrived = new Set<number>();
+      let allArrived = () => {};
+      const everyoneArrived = new Promise<void>((resolve) => allArrived = resolve);
+      const handler = echoHandler((seq) => {
+        arrived.add(seq);
+        if (arrived.size === 64) allArrived();
+        return new Promise((resolve) => releases.set(seq, resolve));
+      });
+      await using p = await pair(native, {}, {}, handler);
+      const sends = Array.from(
+        { length: 64 },
+        (_, i) => p.client.sendAppendEntriesRequest(SENDER, p.peer, heartbeat(i)),
       );
-      await assert.rejects(
-        wrong.sendAppendEntriesRequest(SENDER, peer, heartbeat(1)),
-        /wrong token/,
-      );
-      const ok = await right.sendAppendEntriesRequest(SENDER, peer, heartbeat(7));
-      assert.equal(ok.heartbeatSeq, 7);
-      await log.waitFor(/missing token/);
-      await log.waitFor(/wrong token/);
-      // While backing off, a refused client fails fast with the same reason.
-      await assert.rejects(
-        wrong.sendAppendEntriesRequest(SENDER, peer, heartbeat(2)),
-        /wrong token/,
-      );
-    } finally {
-      await Promise.all([none.close(), wrong.close(), right.close(), server.close()]);
-    }
-  });
-
-  test("TcpTransporter closes only the connection that sent a garbage frame", async () => {
-    const log = new LogSink();
-    await using p = await pair({ logger: log.logger });
-    const good = await p.client.sendAppendEntriesRequest(SENDER, p.peer, heartbeat(1));
-    assert.equal(good.heartbeatSeq, 1);
-
-    // Before the handshake: an HTTP request is not a frame.
-    const http = await connectRaw(p.port);
-    http.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
-    await withDeadline(closedOf(http), 5000, "HTTP client to be dropped");
-
-    // After the handshake: a frame with an unknown code, then one whose payload is garbage.
-    const unknownCode = await rawSession(p.port);
-    unknownCode.write(encodeFrame(1, 0x55, 0, new Uint8Array([1, 2, 3])));
-    await withDeadline(closedOf(unknownCode), 5000, "unknown code to close the connection");
-    await log.waitFor(/Unknown frame code 85/);
-
-    const badPayload = await rawSession(p.port);
-    badPayload.write(
-      encodeFrame(1, kindCode("appendEntriesRequest"), 0, new Uint8Array([0xff, 0xff])),
-    );
-    await withDeadline(closedOf(badPayload), 5000, "garbage payload to close the connection");
-    await log.waitFor(/Closing connection from .*Cannot decode appendEntriesRequest/);
-
-    // A response kind sent as a request is a protocol violation too.
-    const wrongDirection = await rawSession(p.port);
-    const payload = encodeMessage("requestVoteResponse", {
-      term: 1,
-      voteGranted: true,
-      preVote: false,
+      // All 64 reach the handler while none has been answered: they are in flight together.
+      await withDeadline(everyoneArrived, 5000, "64 requests in flight");
+      // Answer in reverse order; each response must still reach its own request.
+      for (let i = 63; i >= 0; i--) releases.get(i)!();
+      const responses = await withDeadline(Promise.all(sends), 5000, "responses");
+      responses.forEach((response, i) => assert.equal(response.heartbeatSeq, i));
+      assert.equal(await countConnections(p.port), 1, "all requests must share one connection");
     });
-    wrongDirection.write(encodeFrame(1, kindCode("requestVoteResponse"), 0, payload));
-    await withDeadline(closedOf(wrongDirection), 5000, "response-as-request to close");
 
-    // The well-behaved client's connection survived all of it.
-    const after = await p.client.sendAppendEntriesRequest(SENDER, p.peer, heartbeat(2));
-    assert.equal(after.heartbeatSeq, 2);
-    assert.equal(await countConnections(p.port), 1);
-  });
-
-  test("TcpTransporter closes a connection announcing a frame over maxFrameBytes", async () => {
-    const log = new LogSink();
-    await using p = await pair({ logger: log.logger, maxFrameBytes: 1024 });
-    const raw = await rawSession(p.port);
-    // Only the header is sent: the server must not wait for (or buffer) the 1 MiB body.
-    const header = new Uint8Array(10);
-    new DataView(header.buffer).setUint32(0, 6 + (1 << 20));
-    header[8] = kindCode("appendEntriesRequest");
-    raw.write(header);
-    await withDeadline(closedOf(raw), 5000, "oversized frame to close the connection");
-    await log.waitFor(/Frame of 1048576 bytes exceeds the limit of 1024/);
-    // A normal request still works, and a too-large request is refused before sending.
-    assert.equal(
-      (await p.client.sendAppendEntriesRequest(SENDER, p.peer, heartbeat(3))).heartbeatSeq,
-      3,
-    );
-    const small = new TcpTransporter({ maxFrameBytes: 1024 });
-    try {
-      const big = heartbeat(4, [{
-        index: 1,
-        term: 1,
-        commandName: "c",
-        command: new Uint8Array(4096),
-      }]);
+    test("TcpTransporter rejects a peer with another cluster id and says why", async () => {
+      const log = new LogSink();
+      await using p = await pair(native, { clusterId: "blue", logger: log.logger }, {
+        clusterId: "green",
+      });
       await assert.rejects(
-        small.sendAppendEntriesRequest(SENDER, p.peer, big),
-        /exceeds maxFrameBytes/,
+        p.client.sendAppendEntriesRequest(SENDER, p.peer, heartbeat(1)),
+        (error: unknown) =>
+          error instanceof TransportError &&
+          /refused.*cluster id "green" does not match "blue"/.test(error.message),
       );
-    } finally {
-      await small.close();
-    }
-  });
-
-  test("TcpTransporter drops a connection that never completes the handshake", async () => {
-    const log = new LogSink();
-    await using p = await pair({ logger: log.logger, timeoutMs: 100 });
-    const silent = await connectRaw(p.port);
-    await withDeadline(closedOf(silent), 5000, "silent client to be dropped");
-    await log.waitFor(/no handshake within 100 ms/);
-  });
-
-  test("TcpTransporter rejects pending requests when the connection drops and reconnects after a restart", async () => {
-    let stall = true;
-    let arrived = () => {};
-    const arrival = new Promise<void>((resolve) => arrived = resolve);
-    const handler = echoHandler((seq) => {
-      if (seq !== 99 || !stall) return Promise.resolve();
-      arrived();
-      return new Promise(() => {}); // never answers
+      await log.waitFor(/Refused connection from 127\.0\.0\.1:\d+: cluster id/);
     });
-    const first = new TcpTransporter();
-    const { port } = await first.listen(handler, { port: 0 });
-    const client = new TcpTransporter({ minReconnectDelayMs: 10, maxReconnectDelayMs: 40 });
-    const peer = { name: "b", connectionString: `127.0.0.1:${port}` };
-    try {
-      assert.equal(
-        (await client.sendAppendEntriesRequest(SENDER, peer, heartbeat(1))).heartbeatSeq,
-        1,
-      );
-      const stuck = client.sendAppendEntriesRequest(SENDER, peer, heartbeat(99));
-      await withDeadline(arrival, 5000, "stalled request to arrive");
-      const stuckFails = assert.rejects(
-        stuck,
-        (error: unknown) => error instanceof TransportError && /lost/.test(error.message),
-      );
-      await first.close();
-      await stuckFails;
-      // While the port is closed, sends fail (and back off) rather than hang.
-      await assert.rejects(
-        client.sendAppendEntriesRequest(SENDER, peer, heartbeat(2)),
-        TransportError,
-      );
 
-      stall = false;
-      const second = new TcpTransporter();
-      await second.listen(handler, { port });
+    test("TcpTransporter rejects a peer with a missing or wrong token", async () => {
+      const log = new LogSink();
+      const server = make(native, { token: "s3cret", logger: log.logger });
+      const { port } = await server.listen(echoHandler(), { port: 0 });
+      const peer = { name: "b", connectionString: `127.0.0.1:${port}` };
+      const none = make(native);
+      const wrong = make(native, { token: "guess" });
+      const right = make(native, { token: "s3cret" });
       try {
-        const response = await eventually(
-          () => client.sendAppendEntriesRequest(SENDER, peer, heartbeat(3)),
-          5000,
-          "a send after the restart",
+        await assert.rejects(
+          none.sendAppendEntriesRequest(SENDER, peer, heartbeat(1)),
+          /missing token/,
         );
-        assert.equal(response.heartbeatSeq, 3);
+        await assert.rejects(
+          wrong.sendAppendEntriesRequest(SENDER, peer, heartbeat(1)),
+          /wrong token/,
+        );
+        const ok = await right.sendAppendEntriesRequest(SENDER, peer, heartbeat(7));
+        assert.equal(ok.heartbeatSeq, 7);
+        await log.waitFor(/missing token/);
+        await log.waitFor(/wrong token/);
+        // While backing off, a refused client fails fast with the same reason.
+        await assert.rejects(
+          wrong.sendAppendEntriesRequest(SENDER, peer, heartbeat(2)),
+          /wrong token/,
+        );
       } finally {
-        await second.close();
+        await Promise.all([none.close(), wrong.close(), right.close(), server.close()]);
       }
-    } finally {
-      await client.close();
-      await first.close();
-    }
-  });
+    });
 
-  test("TcpTransporter times out a request the peer does not answer, keeping the connection", async () => {
-    const handler = echoHandler((seq) => seq === 1 ? new Promise(() => {}) : Promise.resolve());
-    await using p = await pair({}, { timeoutMs: 150 }, handler);
-    const started = Date.now();
-    await assert.rejects(
-      p.client.sendAppendEntriesRequest(SENDER, p.peer, heartbeat(1)),
-      /timed out after 150 ms/,
-    );
-    assert.ok(Date.now() - started < 2000);
-    assert.equal(
-      (await p.client.sendAppendEntriesRequest(SENDER, p.peer, heartbeat(2))).heartbeatSeq,
-      2,
-    );
-    assert.equal(await countConnections(p.port), 1);
-  });
+    test("TcpTransporter closes only the connection that sent a garbage frame", async () => {
+      const log = new LogSink();
+      await using p = await pair(native, { logger: log.logger });
+      const good = await p.client.sendAppendEntriesRequest(SENDER, p.peer, heartbeat(1));
+      assert.equal(good.heartbeatSeq, 1);
 
-  test("TcpTransporter rejects malformed connection strings and sends after close()", async () => {
-    const client = new TcpTransporter();
-    for (const connectionString of ["localhost", "http://127.0.0.1:80", "h:0", "h:70000", ":1"]) {
-      await assert.rejects(
-        client.sendVoteRequest(SENDER, { name: "x", connectionString }, {
-          term: 1,
-          lastLogIndex: 0,
-          lastLogTerm: 0,
-          candidateName: "a",
-          preVote: false,
-          transfer: false,
-        }),
-        /Invalid connection string/,
+      // Before the handshake: an HTTP request is not a frame.
+      const http = await connectRaw(p.port);
+      http.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+      await withDeadline(closedOf(http), 5000, "HTTP client to be dropped");
+
+      // After the handshake: a frame with an unknown code, then one whose payload is garbage.
+      const unknownCode = await rawSession(p.port);
+      unknownCode.write(encodeFrame(1, 0x55, 0, new Uint8Array([1, 2, 3])));
+      await withDeadline(closedOf(unknownCode), 5000, "unknown code to close the connection");
+      await log.waitFor(/Unknown frame code 85/);
+
+      const badPayload = await rawSession(p.port);
+      badPayload.write(
+        encodeFrame(1, kindCode("appendEntriesRequest"), 0, new Uint8Array([0xff, 0xff])),
       );
-    }
-    await client.close();
-    await assert.rejects(
-      client.sendAppendEntriesRequest(
-        SENDER,
-        { name: "x", connectionString: "[::1]:1" },
-        heartbeat(1),
-      ),
-      /closed/,
-    );
-    assert.throws(() => new TcpTransporter({ timeoutMs: 0 }), RangeError);
-    assert.throws(() => new TcpTransporter({ clusterId: "" }), TypeError);
-  });
+      await withDeadline(closedOf(badPayload), 5000, "garbage payload to close the connection");
+      await log.waitFor(/Closing connection from .*Cannot decode appendEntriesRequest/);
 
-  test("TcpTransporter works over TLS with a self-signed certificate", async (t) => {
-    const material = selfSignedCert();
-    if (material === undefined) {
-      t.skip("openssl is not available to make a self-signed certificate");
+      // A response kind sent as a request is a protocol violation too.
+      const wrongDirection = await rawSession(p.port);
+      const payload = encodeMessage("requestVoteResponse", {
+        term: 1,
+        voteGranted: true,
+        preVote: false,
+      });
+      wrongDirection.write(encodeFrame(1, kindCode("requestVoteResponse"), 0, payload));
+      await withDeadline(closedOf(wrongDirection), 5000, "response-as-request to close");
+
+      // The well-behaved client's connection survived all of it.
+      const after = await p.client.sendAppendEntriesRequest(SENDER, p.peer, heartbeat(2));
+      assert.equal(after.heartbeatSeq, 2);
+      assert.equal(await countConnections(p.port), 1);
+    });
+
+    test("TcpTransporter closes a connection announcing a frame over maxFrameBytes", async () => {
+      const log = new LogSink();
+      await using p = await pair(native, { logger: log.logger, maxFrameBytes: 1024 });
+      const raw = await rawSession(p.port);
+      // Only the header is sent: the server must not wait for (or buffer) the 1 MiB body.
+      const header = new Uint8Array(10);
+      new DataView(header.buffer).setUint32(0, 6 + (1 << 20));
+      header[8] = kindCode("appendEntriesRequest");
+      raw.write(header);
+      await withDeadline(closedOf(raw), 5000, "oversized frame to close the connection");
+      await log.waitFor(/Frame of 1048576 bytes exceeds the limit of 1024/);
+      // A normal request still works, and a too-large request is refused before sending.
+      assert.equal(
+        (await p.client.sendAppendEntriesRequest(SENDER, p.peer, heartbeat(3))).heartbeatSeq,
+        3,
+      );
+      const small = make(native, { maxFrameBytes: 1024 });
+      try {
+        const big = heartbeat(4, [{
+          index: 1,
+          term: 1,
+          commandName: "c",
+          command: new Uint8Array(4096),
+        }]);
+        await assert.rejects(
+          small.sendAppendEntriesRequest(SENDER, p.peer, big),
+          /exceeds maxFrameBytes/,
+        );
+      } finally {
+        await small.close();
+      }
+    });
+
+    test("TcpTransporter drops a connection that never completes the handshake", async () => {
+      const log = new LogSink();
+      await using p = await pair(native, { logger: log.logger, timeoutMs: 100 });
+      const silent = await connectRaw(p.port);
+      await withDeadline(closedOf(silent), 5000, "silent client to be dropped");
+      await log.waitFor(/no handshake within 100 ms/);
+    });
+
+    test("TcpTransporter rejects pending requests when the connection drops and reconnects after a restart", async () => {
+      let stall = true;
+      let arrived = () => {};
+      const arrival = new Promise<void>((resolve) => arrived = resolve);
+      const handler = echoHandler((seq) => {
+        if (seq !== 99 || !stall) return Promise.resolve();
+        arrived();
+        return new Promise(() => {}); // never answers
+      });
+      const first = make(native);
+      const { port } = await first.listen(handler, { port: 0 });
+      const client = make(native, { minReconnectDelayMs: 10, maxReconnectDelayMs: 40 });
+      const peer = { name: "b", connectionString: `127.0.0.1:${port}` };
+      try {
+        assert.equal(
+          (await client.sendAppendEntriesRequest(SENDER, peer, heartbeat(1))).heartbeatSeq,
+          1,
+        );
+        const stuck = client.sendAppendEntriesRequest(SENDER, peer, heartbeat(99));
+        await withDeadline(arrival, 5000, "stalled request to arrive");
+        const stuckFails = assert.rejects(
+          stuck,
+          (error: unknown) => error instanceof TransportError && /lost/.test(error.message),
+        );
+        await first.close();
+        await stuckFails;
+        // While the port is closed, sends fail (and back off) rather than hang.
+        await assert.rejects(
+          client.sendAppendEntriesRequest(SENDER, peer, heartbeat(2)),
+          TransportError,
+        );
+
+        stall = false;
+        const second = make(native);
+        await second.listen(handler, { port });
+        try {
+          const response = await eventually(
+            () => client.sendAppendEntriesRequest(SENDER, peer, heartbeat(3)),
+            5000,
+            "a send after the restart",
+          );
+          assert.equal(response.heartbeatSeq, 3);
+        } finally {
+          await second.close();
+        }
+      } finally {
+        await client.close();
+        await first.close();
+      }
+    });
+
+    test("TcpTransporter times out a request the peer does not answer, keeping the connection", async () => {
+      const handler = echoHandler((seq) => seq === 1 ? new Promise(() => {}) : Promise.resolve());
+      await using p = await pair(native, {}, { timeoutMs: 150 }, handler);
+      const started = Date.now();
+      await assert.rejects(
+        p.client.sendAppendEntriesRequest(SENDER, p.peer, heartbeat(1)),
+        /timed out after 150 ms/,
+      );
+      assert.ok(Date.now() - started < 2000);
+      assert.equal(
+        (await p.client.sendAppendEntriesRequest(SENDER, p.peer, heartbeat(2))).heartbeatSeq,
+        2,
+      );
+      assert.equal(await countConnections(p.port), 1);
+    });
+
+    test("TcpTransporter rejects malformed connection strings and sends after close()", async () => {
+      const client = make(native);
+      for (const connectionString of ["localhost", "http://127.0.0.1:80", "h:0", "h:70000", ":1"]) {
+        await assert.rejects(
+          client.sendVoteRequest(SENDER, { name: "x", connectionString }, {
+            term: 1,
+            lastLogIndex: 0,
+            lastLogTerm: 0,
+            candidateName: "a",
+            preVote: false,
+            transfer: false,
+          }),
+          /Invalid connection string/,
+        );
+      }
+      await client.close();
+      await assert.rejects(
+        client.sendAppendEntriesRequest(
+          SENDER,
+          { name: "x", connectionString: "[::1]:1" },
+          heartbeat(1),
+        ),
+        /closed/,
+      );
+      assert.throws(() => make(native, { timeoutMs: 0 }), RangeError);
+      assert.throws(() => make(native, { clusterId: "" }), TypeError);
+    });
+
+    test("TcpTransporter works over TLS with a self-signed certificate", async (t) => {
+      const material = selfSignedCert();
+      if (material === undefined) {
+        t.skip("openssl is not available to make a self-signed certificate");
+        return;
+      }
+      const tls = { key: material.key, cert: material.cert, ca: material.cert };
+      const log = new LogSink();
+      await using p = await pair(native, { tls, logger: log.logger }, {
+        tls: { ca: material.cert },
+      });
+      const peer = { name: "b", connectionString: `localhost:${p.port}` };
+      const response = await p.client.sendAppendEntriesRequest(SENDER, peer, heartbeat(5));
+      assert.equal(response.heartbeatSeq, 5);
+      // A client that does not trust the certificate cannot connect.
+      const untrusting = make(native, { tls: {} });
+      try {
+        await assert.rejects(
+          untrusting.sendAppendEntriesRequest(SENDER, peer, heartbeat(6)),
+          TransportError,
+        );
+      } finally {
+        await untrusting.close();
+      }
+      // Nor can a plain-TCP client: its handshake is not a TLS ClientHello.
+      const plain = make(native, { timeoutMs: 500 });
+      try {
+        await assert.rejects(
+          plain.sendAppendEntriesRequest(SENDER, peer, heartbeat(7)),
+          TransportError,
+        );
+      } finally {
+        await plain.close();
+      }
+      await log.waitFor(/TLS handshake with .* failed/);
+    });
+
+    test("TcpTransporter carries multi-megabyte frames intact between small pipelined ones", async () => {
+      // Large frames cross many partial reads and writes; small ones sent meanwhile must
+      // neither be reordered into them nor corrupt them.
+      const sizes = [8 << 20, 3 << 20, 1, 0, 5 << 20];
+      const chunk = (size: number, seed: number) => {
+        const out = new Uint8Array(size);
+        for (let i = 0; i < size; i++) out[i] = (i * 31 + seed) & 0xff;
+        return out;
+      };
+      const handler = echoHandler();
+      handler.snapshotRecoveryRequest = (req) => {
+        const expected = chunk(req.data.byteLength, req.offset);
+        return Promise.resolve({
+          term: req.term,
+          success: sameBytes(req.data, expected),
+          commitIndex: 0,
+          nextOffset: req.data.byteLength,
+        });
+      };
+      await using p = await pair(native, {}, { snapshotTimeoutMs: 20_000 }, handler);
+      const big = sizes.map((size, seed) =>
+        p.client.sendSnapshotRecoveryRequest(SENDER, p.peer, {
+          term: 1,
+          leaderName: "a",
+          lastIndex: 1,
+          lastTerm: 1,
+          peers: [],
+          offset: seed,
+          data: chunk(size, seed),
+          done: false,
+          checksum: 0,
+        })
+      );
+      const small = Array.from(
+        { length: 50 },
+        (_, i) => p.client.sendAppendEntriesRequest(SENDER, p.peer, heartbeat(i)),
+      );
+      const responses = await withDeadline(Promise.all(big), 20_000, "large frames");
+      responses.forEach((response, i) => {
+        assert.ok(response.success, `frame ${i} of ${sizes[i]} bytes arrived corrupted`);
+        assert.equal(response.nextOffset, sizes[i]);
+      });
+      (await Promise.all(small)).forEach((response, i) => assert.equal(response.heartbeatSeq, i));
+    });
+  });
+}
+
+describe("TcpTransporter native option", () => {
+  test("TcpTransporter speaks the same protocol over native sockets and node:net", async (t) => {
+    if (nativeNet() === undefined) {
+      t.skip("no native TCP API on this runtime");
       return;
     }
-    const tls = { key: material.key, cert: material.cert, ca: material.cert };
-    const log = new LogSink();
-    await using p = await pair({ tls, logger: log.logger }, { tls: { ca: material.cert } });
-    const peer = { name: "b", connectionString: `localhost:${p.port}` };
-    const response = await p.client.sendAppendEntriesRequest(SENDER, peer, heartbeat(5));
-    assert.equal(response.heartbeatSeq, 5);
-    // A client that does not trust the certificate cannot connect.
-    const untrusting = new TcpTransporter({ tls: {} });
-    try {
-      await assert.rejects(
-        untrusting.sendAppendEntriesRequest(SENDER, peer, heartbeat(6)),
-        TransportError,
-      );
-    } finally {
-      await untrusting.close();
+    for (const [serverNative, clientNative] of [[true, false], [false, true]] as const) {
+      await using p = await pair(serverNative, {}, {}, echoHandler());
+      const client = make(clientNative);
+      try {
+        const response = await client.sendAppendEntriesRequest(SENDER, p.peer, heartbeat(42));
+        assert.equal(response.heartbeatSeq, 42);
+      } finally {
+        await client.close();
+      }
     }
-    // Nor can a plain-TCP client: its handshake is not a TLS ClientHello.
-    const plain = new TcpTransporter({ timeoutMs: 500 });
-    try {
-      await assert.rejects(
-        plain.sendAppendEntriesRequest(SENDER, peer, heartbeat(7)),
-        TransportError,
-      );
-    } finally {
-      await plain.close();
+  });
+
+  test("TcpTransporter refuses native: true with TLS or without a native TCP API", () => {
+    assert.throws(
+      () => new TcpTransporter({ native: true, tls: { ca: "x" } }),
+      /native sockets do not support tls/,
+    );
+    if (nativeNet() === undefined) {
+      assert.throws(() => new TcpTransporter({ native: true }), /need Deno\.connect/);
     }
-    await log.waitFor(/TLS handshake with .* failed/);
   });
 });
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.byteLength !== b.byteLength) return false;
+  for (let i = 0; i < a.byteLength; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
 
 /** Counts established connections to `port` in the kernel's table (tests own the port). */
 async function countConnections(port: number): Promise<number> {

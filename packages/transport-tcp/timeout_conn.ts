@@ -1,4 +1,3 @@
-import type { Socket } from "node:net";
 import { TransportError } from "@tsraft/core";
 
 /** Address of one end of a TCP connection. */
@@ -7,6 +6,46 @@ export interface NetAddr {
   hostname: string;
   /** TCP port of this end. */
   port: number;
+}
+
+/**
+ * The parts of a `node:net` (or `node:tls`) Socket that a {@link TimeoutConn} uses; such
+ * a Socket is one. On Deno the transporter passes a thinner socket over `Deno.Conn` with
+ * the same surface.
+ */
+export interface SocketLike {
+  /** Whether the socket was destroyed (locally, or after a failure). */
+  readonly destroyed: boolean;
+  /** IP address of the local end, `undefined` once the socket is gone. */
+  readonly localAddress?: string | undefined;
+  /** Port of the local end. */
+  readonly localPort?: number | undefined;
+  /** IP address of the remote end, `undefined` when not connected. */
+  readonly remoteAddress?: string | undefined;
+  /** Port of the remote end. */
+  readonly remotePort?: number | undefined;
+  /** Adds a listener for received bytes. */
+  on(event: "data", listener: (chunk: Uint8Array) => void): unknown;
+  /** Adds a listener for the peer ending the stream. */
+  on(event: "end", listener: () => void): unknown;
+  /** Adds a listener for a failure. */
+  on(event: "error", listener: (error: Error) => void): unknown;
+  /** Adds a listener for the socket being closed. */
+  on(event: "close", listener: () => void): unknown;
+  /** Adds a listener for the socket being closed, called once. */
+  once(event: "close", listener: () => void): unknown;
+  /** Writes `bytes`; `callback` runs once they were handed to the OS, or with the error. */
+  write(bytes: Uint8Array, callback: (error?: Error | null) => void): boolean;
+  /** Stops delivering received bytes. */
+  pause(): unknown;
+  /** Resumes delivering received bytes. */
+  resume(): unknown;
+  /** Whether delivering is paused. */
+  isPaused(): boolean;
+  /** Closes the socket at once. */
+  destroy(): unknown;
+  /** Turns Nagle's algorithm off (`true`) or on. */
+  setNoDelay(noDelay?: boolean): unknown;
 }
 
 /** A deadline: an absolute `Date`, a number of milliseconds from now, or `null` for none. */
@@ -72,7 +111,7 @@ interface PendingRead {
  * ```
  */
 export class TimeoutConn {
-  #socket: Socket;
+  #socket: SocketLike;
   #readTimeoutMs: number;
   #writeTimeoutMs: number;
   #highWaterMarkBytes: number;
@@ -94,11 +133,12 @@ export class TimeoutConn {
 
   /**
    * Wraps `socket`, which from now on must only be used through this conn.
-   * @param socket a connected (or connecting) socket; the conn takes ownership of it
+   * @param socket a connected (or connecting) `node:net`/`node:tls` socket, or anything
+   * with the same {@link SocketLike} surface; the conn takes ownership of it
    * @param options default per-operation timeout and buffering
    * @throws {RangeError} when an option is negative or not finite
    */
-  constructor(socket: Socket, options: TimeoutConnOptions = {}) {
+  constructor(socket: SocketLike, options: TimeoutConnOptions = {}) {
     const { timeoutMs = 0, highWaterMarkBytes = 1 << 20 } = options;
     const { readTimeoutMs = timeoutMs, writeTimeoutMs = timeoutMs } = options;
     for (
@@ -135,7 +175,7 @@ export class TimeoutConn {
   }
 
   /** The underlying socket (for options such as `setNoDelay`). */
-  get socket(): Socket {
+  get socket(): SocketLike {
     return this.#socket;
   }
 

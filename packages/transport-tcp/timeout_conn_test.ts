@@ -2,17 +2,34 @@ import assert from "node:assert/strict";
 import { createConnection, createServer, type Server, type Socket } from "node:net";
 import { describe, test } from "node:test";
 import { TransportError } from "@tsraft/core";
-import { TimeoutConn } from "./timeout_conn.ts";
+import { type SocketLike, TimeoutConn } from "./timeout_conn.ts";
+import { nativeNet, NativeSocket } from "./_native_socket.ts";
 
-/** A connected socket pair over loopback: `client` is ours, `server` the far end. */
-async function socketPair(): Promise<{ client: Socket; server: Socket; close(): Promise<void> }> {
+/** Socket paths under test: `node:net` everywhere, Deno's own TCP API where it exists. */
+const PATHS = nativeNet() === undefined ? [false] : [true, false];
+
+/**
+ * A connected socket pair over loopback: `client` is ours (a `node:net` Socket, or with
+ * `native` a {@link NativeSocket}), `server` the far end (always `node:net`).
+ */
+async function socketPair(
+  native: boolean,
+): Promise<{ client: SocketLike; server: Socket; close(): Promise<void> }> {
   let accept: (socket: Socket) => void = () => {};
   const accepted = new Promise<Socket>((resolve) => accept = resolve);
   const listener: Server = createServer((socket) => accept(socket));
   await new Promise<void>((resolve) => listener.listen(0, "127.0.0.1", resolve));
   const { port } = listener.address() as { port: number };
-  const client = createConnection({ host: "127.0.0.1", port });
-  await new Promise((resolve) => client.once("connect", resolve));
+  let client: SocketLike;
+  if (native) {
+    client = new NativeSocket(
+      await nativeNet()!.connect({ hostname: "127.0.0.1", port, transport: "tcp" }),
+    );
+  } else {
+    const socket = createConnection({ host: "127.0.0.1", port });
+    await new Promise((resolve) => socket.once("connect", resolve));
+    client = socket;
+  }
   const server = await accepted;
   return {
     client,
@@ -28,135 +45,138 @@ async function socketPair(): Promise<{ client: Socket; server: Socket; close(): 
 const text = (bytes: Uint8Array | null) => bytes === null ? null : new TextDecoder().decode(bytes);
 const bytes = (value: string) => new TextEncoder().encode(value);
 
-describe("TimeoutConn", () => {
-  test("TimeoutConn.read() returns bytes as they arrive and null at end of stream", async () => {
-    const pair = await socketPair();
-    try {
-      const conn = new TimeoutConn(pair.client, { timeoutMs: 2000 });
-      pair.server.write("hello");
-      assert.equal(text(await conn.read()), "hello");
-      pair.server.end("bye");
-      let rest = "";
-      for (let chunk = await conn.read(); chunk !== null; chunk = await conn.read()) {
-        rest += text(chunk);
+for (const native of PATHS) {
+  describe(`TimeoutConn (${native ? "native" : "node:net"})`, () => {
+    test("TimeoutConn.read() returns bytes as they arrive and null at end of stream", async () => {
+      const pair = await socketPair(native);
+      try {
+        const conn = new TimeoutConn(pair.client, { timeoutMs: 2000 });
+        pair.server.write("hello");
+        assert.equal(text(await conn.read()), "hello");
+        pair.server.end("bye");
+        let rest = "";
+        for (let chunk = await conn.read(); chunk !== null; chunk = await conn.read()) {
+          rest += text(chunk);
+        }
+        assert.equal(rest, "bye");
+        assert.equal(await conn.read(), null);
+      } finally {
+        await pair.close();
       }
-      assert.equal(rest, "bye");
-      assert.equal(await conn.read(), null);
-    } finally {
-      await pair.close();
-    }
-  });
+    });
 
-  test("TimeoutConn.read() rejects with TransportError at the read deadline and stays usable", async () => {
-    const pair = await socketPair();
-    try {
-      const conn = new TimeoutConn(pair.client);
-      conn.setReadDeadline(50);
-      const started = Date.now();
-      await assert.rejects(
-        conn.read(),
-        (error: unknown) => error instanceof TransportError && /Read deadline/.test(error.message),
-      );
-      assert.ok(Date.now() - started >= 40, "rejected before the deadline");
-      // Go semantics: after a read timeout the connection still works once the deadline moves.
-      conn.setReadDeadline(null);
-      pair.server.write("late");
-      assert.equal(text(await conn.read()), "late");
-      // A Date in the past fails the next read at once.
-      conn.setDeadline(new Date(Date.now() - 1));
-      await assert.rejects(conn.read(), TransportError);
-    } finally {
-      await pair.close();
-    }
-  });
-
-  test("TimeoutConn.setReadDeadline() re-arms a pending read", async () => {
-    const pair = await socketPair();
-    try {
-      const conn = new TimeoutConn(pair.client);
-      conn.setReadDeadline(10_000);
-      const pending = conn.read();
-      conn.setReadDeadline(20);
-      await assert.rejects(pending, /Read deadline/);
-    } finally {
-      await pair.close();
-    }
-  });
-
-  test("TimeoutConn uses timeoutMs as the default deadline of every read", async () => {
-    const pair = await socketPair();
-    try {
-      const conn = new TimeoutConn(pair.client, { timeoutMs: 30 });
-      await assert.rejects(conn.read(), /Read deadline/);
-      await assert.rejects(conn.read(), /Read deadline/);
-    } finally {
-      await pair.close();
-    }
-  });
-
-  test("TimeoutConn.write() resolves with the byte count once written", async () => {
-    const pair = await socketPair();
-    try {
-      const conn = new TimeoutConn(pair.client, { timeoutMs: 2000 });
-      const received = new Promise<string>((resolve) =>
-        pair.server.once("data", (d) => resolve(String(d)))
-      );
-      assert.equal(await conn.write(bytes("ping")), 4);
-      assert.equal(await received, "ping");
-    } finally {
-      await pair.close();
-    }
-  });
-
-  test("TimeoutConn.write() rejects at the write deadline when the peer does not read, and closes", async () => {
-    const pair = await socketPair();
-    try {
-      pair.server.pause(); // the far end stops reading, so kernel buffers fill up
-      const conn = new TimeoutConn(pair.client, { writeTimeoutMs: 200 });
-      const chunk = new Uint8Array(1 << 20);
-      let error: unknown;
-      // Keep writing until one write cannot be flushed before its deadline.
-      for (let i = 0; i < 256 && error === undefined; i++) {
-        await conn.write(chunk).catch((e) => error = e);
+    test("TimeoutConn.read() rejects with TransportError at the read deadline and stays usable", async () => {
+      const pair = await socketPair(native);
+      try {
+        const conn = new TimeoutConn(pair.client);
+        conn.setReadDeadline(50);
+        const started = Date.now();
+        await assert.rejects(
+          conn.read(),
+          (error: unknown) =>
+            error instanceof TransportError && /Read deadline/.test(error.message),
+        );
+        assert.ok(Date.now() - started >= 40, "rejected before the deadline");
+        // Go semantics: after a read timeout the connection still works once the deadline moves.
+        conn.setReadDeadline(null);
+        pair.server.write("late");
+        assert.equal(text(await conn.read()), "late");
+        // A Date in the past fails the next read at once.
+        conn.setDeadline(new Date(Date.now() - 1));
+        await assert.rejects(conn.read(), TransportError);
+      } finally {
+        await pair.close();
       }
-      assert.ok(error instanceof TransportError, `expected TransportError, got ${error}`);
-      assert.match((error as Error).message, /Write deadline exceeded|closed/);
-      await assert.rejects(conn.write(bytes("x")), TransportError);
-    } finally {
-      await pair.close();
-    }
-  });
+    });
 
-  test("TimeoutConn.close() rejects a pending read and reports addresses before that", async () => {
-    const pair = await socketPair();
-    try {
-      const conn = new TimeoutConn(pair.client);
-      assert.equal(conn.localAddr?.hostname, "127.0.0.1");
-      assert.equal(conn.remoteAddr?.port, pair.server.localPort);
-      assert.equal(conn.localAddr?.port, pair.server.remotePort);
-      const pending = assert.rejects(conn.read(), TransportError);
-      await conn.close();
-      await pending;
-      await assert.rejects(conn.write(bytes("x")), TransportError);
-      await assert.rejects(conn.read(), TransportError);
-    } finally {
-      await pair.close();
-    }
-  });
+    test("TimeoutConn.setReadDeadline() re-arms a pending read", async () => {
+      const pair = await socketPair(native);
+      try {
+        const conn = new TimeoutConn(pair.client);
+        conn.setReadDeadline(10_000);
+        const pending = conn.read();
+        conn.setReadDeadline(20);
+        await assert.rejects(pending, /Read deadline/);
+      } finally {
+        await pair.close();
+      }
+    });
 
-  test("TimeoutConn refuses concurrent reads and invalid deadlines", async () => {
-    const pair = await socketPair();
-    try {
-      const conn = new TimeoutConn(pair.client);
-      const first = conn.read();
-      await assert.rejects(conn.read(), TypeError);
-      assert.throws(() => conn.setDeadline(Number.NaN), RangeError);
-      assert.throws(() => conn.setDeadline(new Date("nope")), RangeError);
-      assert.throws(() => new TimeoutConn(pair.client, { timeoutMs: -1 }), RangeError);
-      pair.server.write("x");
-      assert.equal(text(await first), "x");
-    } finally {
-      await pair.close();
-    }
+    test("TimeoutConn uses timeoutMs as the default deadline of every read", async () => {
+      const pair = await socketPair(native);
+      try {
+        const conn = new TimeoutConn(pair.client, { timeoutMs: 30 });
+        await assert.rejects(conn.read(), /Read deadline/);
+        await assert.rejects(conn.read(), /Read deadline/);
+      } finally {
+        await pair.close();
+      }
+    });
+
+    test("TimeoutConn.write() resolves with the byte count once written", async () => {
+      const pair = await socketPair(native);
+      try {
+        const conn = new TimeoutConn(pair.client, { timeoutMs: 2000 });
+        const received = new Promise<string>((resolve) =>
+          pair.server.once("data", (d) => resolve(String(d)))
+        );
+        assert.equal(await conn.write(bytes("ping")), 4);
+        assert.equal(await received, "ping");
+      } finally {
+        await pair.close();
+      }
+    });
+
+    test("TimeoutConn.write() rejects at the write deadline when the peer does not read, and closes", async () => {
+      const pair = await socketPair(native);
+      try {
+        pair.server.pause(); // the far end stops reading, so kernel buffers fill up
+        const conn = new TimeoutConn(pair.client, { writeTimeoutMs: 200 });
+        const chunk = new Uint8Array(1 << 20);
+        let error: unknown;
+        // Keep writing until one write cannot be flushed before its deadline.
+        for (let i = 0; i < 256 && error === undefined; i++) {
+          await conn.write(chunk).catch((e) => error = e);
+        }
+        assert.ok(error instanceof TransportError, `expected TransportError, got ${error}`);
+        assert.match((error as Error).message, /Write deadline exceeded|closed/);
+        await assert.rejects(conn.write(bytes("x")), TransportError);
+      } finally {
+        await pair.close();
+      }
+    });
+
+    test("TimeoutConn.close() rejects a pending read and reports addresses before that", async () => {
+      const pair = await socketPair(native);
+      try {
+        const conn = new TimeoutConn(pair.client);
+        assert.equal(conn.localAddr?.hostname, "127.0.0.1");
+        assert.equal(conn.remoteAddr?.port, pair.server.localPort);
+        assert.equal(conn.localAddr?.port, pair.server.remotePort);
+        const pending = assert.rejects(conn.read(), TransportError);
+        await conn.close();
+        await pending;
+        await assert.rejects(conn.write(bytes("x")), TransportError);
+        await assert.rejects(conn.read(), TransportError);
+      } finally {
+        await pair.close();
+      }
+    });
+
+    test("TimeoutConn refuses concurrent reads and invalid deadlines", async () => {
+      const pair = await socketPair(native);
+      try {
+        const conn = new TimeoutConn(pair.client);
+        const first = conn.read();
+        await assert.rejects(conn.read(), TypeError);
+        assert.throws(() => conn.setDeadline(Number.NaN), RangeError);
+        assert.throws(() => conn.setDeadline(new Date("nope")), RangeError);
+        assert.throws(() => new TimeoutConn(pair.client, { timeoutMs: -1 }), RangeError);
+        pair.server.write("x");
+        assert.equal(text(await first), "x");
+      } finally {
+        await pair.close();
+      }
+    });
   });
-});
+}
