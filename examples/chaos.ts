@@ -41,6 +41,9 @@ Exits 0 when the history is linearizable (or the test cannot run here), 1 when i
   --storage file|kv      storage (default file)
   --faults LIST          fault kinds, comma-separated (default all): partition,
                          isolate-leader, bridge, one-way, loss, kill, kill-leader, kill-all
+  --attempt-timeout-ms N limit of one HTTP request (default 1500)
+  --op-timeout-ms N      limit of one operation over its retries; a write still
+                         unanswered then has an unknown outcome (default 4000)
   --check-timeout-ms N   budget of the linearizability check (default 60000)
   --keep                 keep the data directory, logs and history
   -h, --help             this text
@@ -64,6 +67,8 @@ const { values, positionals } = parseArgs({
     storage: { type: "string", default: "file" },
     faults: { type: "string" },
     "check-timeout-ms": { type: "string", default: "60000" },
+    "attempt-timeout-ms": { type: "string", default: "1500" },
+    "op-timeout-ms": { type: "string", default: "4000" },
     keep: { type: "boolean", default: false },
     help: { type: "boolean", short: "h" },
   },
@@ -93,6 +98,8 @@ const seed = values.seed === undefined
   : integer(values.seed, "--seed", 0, 0xffff_ffff);
 const clientCount = integer(values.clients, "--clients", 1, 64);
 const keyCount = integer(values.keys, "--keys", 1, 1000);
+const attemptTimeoutMs = integer(values["attempt-timeout-ms"], "--attempt-timeout-ms", 1, 600_000);
+const opTimeoutMs = integer(values["op-timeout-ms"], "--op-timeout-ms", 1, 600_000);
 const checkTimeoutMs = integer(values["check-timeout-ms"], "--check-timeout-ms", 1, 3_600_000);
 if (values.transport !== "tcp" && values.transport !== "http") fail("--transport is tcp or http");
 if (values.storage !== "file" && values.storage !== "kv") fail("--storage is file or kv");
@@ -121,13 +128,25 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
 }
 
+const replay = [
+  `--seed ${seed}`,
+  `--nodes ${nodeCount}`,
+  `--duration ${durationMs / 1000}`,
+  `--clients ${clientCount}`,
+  `--keys ${keyCount}`,
+  `--transport ${transport}`,
+  `--storage ${storage}`,
+  `--attempt-timeout-ms ${attemptTimeoutMs}`,
+  `--op-timeout-ms ${opTimeoutMs}`,
+  ...(values.faults === undefined ? [] : [`--faults ${values.faults}`]),
+  ...(positionals.length === 0 ? [] : ["--", ...positionals]),
+].join(" ");
 console.log(
   `chaos: seed ${seed}, ${nodeCount} nodes (${transport}, ${storage}), ${clientCount} clients, ` +
-    `${keyCount} keys, ${durationMs / 1000} s` +
-    `\n  replay: deno task chaos --seed ${seed} --nodes ${nodeCount} --duration ${
-      durationMs / 1000
-    } --clients ${clientCount} --keys ${keyCount} --transport ${transport} --storage ${storage}`,
+    `${keyCount} keys, ${durationMs / 1000} s\n  replay: deno task chaos ${replay}`,
 );
+// The fault schedule and the clients' choices replay exactly from the seed; process timing
+// (elections, which node leads when a fault strikes) does not, so a replay is close, not equal.
 
 // Make sure every module a node needs is in the cache: inside a namespace there is no
 // route to a registry.
@@ -208,8 +227,8 @@ async function main(): Promise<number> {
       recorder,
       stats,
       keepGoing: () => performance.now() < end,
-      attemptTimeoutMs: 1500,
-      opTimeoutMs: 4000,
+      attemptTimeoutMs,
+      opTimeoutMs,
       thinkMs: 20,
       onAttempt: (attempt) => attempts.push(attempt),
     }));
