@@ -182,7 +182,17 @@ export class ChaosNet {
       const ns = this.namespace(i);
       const host = `tsrc${this.slot}h${i}`;
       await must("ip", ["netns", "add", ns]);
-      await must("ip", ["link", "add", host, "type", "veth", "peer", "name", "eth0", "netns", ns]);
+      const veth = ["link", "add", host, "type", "veth", "peer", "name", "eth0", "netns", ns];
+      // A root end of an earlier run's pair may still be on its way out (see removeSlot).
+      for (let attempt = 0;; attempt++) {
+        const made = await run("ip", veth);
+        if (made.code === 0) break;
+        if (attempt >= 20 || !made.stderr.includes("File exists")) {
+          throw new Error(`ip ${veth.join(" ")} failed: ${made.stderr.trim()}`);
+        }
+        await run("ip", ["link", "del", host]);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
       await must("ip", ["link", "set", host, "master", bridge, "up"]);
       const exec = ["netns", "exec", ns];
       await must("ip", [...exec, "ip", "addr", "add", `${this.address(i)}/24`, "dev", "eth0"]);
@@ -341,6 +351,15 @@ function acquire(slot: number): boolean {
 
 /** Removes every resource named after `slot`, whoever created it. */
 async function removeSlot(slot: number): Promise<void> {
+  // Deleting the root end of a veth pair deletes both ends at once; left to namespace
+  // deletion, the root ends linger a moment (the kernel frees namespaces asynchronously) and
+  // the next run's `ip link add` fails with "File exists".
+  const links = await run("ip", ["-o", "link", "show"]);
+  const veth = new RegExp(`^\\d+: (tsrc${slot}h\\d+)[@:]`);
+  for (const line of links.stdout.split("\n")) {
+    const name = veth.exec(line)?.[1];
+    if (name !== undefined) await run("ip", ["link", "del", name]);
+  }
   const prefix = `tsrc${slot}n`;
   const list = await run("ip", ["netns", "list"]);
   const namespaces = list.stdout.split("\n").map((line) => line.split(" ")[0] ?? "")
