@@ -28,7 +28,11 @@ function runAndKill(dir: string, seed: number, killAfterMs: number): Promise<str
   // Under Node or Bun these tests run bundled, with the writer bundled beside them.
   const bundled = import.meta.url.endsWith(".mjs");
   const script = join(here, bundled ? "_crash_writer.mjs" : "_crash_writer.ts");
-  const args = isDeno ? ["run", "-A", script, dir, String(seed)] : [script, dir, String(seed)];
+  // Node running the .ts sources through tsx needs tsx's loader flags (in execArgv) again in
+  // the child; Bun and bundled runs have none.
+  const args = isDeno
+    ? ["run", "-A", script, dir, String(seed)]
+    : [...process.execArgv, script, dir, String(seed)];
   const child = spawn(process.execPath, args, { cwd: here, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   let err = "";

@@ -15,11 +15,14 @@ const ITERATIONS = 6;
 const WRITER = fileURLToPath(new URL("./_crash_writer.ts", import.meta.url));
 const PACKAGE_DIR = fileURLToPath(new URL(".", import.meta.url));
 const denoGlobal = (globalThis as { Deno?: { execPath(): string } }).Deno;
-/** The writer runs on the runtime running this test: Deno KV in Deno, @deno/kv in Bun. */
+/**
+ * The writer runs on the runtime running this test: Deno KV in Deno, @deno/kv in Bun and in
+ * Node (through tsx, whose loader flags execArgv carries to the child).
+ */
 const WRITER_COMMAND = denoGlobal
   ? [denoGlobal.execPath(), "run", "-A", "--unstable-kv", WRITER]
-  : "Bun" in globalThis
-  ? [process.execPath, WRITER]
+  : "Bun" in globalThis || process.execArgv.some((arg) => arg.includes("tsx"))
+  ? [process.execPath, ...process.execArgv, WRITER]
   : undefined;
 
 interface Save {
@@ -82,7 +85,7 @@ function runAndKill(
 test(
   "KvStorage keeps every acknowledged entry and a valid log across kill -9",
   {
-    skip: WRITER_COMMAND ? false : "runs the TypeScript writer process only on Deno and Bun",
+    skip: WRITER_COMMAND ? false : "runs the TypeScript writer only on Deno, Bun and Node with tsx",
     timeout: 180_000,
   },
   async () => {

@@ -18,10 +18,19 @@ const ca = await testdata("ca.pem");
 const cert = await testdata("server.pem");
 const key = await testdata("server.key");
 
+// Node's own fetch takes no per-request CA (that needs undici's Agent, not built in): there a
+// private CA is only reachable through the node client.
+const fetchTakesCa = "Deno" in globalThis || "Bun" in globalThis;
+
 for (const serverKind of serverKinds()) {
   for (const implementation of ["fetch", "node"] as const) {
     describe(`HttpTransporter over https (${serverKind} server, ${implementation} client)`, () => {
-      test("a peer at an https:// connection string is reached when its CA is trusted", async () => {
+      const skip = implementation === "fetch" && !fetchTakesCa
+        ? "Node's fetch cannot trust a private CA per request; use the node client"
+        : false;
+      test("a peer at an https:// connection string is reached when its CA is trusted", {
+        skip,
+      }, async () => {
         const app = new Hono();
         const handler = new EchoHandler();
         new HttpTransporter({ client: makeHttpClient(2000) }).install(handler, app);
