@@ -42,6 +42,8 @@ export interface ClientOptions {
   opTimeoutMs: number;
   /** Longest pause between two operations. */
   thinkMs: number;
+  /** Reads use `?local` (each node's own, possibly stale copy): a deliberate bug. @default false */
+  localReads?: boolean;
   /** Only read (the final reads). @default false */
   readOnly?: boolean;
   /** Called after every HTTP attempt (for the attempt log kept when a check fails). */
@@ -139,7 +141,7 @@ export async function runClient(options: ClientOptions): Promise<void> {
       // attempt is its own operation, which keeps the checked intervals short.
       const handle = recorder.invoke(options.name, { op: "get", key });
       const answer = await attempt(
-        `/kv/${key}`,
+        options.localReads ? `/kv/${key}?local` : `/kv/${key}`,
         {},
         Math.min(options.attemptTimeoutMs, deadline - performance.now()),
         0,

@@ -45,6 +45,8 @@ Exits 0 when the history is linearizable (or the test cannot run here), 1 when i
   --op-timeout-ms N      limit of one operation over its retries; a write still
                          unanswered then has an unknown outcome (default 4000)
   --check-timeout-ms N   budget of the linearizability check (default 60000)
+  --local-reads          clients read with ?local (a node's possibly stale copy): a
+                         deliberate bug, to see the check catch stale reads
   --keep                 keep the data directory, logs and history
   -h, --help             this text
 
@@ -70,6 +72,7 @@ const { values, positionals } = parseArgs({
     "attempt-timeout-ms": { type: "string", default: "1500" },
     "op-timeout-ms": { type: "string", default: "4000" },
     keep: { type: "boolean", default: false },
+    "local-reads": { type: "boolean", default: false },
     help: { type: "boolean", short: "h" },
   },
 });
@@ -139,6 +142,7 @@ const replay = [
   `--attempt-timeout-ms ${attemptTimeoutMs}`,
   `--op-timeout-ms ${opTimeoutMs}`,
   ...(values.faults === undefined ? [] : [`--faults ${values.faults}`]),
+  ...(values["local-reads"] ? ["--local-reads"] : []),
   ...(positionals.length === 0 ? [] : ["--", ...positionals]),
 ].join(" ");
 console.log(
@@ -231,6 +235,7 @@ async function main(): Promise<number> {
       opTimeoutMs,
       thinkMs: 20,
       onAttempt: (attempt) => attempts.push(attempt),
+      localReads: values["local-reads"],
     }));
   const networkRandom = new SeededRandom(childSeed());
   const processRandom = new SeededRandom(childSeed());
