@@ -17,6 +17,7 @@ import { createServer as createNetServer } from "node:net";
 import { createInterface } from "node:readline";
 import process from "node:process";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { Hono } from "hono";
 import { createServer, LEADER, type Server, type Storage, type Transporter } from "@tsraft/core";
 import { TcpTransporter } from "@tsraft/transport-tcp";
@@ -160,7 +161,8 @@ async function runNode(config: NodeConfig): Promise<void> {
   process.exit(0);
 }
 
-if (import.meta.main) {
+// Node before 24.2 has no import.meta.main: compare the script path instead.
+if (import.meta.main ?? process.argv[1] === fileURLToPath(import.meta.url)) {
   const config = JSON.parse(process.argv[2] ?? "{}") as NodeConfig;
   if (config.mode === "echo") await runEcho();
   else await runNode(config);

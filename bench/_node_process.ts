@@ -74,9 +74,10 @@ export class NodeProcess {
       ? []
       : [`--inspect=127.0.0.1:${options.inspectPort}`];
     const deno = (globalThis as { Deno?: { execPath(): string } }).Deno;
+    // execArgv carries tsx's loader flags when Node runs the .ts sources through tsx.
     const command = deno !== undefined
       ? [deno.execPath(), "run", "-A", "--unstable-kv", ...inspect, NODE_SCRIPT]
-      : [process.execPath, ...inspect, NODE_SCRIPT];
+      : [process.execPath, ...process.execArgv, ...inspect, NODE_SCRIPT];
     const child = spawn(command[0]!, [...command.slice(1), JSON.stringify(config)], {
       stdio: ["pipe", "pipe", "pipe"],
     });

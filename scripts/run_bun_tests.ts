@@ -7,7 +7,7 @@
  * files: Deno reads the import map, Bun reads package.json, and a drift between the two
  * would test different code on each runtime.
  *
- * Usage (see the root package.json): `bun scripts/run_bun_tests.ts packages`
+ * Usage (see the root package.json): `bun scripts/run_bun_tests.ts packages bench`
  * @module
  */
 import { spawn } from "node:child_process";
@@ -21,25 +21,34 @@ function readJson(path: string): Record<string, unknown> {
 }
 
 /**
- * Every Deno workspace member needs a package.json with the same name and version, and each
- * npm dependency it pins must be the version the import map gives.
+ * Every workspace member (of deno.json or package.json) needs a package.json, with the name
+ * and version of its deno.json when it has one, and each npm dependency it pins must be the
+ * version the import map gives.
  */
 function versionDrift(): string[] {
   const denoJson = readJson("deno.json");
   const imports = (denoJson.imports ?? {}) as Record<string, string>;
-  const problems: string[] = [];
+  const members = new Set<string>();
   for (const member of (denoJson.workspace ?? []) as string[]) {
-    const dir = member.replace(/^\.\//, "");
-    const deno = readJson(`${dir}/deno.json`);
+    members.add(member.replace(/^\.\//, ""));
+  }
+  for (const member of (readJson("package.json").workspaces ?? []) as string[]) {
+    if (!member.includes("*")) members.add(member);
+  }
+  const problems: string[] = [];
+  for (const dir of members) {
     if (!existsSync(new URL(`${dir}/package.json`, root))) {
-      problems.push(`${dir} has no package.json: Bun cannot resolve ${deno.name}`);
+      problems.push(`${dir} has no package.json: Bun cannot resolve it`);
       continue;
     }
     const npm = readJson(`${dir}/package.json`);
-    if (npm.name !== deno.name || npm.version !== deno.version) {
-      problems.push(
-        `${dir}: package.json is ${npm.name}@${npm.version}, deno.json is ${deno.name}@${deno.version}`,
-      );
+    if (existsSync(new URL(`${dir}/deno.json`, root))) {
+      const deno = readJson(`${dir}/deno.json`);
+      if (npm.name !== deno.name || npm.version !== deno.version) {
+        problems.push(
+          `${dir}: package.json is ${npm.name}@${npm.version}, deno.json is ${deno.name}@${deno.version}`,
+        );
+      }
     }
     const dependencies = (npm.dependencies ?? {}) as Record<string, string>;
     for (const [name, version] of Object.entries(dependencies)) {
