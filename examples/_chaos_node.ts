@@ -41,6 +41,7 @@ export class ChaosNode {
   #child: ChildProcess | undefined;
   #exited: Promise<void> = Promise.resolve();
   #tail: string[] = [];
+  #retired = false;
 
   /** @param spec the cluster @param index node number, 1-based */
   constructor(spec: ChaosClusterSpec, index: number) {
@@ -66,8 +67,9 @@ export class ChaosNode {
     return this.#tail.join("\n");
   }
 
-  /** Starts the process (again, on the same data directory). */
+  /** Starts the process (again, on the same data directory); nothing after {@link retire}. */
   start(): void {
+    if (this.#retired) return;
     if (this.running) throw new TypeError(`${this.id} is already running`);
     const { net, dataRoot, transport, storage, extraArgs } = this.#spec;
     const peers = Array.from({ length: net.size }, (_, k) => k + 1)
@@ -119,6 +121,12 @@ export class ChaosNode {
     this.#log(`--- kill -9 at ${new Date().toISOString()}`);
     this.#child?.kill("SIGKILL");
     await this.#exited;
+  }
+
+  /** Kills the process for good: a nemesis still running cannot restart it during cleanup. */
+  async retire(): Promise<void> {
+    this.#retired = true;
+    await this.kill();
   }
 
   #log(line: string): void {

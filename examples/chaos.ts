@@ -164,7 +164,7 @@ let cleaning: Promise<void> | undefined;
 
 function cleanup(): Promise<void> {
   cleaning ??= (async () => {
-    await Promise.all(nodes.map((node) => node.kill()));
+    await Promise.all(nodes.map((node) => node.retire()));
     await net?.destroy();
     if (dataRoot !== undefined && !keepData) await rm(dataRoot, { recursive: true, force: true });
   })();
