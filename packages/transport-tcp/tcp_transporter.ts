@@ -43,6 +43,7 @@ import {
   PROTOCOL,
 } from "./_frame.ts";
 import { type SocketLike, TimeoutConn } from "./timeout_conn.ts";
+import { Deadlines, type Expiring } from "./_deadlines.ts";
 import { connectNative, listenNative, type NativeNet, nativeNet } from "./_native_socket.ts";
 
 /** TLS material of a {@link TcpTransporter}, as PEM strings. */
@@ -683,6 +684,63 @@ interface ClientConnection {
   pending: Map<number, Pending>;
 }
 
+/** One request from sending until it settles: answered, failed, aborted or timed out. */
+class Request implements Pending, Expiring {
+  readonly deadlineMs: number;
+  readonly kind: MessageKind;
+  settled = false;
+  #what: string;
+  #timeoutMs: number;
+  #resolve: (value: unknown) => void;
+  #reject: (error: Error) => void;
+  #signal: AbortSignal | undefined;
+  #registered: { client: ClientConnection; id: number } | undefined;
+
+  constructor(
+    what: string,
+    timeoutMs: number,
+    responseKind: MessageKind,
+    resolve: (value: unknown) => void,
+    reject: (error: Error) => void,
+    signal: AbortSignal | undefined,
+  ) {
+    this.deadlineMs = Date.now() + timeoutMs;
+    this.kind = responseKind;
+    this.#what = what;
+    this.#timeoutMs = timeoutMs;
+    this.#resolve = resolve;
+    this.#reject = reject;
+    this.#signal = signal;
+    signal?.addEventListener("abort", this.#onAbort, { once: true });
+  }
+
+  /** Records the connection and id the request was sent with, to forget it when settled. */
+  register(client: ClientConnection, id: number): void {
+    this.#registered = { client, id };
+    client.pending.set(id, this);
+  }
+
+  finish(error: Error | undefined, value?: unknown): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.#signal?.removeEventListener("abort", this.#onAbort);
+    const registered = this.#registered;
+    if (registered !== undefined) registered.client.pending.delete(registered.id);
+    if (error) this.#reject(error);
+    else this.#resolve(value);
+  }
+
+  expire(): void {
+    this.finish(new TransportError(`${this.#what} timed out after ${this.#timeoutMs} ms`));
+  }
+
+  #onAbort = (): void => {
+    this.finish(
+      new TransportError(`${this.#what} was aborted`, { cause: this.#signal?.reason }),
+    );
+  };
+}
+
 /** All requests to one peer: one connection at a time, reconnecting with backoff. */
 class PeerChannel {
   #key: string;
@@ -695,6 +753,8 @@ class PeerChannel {
   #retryAt = 0;
   #lastError: TransportError | undefined;
   #closed = false;
+  // Timeouts of all requests to this peer, connecting included, on one timer.
+  #deadlines = new Deadlines<Request>();
 
   constructor(key: string, address: { host: string; port: number }, settings: Settings) {
     this.#key = key;
@@ -709,36 +769,27 @@ class PeerChannel {
   ): Promise<unknown> {
     const { timeoutMs, signal } = options;
     return new Promise((resolve, reject) => {
-      let done = false;
-      let registered: { client: ClientConnection; id: number } | undefined;
-      const finish = (error: Error | undefined, value?: unknown) => {
-        if (done) return;
-        done = true;
-        clearTimeout(timer);
-        signal?.removeEventListener("abort", onAbort);
-        if (registered) registered.client.pending.delete(registered.id);
-        if (error) reject(error);
-        else resolve(value);
-      };
-      const onAbort = () =>
-        finish(
-          new TransportError(`${kind} to ${this.#key} was aborted`, { cause: signal?.reason }),
-        );
-      const timer = setTimeout(
-        () => finish(new TransportError(`${kind} to ${this.#key} timed out after ${timeoutMs} ms`)),
+      if (signal?.aborted) {
+        reject(new TransportError(`${kind} to ${this.#key} was aborted`, { cause: signal.reason }));
+        return;
+      }
+      const request = new Request(
+        `${kind} to ${this.#key}`,
         timeoutMs,
+        ROUTES[kind].response,
+        resolve,
+        reject,
+        signal,
       );
-      if (signal?.aborted) return onAbort();
-      signal?.addEventListener("abort", onAbort, { once: true });
+      this.#deadlines.add(timeoutMs, request);
       this.#connection().then((client) => {
-        if (done) return;
+        if (request.settled) return;
         const id = this.#allocateId(client);
-        registered = { client, id };
-        client.pending.set(id, { kind: ROUTES[kind].response, finish });
+        request.register(client, id);
         const frame = encodeFrame(id, kindCode(kind), 0, payload);
         // A failed write destroys the connection, which fails every pending request.
         client.conn.write(frame).catch(() => {});
-      }, (error: Error) => finish(error));
+      }, (error: Error) => request.finish(error));
     });
   }
 
@@ -746,6 +797,7 @@ class PeerChannel {
     this.#closed = true;
     this.#lastError = new TransportError("TcpTransporter is closed");
     this.#current?.then((client) => client.conn.close(), () => {});
+    for (const request of this.#deadlines.drain()) request.finish(this.#lastError);
   }
 
   #allocateId(client: ClientConnection): number {

@@ -487,6 +487,32 @@ for (const native of PATHS) {
       await log.waitFor(/TLS handshake with .* failed/);
     });
 
+    test("TcpTransporter.close() rejects a send still waiting for the handshake", async () => {
+      // A listener that accepts and never answers: the send waits in the handshake.
+      const accepted: Socket[] = [];
+      const silent = createServer((socket) => accepted.push(socket));
+      await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+      const { port } = silent.address() as { port: number };
+      const client = make(native, { timeoutMs: 10_000 });
+      try {
+        const send = client.sendAppendEntriesRequest(
+          SENDER,
+          { name: "b", connectionString: `127.0.0.1:${port}` },
+          heartbeat(1),
+        );
+        const rejected = assert.rejects(send, /closed/);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        const started = Date.now();
+        await client.close();
+        await withDeadline(rejected, 2000, "the pending send to reject");
+        assert.ok(Date.now() - started < 2000);
+      } finally {
+        await client.close();
+        for (const socket of accepted) socket.destroy();
+        await new Promise((resolve) => silent.close(resolve));
+      }
+    });
+
     test("TcpTransporter carries multi-megabyte frames intact between small pipelined ones", async () => {
       // Large frames cross many partial reads and writes; small ones sent meanwhile must
       // neither be reordered into them nor corrupt them.

@@ -1,4 +1,5 @@
 import { TransportError } from "@tsraft/core";
+import { Watchdog } from "./_deadlines.ts";
 
 /** Address of one end of a TCP connection. */
 export interface NetAddr {
@@ -76,6 +77,14 @@ export interface TimeoutConnOptions {
   highWaterMarkBytes?: number;
 }
 
+/** One socket write of a batch of `write()` calls, until the socket reports it done. */
+interface Flush {
+  /** Epoch ms by which the socket must have taken it; `Infinity` for no limit. */
+  deadlineMs: number;
+  byteLength: number;
+  fail(error: Error): void;
+}
+
 interface PendingRead {
   resolve(chunk: Uint8Array | null): void;
   reject(error: Error): void;
@@ -126,7 +135,9 @@ export class TimeoutConn {
   #pendingRead: PendingRead | undefined;
   #readDeadline: number | undefined;
   #writeDeadline: number | undefined;
-  #pendingWrites = new Set<() => void>();
+  #flushes = new Set<Flush>();
+  // One timer for the deadlines of all flushes in progress rather than one per flush.
+  #writeWatchdog = new Watchdog(() => this.#checkWriteDeadlines());
   #writeBatch:
     | { bytes: Uint8Array; resolve: (written: number) => void; reject: (error: Error) => void }[]
     | undefined;
@@ -170,7 +181,10 @@ export class TimeoutConn {
       this.#closed = true;
       this.#error ??= new TransportError("Connection closed");
       this.#settleRead();
-      for (const fail of [...this.#pendingWrites]) fail();
+      this.#writeWatchdog.stop();
+      const flushes = [...this.#flushes];
+      this.#flushes.clear();
+      for (const flush of flushes) flush.fail(this.#error);
     });
   }
 
@@ -260,7 +274,7 @@ export class TimeoutConn {
     }
     return new Promise((resolve, reject) => {
       // Writes made in one turn of the event loop go out as one socket write with one
-      // deadline timer: pipelined frames then cost one syscall, not one each.
+      // deadline: pipelined frames then cost one syscall, not one each.
       if (this.#writeBatch === undefined) {
         this.#writeBatch = [];
         queueMicrotask(() => this.#flushWrites());
@@ -292,33 +306,37 @@ export class TimeoutConn {
         offset += write.bytes.byteLength;
       }
     }
-    const deadline = this.#writeDeadline ??
-      (this.#writeTimeoutMs > 0 ? Date.now() + this.#writeTimeoutMs : undefined);
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const fail = () => {
-      clearTimeout(timer);
-      this.#pendingWrites.delete(fail);
-      rejectAll(this.#error ?? new TransportError("Connection closed"));
-    };
-    if (deadline !== undefined) {
-      timer = setTimeout(() => {
-        const error = new TransportError(`Write deadline exceeded (${payload.byteLength} bytes)`);
-        this.#error ??= error;
-        this.#pendingWrites.delete(fail);
-        rejectAll(error);
-        this.#socket.destroy();
-      }, Math.max(0, deadline - Date.now()));
-    }
-    this.#pendingWrites.add(fail);
+    const deadlineMs = this.#writeDeadline ??
+      (this.#writeTimeoutMs > 0 ? Date.now() + this.#writeTimeoutMs : Infinity);
+    const flush: Flush = { deadlineMs, byteLength: payload.byteLength, fail: rejectAll };
+    this.#flushes.add(flush);
+    if (deadlineMs < Infinity) this.#writeWatchdog.arm(deadlineMs);
     this.#socket.write(payload, (error) => {
-      if (!this.#pendingWrites.delete(fail)) return;
-      clearTimeout(timer);
+      if (!this.#flushes.delete(flush)) return;
       if (error) {
         rejectAll(new TransportError(`Write failed: ${error.message}`, { cause: error }));
       } else {
         for (const write of batch) write.resolve(write.bytes.byteLength);
       }
     });
+  }
+
+  #checkWriteDeadlines(): void {
+    const nowMs = Date.now();
+    let nextMs = Infinity;
+    for (const flush of this.#flushes) {
+      if (flush.deadlineMs <= nowMs) {
+        const error = new TransportError(`Write deadline exceeded (${flush.byteLength} bytes)`);
+        this.#error ??= error;
+        this.#flushes.delete(flush);
+        flush.fail(error);
+        // Part of the batch may be on the wire: the stream cannot be continued.
+        this.#socket.destroy();
+        return;
+      }
+      nextMs = Math.min(nextMs, flush.deadlineMs);
+    }
+    if (nextMs < Infinity) this.#writeWatchdog.arm(nextMs);
   }
 
   /**

@@ -1,0 +1,96 @@
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { Deadlines, type Expiring, Watchdog } from "./_deadlines.ts";
+
+class Item implements Expiring {
+  readonly name: string;
+  readonly deadlineMs: number;
+  settled = false;
+  expiredAtMs: number | undefined;
+  #onExpire: (item: Item) => void;
+
+  constructor(name: string, timeoutMs: number, onExpire: (item: Item) => void) {
+    this.name = name;
+    this.deadlineMs = Date.now() + timeoutMs;
+    this.#onExpire = onExpire;
+  }
+
+  expire(): void {
+    assert.equal(this.settled, false, `${this.name} expired after it settled`);
+    this.settled = true;
+    this.expiredAtMs = Date.now();
+    this.#onExpire(this);
+  }
+}
+
+describe("Deadlines", () => {
+  test("Deadlines expires each unsettled item at its deadline, across groups, and never a settled one", async () => {
+    const deadlines = new Deadlines<Item>();
+    const expired: string[] = [];
+    let allDone = () => {};
+    const done = new Promise<void>((resolve) => allDone = resolve);
+    const onExpire = (item: Item) => {
+      expired.push(item.name);
+      if (expired.length === 3) allDone();
+    };
+    const items = [
+      new Item("slow", 120, onExpire),
+      new Item("fast-1", 30, onExpire),
+      new Item("fast-2", 30, onExpire),
+      new Item("fast-answered", 30, onExpire),
+    ];
+    deadlines.add(120, items[0]!);
+    for (const item of items.slice(1)) deadlines.add(30, item);
+    items[3]!.settled = true; // answered before its deadline
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      done,
+      new Promise((_, reject) => timer = setTimeout(() => reject(new Error("stuck")), 5000)),
+    ]);
+    clearTimeout(timer);
+    assert.deepEqual(expired, ["fast-1", "fast-2", "slow"]);
+    for (const item of items.slice(0, 3)) {
+      assert.ok(item.expiredAtMs! >= item.deadlineMs, `${item.name} expired early`);
+    }
+    assert.deepEqual(deadlines.drain(), []);
+  });
+
+  test("Deadlines.drain() hands back the unsettled items and stops watching them", async () => {
+    const deadlines = new Deadlines<Item>();
+    const fail = () => assert.fail("drained items must not expire");
+    const a = new Item("a", 20, fail);
+    const b = new Item("b", 20, fail);
+    deadlines.add(20, a);
+    deadlines.add(20, b);
+    b.settled = true;
+    assert.deepEqual(deadlines.drain(), [a]);
+    // Past the deadline nothing fires: wait on a timer of our own beyond it.
+    await new Promise((resolve) => setTimeout(resolve, 60));
+  });
+});
+
+describe("Watchdog", () => {
+  test("Watchdog fires once at the earliest deadline armed", async () => {
+    const fired: number[] = [];
+    let onFire = () => {};
+    const firing = new Promise<void>((resolve) => onFire = resolve);
+    const watchdog = new Watchdog(() => {
+      fired.push(Date.now());
+      onFire();
+    });
+    const startMs = Date.now();
+    watchdog.arm(startMs + 200);
+    watchdog.arm(startMs + 20); // earlier: re-armed
+    watchdog.arm(startMs + 100); // later: ignored
+    // The watchdog's timer does not keep the process alive (unref); this one does.
+    let guard: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      firing,
+      new Promise((_, reject) => guard = setTimeout(() => reject(new Error("stuck")), 5000)),
+    ]);
+    clearTimeout(guard);
+    assert.equal(fired.length, 1);
+    assert.ok(fired[0]! - startMs >= 19 && fired[0]! - startMs < 200);
+    watchdog.stop();
+  });
+});
