@@ -599,6 +599,13 @@ export class Consensus {
     const progress = this.#progress.get(from);
     if (this.#role !== "leader" || req.term !== this.#term || progress === undefined) return;
     progress.lastResponseAtMs = this.#nowMs;
+    // A follower's commit index is a safe lower bound of where it matches: committed entries
+    // are in every later leader's log (Leader Completeness). Without it, a follower whose
+    // acks were lost and whose conflict hint points below our snapshot would be sent a
+    // snapshot it refuses (it already has those entries), forever.
+    if (resp.commitIndex > progress.matchIndex && resp.commitIndex <= this.lastIndex) {
+      progress.matchIndex = resp.commitIndex;
+    }
     if (progress.mode === "probe") {
       progress.inflight = 0;
       progress.inflightBytes = 0;

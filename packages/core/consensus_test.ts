@@ -662,3 +662,45 @@ describe("Consensus: flow control", () => {
     assert.equal(h.node(leader).commitIndex, h.node(leader).lastIndex);
   });
 });
+
+describe("Consensus: lost acknowledgements", () => {
+  test("Consensus trusts a follower's commit index over a conflict hint below the leader's snapshot", () => {
+    // Simulator seed 1912: a follower whose acks were lost answered a probe with a hint below
+    // the leader's compacted log; the leader sent a snapshot the follower refused (it had
+    // committed those entries), probed again, and looped forever.
+    const h = new CoreHarness(["a", "b", "c"]);
+    const leader = h.electLeader();
+    const lagging = h.names.find((name) => name !== leader)!;
+    h.isolate(lagging);
+    for (let i = 0; i < 6; i++) h.propose(leader, `e${i}`);
+    h.advance(100);
+    const core = h.node(leader);
+    const snapshotAt = core.commitIndex - 1;
+    core.compact(snapshotAt);
+    h.heal();
+    h.queue = [];
+    core.takeReady();
+    const term = core.term;
+    core.handleAppendEntriesResponse(lagging, {
+      term,
+      prevLogIndex: snapshotAt + 1,
+      prevLogTerm: core.termAt(snapshotAt + 1)!,
+      commitIndex: core.commitIndex,
+      leaderName: leader,
+      entries: [],
+      heartbeatSeq: 0,
+    }, {
+      term,
+      success: false,
+      index: snapshotAt - 2, // first index of its conflicting term, inside our snapshot
+      conflictTerm: 1,
+      commitIndex: snapshotAt, // but it has committed everything our snapshot covers
+      heartbeatSeq: 0,
+    });
+    const ready = core.takeReady();
+    assert.deepEqual(ready.snapshotsNeeded, [], "no snapshot for a follower that has the entries");
+    const probe = ready.messages.find((m) => m.kind === "appendEntries" && m.to.name === lagging);
+    assert.ok(probe && probe.kind === "appendEntries");
+    assert.ok(probe.request.prevLogIndex >= snapshotAt, `probe at ${probe.request.prevLogIndex}`);
+  });
+});
