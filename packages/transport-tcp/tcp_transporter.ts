@@ -93,9 +93,10 @@ export interface TcpTransporterOptions {
   tls?: TcpTlsOptions;
   /**
    * Whether sockets use the runtime's own TCP API (`Deno.connect`/`Deno.listen`) instead
-   * of `node:net`. The wire protocol is the same either way; the native path costs several
-   * times less CPU per message on Deno. `true` fails where that API is missing or with
-   * `tls`; `false` forces `node:net`.
+   * of `node:net`. The wire protocol is the same either way; on Deno the native path
+   * makes fewer syscalls and runs less JavaScript per message (Deno's `node:net` is an
+   * emulation). `true` fails where that API is missing or with `tls`; `false` forces
+   * `node:net`.
    * @default {true on Deno without `tls`, otherwise false}
    */
   native?: boolean;
@@ -196,8 +197,8 @@ function positive(name: string, value: number, integer = false): number {
 /**
  * The Raft RPCs over TCP (optionally TLS) with `node:net`, so it runs on Deno, Bun and
  * Node; on Deno, plain TCP goes through `Deno.connect`/`Deno.listen` instead, which costs
- * far less per message (see the `native` option). Each peer gets one persistent connection on which many requests are in flight at
- * once: frames carry a request id (see `_frame.ts` for the layout), payloads are encoded
+ * less per message (see the `native` option). Each peer gets one persistent connection on
+ * which many requests are in flight at once: frames carry a request id (see `_frame.ts` for the layout), payloads are encoded
  * with the core wire codec.
  *
  * A connection opens with a handshake naming the cluster id and token; a peer of another
@@ -687,9 +688,11 @@ interface ClientConnection {
 /** One request from sending until it settles: answered, failed, aborted or timed out. */
 class Request implements Pending, Expiring {
   readonly deadlineMs: number;
+  /** The kind of response expected. */
   readonly kind: MessageKind;
   settled = false;
-  #what: string;
+  #requestKind: RequestKind;
+  #peer: string;
   #timeoutMs: number;
   #resolve: (value: unknown) => void;
   #reject: (error: Error) => void;
@@ -697,16 +700,20 @@ class Request implements Pending, Expiring {
   #registered: { client: ClientConnection; id: number } | undefined;
 
   constructor(
-    what: string,
-    timeoutMs: number,
-    responseKind: MessageKind,
-    resolve: (value: unknown) => void,
-    reject: (error: Error) => void,
-    signal: AbortSignal | undefined,
+    kind: RequestKind,
+    peer: string,
+    options: {
+      timeoutMs: number;
+      resolve: (value: unknown) => void;
+      reject: (error: Error) => void;
+      signal: AbortSignal | undefined;
+    },
   ) {
+    const { timeoutMs, resolve, reject, signal } = options;
     this.deadlineMs = Date.now() + timeoutMs;
-    this.kind = responseKind;
-    this.#what = what;
+    this.kind = ROUTES[kind].response;
+    this.#requestKind = kind;
+    this.#peer = peer;
     this.#timeoutMs = timeoutMs;
     this.#resolve = resolve;
     this.#reject = reject;
@@ -731,12 +738,18 @@ class Request implements Pending, Expiring {
   }
 
   expire(): void {
-    this.finish(new TransportError(`${this.#what} timed out after ${this.#timeoutMs} ms`));
+    this.finish(
+      new TransportError(
+        `${this.#requestKind} to ${this.#peer} timed out after ${this.#timeoutMs} ms`,
+      ),
+    );
   }
 
   #onAbort = (): void => {
     this.finish(
-      new TransportError(`${this.#what} was aborted`, { cause: this.#signal?.reason }),
+      new TransportError(`${this.#requestKind} to ${this.#peer} was aborted`, {
+        cause: this.#signal?.reason,
+      }),
     );
   };
 }
@@ -773,14 +786,7 @@ class PeerChannel {
         reject(new TransportError(`${kind} to ${this.#key} was aborted`, { cause: signal.reason }));
         return;
       }
-      const request = new Request(
-        `${kind} to ${this.#key}`,
-        timeoutMs,
-        ROUTES[kind].response,
-        resolve,
-        reject,
-        signal,
-      );
+      const request = new Request(kind, this.#key, { timeoutMs, resolve, reject, signal });
       this.#deadlines.add(timeoutMs, request);
       this.#connection().then((client) => {
         if (request.settled) return;
