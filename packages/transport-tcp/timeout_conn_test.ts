@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
 import { createConnection, createServer, type Server, type Socket } from "node:net";
 import { describe, test } from "node:test";
 import { TransportError } from "@tsraft/core";
@@ -158,6 +159,56 @@ for (const native of PATHS) {
         await pending;
         await assert.rejects(conn.write(bytes("x")), TransportError);
         await assert.rejects(conn.read(), TransportError);
+      } finally {
+        await pair.close();
+      }
+    });
+
+    test("TimeoutConn pauses the socket at highWaterMarkBytes and loses nothing across resumes", async () => {
+      const pair = await socketPair(native);
+      try {
+        const conn = new TimeoutConn(pair.client, { timeoutMs: 5000, highWaterMarkBytes: 1 });
+        const sent = new Uint8Array(4 << 20);
+        for (let i = 0; i < sent.length; i++) sent[i] = (i * 7) & 0xff;
+        pair.server.end(sent);
+        const received = new Uint8Array(sent.length);
+        let at = 0;
+        for (let chunk = await conn.read(); chunk !== null; chunk = await conn.read()) {
+          received.set(chunk, at);
+          at += chunk.byteLength;
+        }
+        assert.equal(at, sent.length);
+        assert.ok(received.every((byte, i) => byte === sent[i]), "bytes differ");
+      } finally {
+        await pair.close();
+      }
+    });
+
+    test("TimeoutConn.write() keeps order across many writes in flight", async () => {
+      const pair = await socketPair(native);
+      try {
+        const conn = new TimeoutConn(pair.client, { timeoutMs: 5000 });
+        const chunks: Buffer[] = [];
+        const total = 2000 * 1024;
+        const received = new Promise<Uint8Array>((resolve) => {
+          let length = 0;
+          pair.server.on("data", (chunk: Buffer) => {
+            chunks.push(chunk);
+            length += chunk.byteLength;
+            if (length >= total) resolve(Buffer.concat(chunks));
+          });
+        });
+        // Written across turns, so some go out while earlier ones are still being written.
+        const writes: Promise<number>[] = [];
+        for (let i = 0; i < 2000; i++) {
+          writes.push(conn.write(new Uint8Array(1024).fill(i & 0xff)));
+          if (i % 100 === 0) await new Promise((resolve) => setTimeout(resolve, 0));
+        }
+        assert.equal((await Promise.all(writes)).length, 2000);
+        const bytes = await received;
+        for (let i = 0; i < 2000; i++) {
+          assert.equal(bytes[i * 1024], i & 0xff, `write ${i} out of order`);
+        }
       } finally {
         await pair.close();
       }
