@@ -11,6 +11,7 @@ import { HttpTransporter, makeHttpClient } from "@tsraft/transport-http";
 import type { AppendEntriesRequest, PeerInfo } from "@tsraft/core";
 import { serveOnLoopback } from "../packages/transport-http/_serve.ts";
 import { EchoHandler, makeEntries } from "../packages/transport-http/_test_util.ts";
+import { runFor, runtimeName } from "./_measure.ts";
 
 /** How long each case runs, after a short warm-up. */
 const CASE_MS = 1500;
@@ -60,10 +61,10 @@ export async function benchHttp(): Promise<Record<string, number>> {
         heartbeatSeq: 0,
       };
       const send = () => transporter.sendAppendEntriesRequest({ name: "leader" }, peer, request);
-      await runFor(WARMUP_MS, spec.inFlight, send);
+      await runFor(WARMUP_MS, send, spec.inFlight);
       // The handler records requests; drop them so memory stays flat across cases.
       handler.seen.length = 0;
-      const { count, elapsedMs } = await runFor(CASE_MS, spec.inFlight, send);
+      const { count, elapsedMs } = await runFor(CASE_MS, send, spec.inFlight);
       handler.seen.length = 0;
       results[spec.key] = Math.round(count / (elapsedMs / 1000));
     }
@@ -72,32 +73,6 @@ export async function benchHttp(): Promise<Record<string, number>> {
     await server.close();
   }
   return results;
-}
-
-/** Keeps `inFlight` sends going until `durationMs` passes; counts completed round trips. */
-async function runFor(
-  durationMs: number,
-  inFlight: number,
-  send: () => Promise<unknown>,
-): Promise<{ count: number; elapsedMs: number }> {
-  const started = performance.now();
-  const deadline = started + durationMs;
-  let count = 0;
-  async function worker(): Promise<void> {
-    while (performance.now() < deadline) {
-      await send();
-      count++;
-    }
-  }
-  await Promise.all(Array.from({ length: inFlight }, worker));
-  return { count, elapsedMs: performance.now() - started };
-}
-
-function runtimeName(): string {
-  const g = globalThis as { Deno?: { version: { deno: string } }; Bun?: { version: string } };
-  if (g.Deno) return `deno ${g.Deno.version.deno}`;
-  if (g.Bun) return `bun ${g.Bun.version}`;
-  return `node ${(globalThis as { process?: { version: string } }).process?.version}`;
 }
 
 if (import.meta.main) {

@@ -26,6 +26,7 @@ import { benchMemoryCluster, benchProcessCluster, type ClusterRun } from "./clus
 import { type Limit, measureFdatasync, measureLoopbackRtt } from "./_limits.ts";
 import { type CpuProfile, summarizeProfile } from "./_profile.ts";
 import { round } from "./_load.ts";
+import { runtimeName } from "./_measure.ts";
 
 const CLUSTERS = {
   a: { label: "memory, 1 process" },
@@ -281,13 +282,6 @@ async function printProfiles(prefix: string, results: BenchResults): Promise<voi
       }
     }
   }
-}
-
-function runtimeName(): string {
-  const g = globalThis as { Deno?: { version: { deno: string } }; Bun?: { version: string } };
-  if (g.Deno) return `deno ${g.Deno.version.deno}`;
-  if (g.Bun) return `bun ${g.Bun.version}`;
-  return `node ${process.version}`;
 }
 
 if (import.meta.main) {

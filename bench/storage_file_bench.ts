@@ -14,6 +14,7 @@ import { join } from "node:path";
 import process from "node:process";
 import type { LogEntry } from "@tsraft/core";
 import { FileStorage } from "@tsraft/storage-file";
+import { median, round2, runFor, runtimeName } from "./_measure.ts";
 
 /**
  * Each case runs ROUNDS times for ROUND_MS, interleaved with the others, and reports its
@@ -108,36 +109,6 @@ export async function benchFileStorage(parent = tmpdir()): Promise<Record<string
     await rm(dir, { recursive: true, force: true });
   }
   return results;
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[sorted.length >> 1]!;
-}
-
-async function runFor(
-  durationMs: number,
-  step: () => Promise<void>,
-): Promise<{ count: number; elapsedMs: number }> {
-  const started = performance.now();
-  const deadline = started + durationMs;
-  let count = 0;
-  while (performance.now() < deadline) {
-    await step();
-    count++;
-  }
-  return { count, elapsedMs: performance.now() - started };
-}
-
-function round2(value: number): number {
-  return Math.round(value * 100) / 100;
-}
-
-function runtimeName(): string {
-  const g = globalThis as { Deno?: { version: { deno: string } }; Bun?: { version: string } };
-  if (g.Deno) return `deno ${g.Deno.version.deno}`;
-  if (g.Bun) return `bun ${g.Bun.version}`;
-  return `node ${process.version}`;
 }
 
 if (import.meta.main) {
