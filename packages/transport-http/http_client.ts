@@ -49,9 +49,9 @@ export interface HttpClient {
 export interface HttpClientTlsOptions {
   /**
    * PEM certificate(s) of the authority that signed the peers' certificates, for clusters
-   * using a private CA. Honoured by every implementation (Deno through
-   * `Deno.createHttpClient({ caCerts })`, Bun through `fetch(url, { tls: { ca } })`, Node
-   * through an `https.Agent({ ca })`).
+   * using a private CA. Deno uses `Deno.createHttpClient({ caCerts })`, Bun
+   * `fetch(url, { tls: { ca } })`, the node implementation an `https.Agent({ ca })`; the fetch
+   * implementation on Node cannot take TLS options and throws `TypeError`.
    */
   ca?: string | string[];
   /** PEM client certificate, for mutual TLS. Requires `key`. */
@@ -174,8 +174,14 @@ function makeFetchClient(settings: ClientSettings): HttpClient {
         ...(tls.key === undefined ? {} : { key: tls.key }),
       });
       extraInit.client = denoClient;
-    } else {
+    } else if ((globalThis as { Bun?: unknown }).Bun !== undefined) {
       extraInit.tls = { ...tls };
+    } else {
+      // Node's fetch has no per-request TLS settings; silently ignoring them would fail
+      // every request with an opaque "fetch failed".
+      throw new TypeError(
+        'TLS options need implementation "node" on this runtime: its fetch cannot take a CA',
+      );
     }
   }
   let closed = false;

@@ -22,6 +22,12 @@ const key = await testdata("server.key");
 // private CA is only reachable through the node client.
 const fetchTakesCa = "Deno" in globalThis || "Bun" in globalThis;
 
+test("makeHttpClient() refuses TLS options its fetch cannot honour (Node)", {
+  skip: fetchTakesCa ? "this runtime's fetch takes a CA" : false,
+}, () => {
+  assert.throws(() => makeHttpClient(1000, { implementation: "fetch", tls: { ca } }), TypeError);
+});
+
 for (const serverKind of serverKinds()) {
   for (const implementation of ["fetch", "node"] as const) {
     describe(`HttpTransporter over https (${serverKind} server, ${implementation} client)`, () => {
