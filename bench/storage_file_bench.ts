@@ -12,9 +12,8 @@ import { mkdtemp, open, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
-import type { LogEntry } from "@tsraft/core";
 import { FileStorage } from "@tsraft/storage-file";
-import { median, round2, runFor, runtimeName } from "./_measure.ts";
+import { appendStep, interleavedRates, round2, runtimeName } from "./_measure.ts";
 
 /**
  * Each case runs ROUNDS times for ROUND_MS, interleaved with the others, and reports its
@@ -73,29 +72,19 @@ export async function benchFileStorage(parent = tmpdir()): Promise<Record<string
       const storage = new FileStorage(join(dir, spec.key), { fsync: spec.fsync });
       await storage.open();
       closers.push(() => storage.close());
-      let next = 1;
       steps.push({
         key: spec.key,
         perStep: spec.entriesPerSave,
-        step: async () => {
-          const entries: LogEntry[] = [];
-          for (let i = 0; i < spec.entriesPerSave; i++) {
-            entries.push({ index: next++, term: 1, commandName: "bench:set", command });
-          }
-          await storage.save({ entries });
-        },
+        step: appendStep(storage, spec.entriesPerSave, command),
       });
     }
-    const rates = new Map<string, number[]>(steps.map((s) => [s.key, []]));
-    for (const s of steps) await runFor(WARMUP_MS, s.step);
-    for (let round = 0; round < ROUNDS; round++) {
-      for (const s of steps) {
-        const { count, elapsedMs } = await runFor(ROUND_MS, s.step);
-        rates.get(s.key)!.push(count / (elapsedMs / 1000));
-      }
-    }
+    const rates = await interleavedRates(steps, {
+      rounds: ROUNDS,
+      roundMs: ROUND_MS,
+      warmupMs: WARMUP_MS,
+    });
     for (const s of steps) {
-      const perSecond = median(rates.get(s.key)!);
+      const perSecond = rates.get(s.key)!;
       if (s.key === "raw_fdatasync") {
         results.raw_fdatasync_per_s = Math.round(perSecond);
         continue;

@@ -11,9 +11,8 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
-import type { LogEntry } from "@tsraft/core";
 import { KvStorage } from "@tsraft/storage-kv";
-import { median, round2, runFor, runtimeName } from "./_measure.ts";
+import { appendStep, interleavedRates, median, round2, runtimeName } from "./_measure.ts";
 
 /**
  * Each case runs ROUNDS times for ROUND_MS, interleaved with the others, and reports its
@@ -48,28 +47,18 @@ export async function benchKvStorage(parent = tmpdir()): Promise<Record<string, 
       const storage = new KvStorage({ path: join(dir, `${spec.key}.sqlite`) });
       await storage.open();
       storages.push(storage);
-      let next = 1;
       steps.push({
         ...spec,
-        step: async () => {
-          const entries: LogEntry[] = [];
-          for (let i = 0; i < spec.entriesPerSave; i++) {
-            entries.push({ index: next++, term: 1, commandName: "bench:set", command });
-          }
-          await storage.save({ entries });
-        },
+        step: appendStep(storage, spec.entriesPerSave, command),
       });
     }
-    const rates = new Map<string, number[]>(steps.map((s) => [s.key, []]));
-    for (const s of steps) await runFor(WARMUP_MS, s.step);
-    for (let round = 0; round < ROUNDS; round++) {
-      for (const s of steps) {
-        const { count, elapsedMs } = await runFor(ROUND_MS, s.step);
-        rates.get(s.key)!.push(count / (elapsedMs / 1000));
-      }
-    }
+    const rates = await interleavedRates(steps, {
+      rounds: ROUNDS,
+      roundMs: ROUND_MS,
+      warmupMs: WARMUP_MS,
+    });
     for (const s of steps) {
-      const perSecond = median(rates.get(s.key)!);
+      const perSecond = rates.get(s.key)!;
       results[`${s.key}_saves_per_s`] = Math.round(perSecond);
       results[`${s.key}_appends_per_s`] = Math.round(perSecond * s.entriesPerSave);
       results[`${s.key}_mb_per_s`] = round2((perSecond * s.entriesPerSave * COMMAND_BYTES) / 1e6);
