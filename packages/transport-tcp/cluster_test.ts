@@ -1,7 +1,11 @@
-import assert from "node:assert/strict";
 import { test } from "node:test";
 import { CommandRegistry, createServer, type RaftHandler, type Server } from "@tsraft/core";
-import { KvSetCommand, KvStateMachine, MemoryStorage, waitUntil } from "@tsraft/core/testing";
+import {
+  checkClusterCommits,
+  KvSetCommand,
+  KvStateMachine,
+  MemoryStorage,
+} from "@tsraft/core/testing";
 import { TcpTransporter } from "./mod.ts";
 
 test("TcpTransporter carries a 3-node cluster: it elects a leader and commits", async () => {
@@ -43,17 +47,7 @@ test("TcpTransporter carries a 3-node cluster: it elects a leader and commits", 
   });
   try {
     await Promise.all(servers.map((server) => server.start()));
-    await waitUntil(() => servers.filter((server) => server.state === "leader").length === 1, {
-      what: "a leader",
-    });
-    const leader = servers.find((server) => server.state === "leader")!;
-    const results = await Promise.all(
-      Array.from({ length: 50 }, (_, i) => leader.do(new KvSetCommand(`k${i}`, `v${i}`))),
-    );
-    assert.equal(results.length, 50);
-    await waitUntil(() => machines.every((machine) => machine.data.get("k49") === "v49"), {
-      what: "every node to apply",
-    });
+    await checkClusterCommits(servers, machines);
   } finally {
     for (const server of servers) await server.stop();
     for (const transporter of transporters) await transporter.close();

@@ -64,3 +64,4 @@ export {
   type SimulatorOptions,
 } from "./simulator.ts";
 export { waitUntil } from "./wait_until.ts";
+export { checkClusterCommits } from "./cluster_check.ts";
