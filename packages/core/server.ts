@@ -28,6 +28,7 @@ import {
   STOPPED,
 } from "./constants.ts";
 import { crc32c } from "./crc32c.ts";
+import { mergeIntoBatch, type WriteBatch } from "./_write_batch.ts";
 import {
   CommandTimeoutError,
   DuplicatePeerError,
@@ -164,13 +165,8 @@ interface Waiter {
   reject: (error: unknown) => void;
 }
 
-interface PendingWrite {
-  hardState: HardState | undefined;
-  entries: LogEntry[];
-  afterPersist: OutboundMessage[];
-  /** Called with no argument once durable, or with the error that prevented it. */
-  waiters: ((error?: unknown) => void)[];
-}
+/** Waiters are called with no argument once durable, or with the error that prevented it. */
+type PendingWrite = WriteBatch<(error?: unknown) => void>;
 
 interface IncomingSnapshot {
   lastIndex: number;
@@ -950,20 +946,7 @@ export class Server implements RaftHandler {
     entries: LogEntry[],
     afterPersist: OutboundMessage[],
   ): void {
-    const pending = this.#pendingWrite ??= {
-      hardState: undefined,
-      entries: [],
-      afterPersist: [],
-      waiters: [],
-    };
-    if (hardState) pending.hardState = hardState;
-    if (entries.length > 0) {
-      const first = entries[0]!.index;
-      const keep = pending.entries.findIndex((entry) => entry.index >= first);
-      if (keep >= 0) pending.entries.length = keep;
-      pending.entries.push(...entries);
-    }
-    pending.afterPersist.push(...afterPersist);
+    this.#pendingWrite = mergeIntoBatch(this.#pendingWrite, hardState, entries, afterPersist);
     if (this.#inflightWrite === undefined) void this.#writeLoop();
   }
 

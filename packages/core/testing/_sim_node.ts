@@ -22,6 +22,7 @@ import { contentOf, type LogView, type SafetyChecker } from "./_sim_checkers.ts"
 import { decodeKv, encodeKv, KV_COMMAND_NAME, SimKv } from "./_sim_kv.ts";
 import type { KvInput, KvOutput } from "./linearizability.ts";
 import type { SeededRandom } from "./seeded_random.ts";
+import { mergeIntoBatch, type WriteBatch } from "../_write_batch.ts";
 
 /** Consensus and shell settings shared by every node of a simulation. */
 export interface SimNodeConfig {
@@ -80,12 +81,7 @@ export interface NodeHost {
   trace(text: string): void;
 }
 
-interface PendingWrite {
-  hardState: HardState | undefined;
-  entries: LogEntry[];
-  afterPersist: OutboundMessage[];
-  waiters: (() => void)[];
-}
+type PendingWrite = WriteBatch<() => void>;
 
 /** Durable state of a node: what survives a crash. */
 export interface DurableState {
@@ -279,20 +275,7 @@ export class SimNode {
     entries: LogEntry[],
     afterPersist: OutboundMessage[],
   ): void {
-    const pending = this.#pending ??= {
-      hardState: undefined,
-      entries: [],
-      afterPersist: [],
-      waiters: [],
-    };
-    if (hardState) pending.hardState = hardState;
-    if (entries.length > 0) {
-      const first = entries[0]!.index;
-      const keep = pending.entries.findIndex((entry) => entry.index >= first);
-      if (keep >= 0) pending.entries.length = keep;
-      pending.entries.push(...entries);
-    }
-    pending.afterPersist.push(...afterPersist);
+    this.#pending = mergeIntoBatch(this.#pending, hardState, entries, afterPersist);
     if (this.#inflight === undefined) this.#startWrite();
   }
 
