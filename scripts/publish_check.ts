@@ -1,0 +1,156 @@
+/**
+ * Lists the files `deno publish --dry-run` would publish for each package of the workspace
+ * and fails when a package ships anything a user of it cannot reach.
+ *
+ * A published file must be one of: a module reachable from the package's `exports` (the
+ * module graph of every export, as `deno info` resolves it), its deno.json, README.md or
+ * LICENSE. Anything else — a test, a test helper such as `_test_util.ts` or
+ * `_crash_writer.ts`, testdata, a CLI script — is reported, as is a workspace member that
+ * publishes without being a library package (such as the examples) and a package without a
+ * README.md.
+ *
+ * Usage: `deno run -A scripts/publish_check.ts` (exit code 1 and one line per problem on
+ * failure; the file lists go to stdout either way).
+ * @module
+ */
+import { relative } from "node:path";
+import { fileURLToPath as fromFileUrl } from "node:url";
+
+const root = fromFileUrl(new URL("../", import.meta.url));
+
+/** A package as `deno publish` sees it: its directory and the files it would upload. */
+export interface PublishedPackage {
+  /** The package's JSR name, e.g. `@tsraft/core`. */
+  name: string;
+  /** Absolute paths of the files it would publish. */
+  files: string[];
+}
+
+/** A file name no published package may contain, whatever reaches it. */
+const TEST_ONLY = [
+  /_test\.[cm]?[jt]sx?$/,
+  /(^|\/)testdata\//,
+  /(^|\/)_test_util\.ts$/,
+  /(^|\/)_serve\.ts$/,
+  /(^|\/)_crash_[a-z_]+\.ts$/,
+  /(^|\/)_node_check\.ts$/,
+  /(^|\/)_core_harness\.ts$/,
+];
+const METADATA = new Set(["deno.json", "deno.jsonc", "README.md", "LICENSE"]);
+
+async function run(args: string[]): Promise<string> {
+  const output = await new Deno.Command(Deno.execPath(), {
+    args,
+    cwd: root,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(output.stdout) +
+    new TextDecoder().decode(output.stderr);
+  if (!output.success) throw new Error(`deno ${args.join(" ")} failed:\n${text}`);
+  return text;
+}
+
+/**
+ * Parses the output of `deno publish --dry-run`: each "Simulating publish of <name>@<version>
+ * with files:" line followed by one indented `file://` URL per file.
+ */
+export function parseDryRun(output: string): PublishedPackage[] {
+  // deno-lint-ignore no-control-regex
+  const lines = output.replace(/\x1b\[[0-9;]*m/g, "").split("\n");
+  const packages: PublishedPackage[] = [];
+  for (const line of lines) {
+    const header = /Simulating publish of (@[^@\s]+\/[^@\s]+)@\S+ with files:/.exec(line);
+    if (header !== null) {
+      packages.push({ name: header[1]!, files: [] });
+      continue;
+    }
+    const file = /^\s+(file:\/\/\S+)/.exec(line);
+    if (file !== null && packages.length > 0) {
+      packages[packages.length - 1]!.files.push(fromFileUrl(file[1]!));
+    }
+  }
+  return packages;
+}
+
+interface Member {
+  dir: string;
+  name: string;
+  entrypoints: string[];
+}
+
+/** The workspace members of the root deno.json that declare a name and exports. */
+function libraryMembers(): Member[] {
+  const rootConfig = JSON.parse(Deno.readTextFileSync(`${root}deno.json`));
+  const members: Member[] = [];
+  for (const member of rootConfig.workspace as string[]) {
+    const dir = `${root}${member.replace(/^\.\//, "")}`;
+    const config = JSON.parse(Deno.readTextFileSync(`${dir}/deno.json`));
+    if (typeof config.name !== "string" || config.exports === undefined) continue;
+    const exports = typeof config.exports === "string"
+      ? [config.exports as string]
+      : Object.values(config.exports as Record<string, string>);
+    members.push({
+      dir,
+      name: config.name,
+      entrypoints: exports.map((path) => `${dir}/${path.replace(/^\.\//, "")}`),
+    });
+  }
+  return members;
+}
+
+/** Local files in the module graph of the given entrypoints. */
+async function moduleGraph(entrypoints: string[]): Promise<Set<string>> {
+  const files = new Set<string>();
+  for (const entrypoint of entrypoints) {
+    const info = JSON.parse(await run(["info", "--json", entrypoint])) as {
+      modules: { specifier: string }[];
+    };
+    for (const module of info.modules) {
+      if (module.specifier.startsWith("file://")) files.add(fromFileUrl(module.specifier));
+    }
+  }
+  return files;
+}
+
+/** Runs the check; returns the problems found (empty when publishing is clean). */
+export async function publishCheck(): Promise<string[]> {
+  const dryRun = await run(["publish", "--dry-run", "--allow-dirty"]);
+  const published = parseDryRun(dryRun);
+  const members = new Map(libraryMembers().map((member) => [member.name, member]));
+  const problems: string[] = [];
+  if (published.length === 0) problems.push(`no package in the dry run's output:\n${dryRun}`);
+  for (const pkg of published) {
+    console.log(`${pkg.name}:`);
+    for (const file of pkg.files) console.log(`  ${relative(root, file)}`);
+    const member = members.get(pkg.name);
+    if (member === undefined) {
+      problems.push(`${pkg.name} is published but is not a library package with exports`);
+      continue;
+    }
+    members.delete(pkg.name);
+    const reachable = await moduleGraph(member.entrypoints);
+    for (const file of pkg.files) {
+      const path = relative(member.dir, file);
+      if (TEST_ONLY.some((pattern) => pattern.test(path))) {
+        problems.push(`${pkg.name} publishes the test-only file ${path}`);
+      } else if (!reachable.has(file) && !METADATA.has(path)) {
+        problems.push(`${pkg.name} publishes ${path}, which no export reaches`);
+      }
+    }
+    if (!pkg.files.some((file) => relative(member.dir, file) === "README.md")) {
+      problems.push(`${pkg.name} has no README.md`);
+    }
+  }
+  for (const name of members.keys()) problems.push(`${name} is missing from the dry run`);
+  return problems;
+}
+
+if (import.meta.main) {
+  const problems = await publishCheck();
+  if (problems.length > 0) {
+    console.error(`\npublish check failed:\n  ${problems.join("\n  ")}`);
+    Deno.exit(1);
+  }
+  console.log("\npublish check: every published file is reachable from an export");
+}
