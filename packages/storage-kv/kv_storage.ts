@@ -27,7 +27,7 @@ import {
   MAX_VALUE_BYTES,
   type SnapshotRecord,
 } from "./_codec.ts";
-import { openKvAt } from "./_open_kv.ts";
+import { type KvBackend, openKvAt } from "./_open_kv.ts";
 import type { KvEntryLike, KvKey, KvKeyPart, KvLike, KvListSelectorLike } from "./kv_like.ts";
 
 /**
@@ -44,6 +44,13 @@ export type KvStorageOptions =
   | {
     /** Path of the SQLite database file, created if missing. */
     path: string;
+    /**
+     * Which implementation opens the file: `Deno.openKv` (needs `--unstable-kv` on Deno) or
+     * the npm package `@deno/kv`. `"auto"` picks `Deno.openKv` when available and warns
+     * once when Deno runs without it.
+     * @default {"auto"}
+     */
+    backend?: KvBackend;
     /**
      * Key prefix under which everything is stored.
      * @default {["tsraft"]}
@@ -101,6 +108,7 @@ const LIST_BATCH = 500;
  */
 export class KvStorage implements Storage {
   #path: string | undefined;
+  #backend: KvBackend = "auto";
   #kv: KvLike | undefined;
   #ownsKv: boolean;
   #hardKey: KvKey;
@@ -133,6 +141,7 @@ export class KvStorage implements Storage {
       this.#ownsKv = false;
     } else if ("path" in options && typeof options.path === "string") {
       this.#path = options.path;
+      this.#backend = options.backend ?? "auto";
       this.#ownsKv = true;
     } else {
       throw new TypeError("KvStorage needs either a path or a kv handle");
@@ -152,7 +161,7 @@ export class KvStorage implements Storage {
    */
   async open(): Promise<StorageState> {
     if (this.#closed) throw new TypeError("KvStorage is closed");
-    if (this.#kv === undefined) this.#kv = await openKvAt(this.#path!);
+    if (this.#kv === undefined) this.#kv = await openKvAt(this.#path!, this.#backend);
     const kv = this.#kv;
     const [hard, meta, snap] = await kv.getMany([this.#hardKey, this.#metaKey, this.#snapMetaKey]);
     const hardState = decodeHardState(hard?.value);

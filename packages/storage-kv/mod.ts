@@ -43,6 +43,7 @@
  * @module
  */
 export { KvStorage, type KvStorageOptions } from "./kv_storage.ts";
+export type { KvBackend } from "./_open_kv.ts";
 export type {
   KvAtomicLike,
   KvCommitResultLike,
