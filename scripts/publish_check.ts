@@ -16,7 +16,8 @@
 import { relative } from "node:path";
 import { fileURLToPath as fromFileUrl } from "node:url";
 
-const root = fromFileUrl(new URL("../", import.meta.url));
+/** The repository's root directory, with a trailing slash. */
+export const root: string = fromFileUrl(new URL("../", import.meta.url));
 
 /** A package as `deno publish` sees it: its directory and the files it would upload. */
 export interface PublishedPackage {
@@ -38,6 +39,23 @@ const TEST_ONLY = [
 ];
 const METADATA = new Set(["deno.json", "deno.jsonc", "README.md", "LICENSE"]);
 
+/**
+ * Runs a command to completion.
+ * @returns its stdout
+ * @throws Error with its output when it exits unsuccessfully
+ */
+export async function runCommand(command: string, args: string[], cwd: string): Promise<string> {
+  const output = await new Deno.Command(command, { args, cwd, stdout: "piped", stderr: "piped" })
+    .output();
+  const stdout = new TextDecoder().decode(output.stdout);
+  if (!output.success) {
+    const stderr = new TextDecoder().decode(output.stderr);
+    throw new Error(`${command} ${args.join(" ")} failed:\n${stdout}${stderr}`);
+  }
+  return stdout;
+}
+
+/** Runs this Deno with `args` in the repository root; returns stdout and stderr together. */
 async function run(args: string[]): Promise<string> {
   const output = await new Deno.Command(Deno.execPath(), {
     args,
@@ -73,34 +91,43 @@ export function parseDryRun(output: string): PublishedPackage[] {
   return packages;
 }
 
-interface Member {
+/** A library package of the workspace. */
+export interface Member {
+  /** Absolute path of its directory. */
   dir: string;
+  /** JSR name, e.g. `@tsraft/core`. */
   name: string;
+  version: string;
+  /** Its deno.json exports: subpath (`.`, `./testing`) to file (`./mod.ts`). */
+  exports: Record<string, string>;
+  /** Absolute paths of the exported modules. */
   entrypoints: string[];
 }
 
 /** The workspace members of the root deno.json that declare a name and exports. */
-function libraryMembers(): Member[] {
+export function libraryMembers(): Member[] {
   const rootConfig = JSON.parse(Deno.readTextFileSync(`${root}deno.json`));
   const members: Member[] = [];
   for (const member of rootConfig.workspace as string[]) {
     const dir = `${root}${member.replace(/^\.\//, "")}`;
     const config = JSON.parse(Deno.readTextFileSync(`${dir}/deno.json`));
     if (typeof config.name !== "string" || config.exports === undefined) continue;
-    const exports = typeof config.exports === "string"
-      ? [config.exports as string]
-      : Object.values(config.exports as Record<string, string>);
+    const exports: Record<string, string> = typeof config.exports === "string"
+      ? { ".": config.exports }
+      : config.exports;
     members.push({
       dir,
       name: config.name,
-      entrypoints: exports.map((path) => `${dir}/${path.replace(/^\.\//, "")}`),
+      version: config.version,
+      exports,
+      entrypoints: Object.values(exports).map((path) => `${dir}/${path.replace(/^\.\//, "")}`),
     });
   }
   return members;
 }
 
 /** Local files in the module graph of the given entrypoints. */
-async function moduleGraph(entrypoints: string[]): Promise<Set<string>> {
+export async function moduleGraph(entrypoints: string[]): Promise<Set<string>> {
   const files = new Set<string>();
   for (const entrypoint of entrypoints) {
     const info = JSON.parse(await run(["info", "--json", entrypoint])) as {
