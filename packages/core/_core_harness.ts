@@ -16,8 +16,10 @@ export interface QueuedMessage {
 }
 
 export interface HarnessOptions
-  extends Partial<Omit<ConsensusOptions, "name" | "random" | "peers">> {
+  extends Partial<Omit<ConsensusOptions, "name" | "random" | "peers" | "joinExisting">> {
   seed?: number;
+  /** Founding members; the other names start empty and wait to be added. @default every name */
+  members?: string[];
 }
 
 export class CoreHarness {
@@ -27,6 +29,12 @@ export class CoreHarness {
   readonly down = new Set<string>();
   readonly cut = new Set<string>();
   queue: QueuedMessage[] = [];
+  /** Messages this predicate matches are moved to {@link held} instead of delivered. */
+  holdBack: ((queued: QueuedMessage) => boolean) | undefined;
+  /** Messages held back, in the order they were sent. */
+  held: QueuedMessage[] = [];
+  /** Every time a leader asked for a snapshot to be sent (`Ready.snapshotsNeeded`). */
+  readonly snapshotRequests: { from: string; to: string }[] = [];
   /** Every (index → term) pair each node applied as committed, for safety checks. */
   readonly committed = new Map<string, LogEntry[]>();
   nowMs = 0;
@@ -45,7 +53,10 @@ export class CoreHarness {
   }
 
   get peers(): PeerInfo[] {
-    return this.names.map((name) => ({ name, connectionString: `mem://${name}` }));
+    return (this.#options.members ?? this.names).map((name) => ({
+      name,
+      connectionString: `mem://${name}`,
+    }));
   }
 
   node(name: string): Consensus {
@@ -62,6 +73,7 @@ export class CoreHarness {
       ...this.#options,
       name,
       peers: this.peers,
+      joinExisting: !this.peers.some((peer) => peer.name === name),
       random: { next: () => this.#random.next() },
     });
     core.restore({
@@ -106,6 +118,9 @@ export class CoreHarness {
       core.persisted(last.index, last.term);
     }
     for (const message of ready.messages) this.queue.push({ from: name, message });
+    for (const peer of ready.snapshotsNeeded) {
+      this.snapshotRequests.push({ from: name, to: peer.name });
+    }
     this.#recordCommits(name);
     // persisted() may have advanced the commit and produced more messages
     if (core.hasReady) this.flush(name);
@@ -128,6 +143,10 @@ export class CoreHarness {
   deliverOne(): boolean {
     const queued = this.queue.shift();
     if (queued === undefined) return false;
+    if (this.holdBack?.(queued)) {
+      this.held.push(queued);
+      return true;
+    }
     const { from, message } = queued;
     const to = message.to.name;
     const sender = this.nodes.get(from)!;

@@ -80,6 +80,12 @@ export interface ConsensusOptions {
    * @default 0.1
    */
   leaseClockDrift?: number;
+  /**
+   * Longest time a message may spend in the network, assumed by lease reads only: after a
+   * leadership transfer's TimeoutNow, leases count only heartbeats sent once that message,
+   * and the vote requests it may trigger, can no longer arrive. @default electionTimeoutMs
+   */
+  maxMessageDelayMs?: number;
 }
 
 /** What a server recovered from storage, handed to {@link Consensus.restore}. */
@@ -206,7 +212,10 @@ export class Consensus {
   /** This server's name. */
   readonly name: string;
   #connectionString: string;
-  #options: Required<Omit<ConsensusOptions, "peers" | "connectionString" | "joinExisting">>;
+  #options: Required<
+    Omit<ConsensusOptions, "peers" | "connectionString" | "joinExisting" | "maxMessageDelayMs">
+  >;
+  #maxMessageDelayMs: number | undefined;
   #joinExisting: boolean;
 
   #term = 0;
@@ -240,7 +249,15 @@ export class Consensus {
   #heartbeatSentAtMs = new Map<number, number>();
   #pendingReads: PendingRead[] = [];
   #nextReadId = 1;
-  #transfer: { target: string; deadlineMs: number } | undefined;
+  #transfer: { target: string; deadlineMs: number; timeoutNowSent: boolean } | undefined;
+  /**
+   * Lease reads count only heartbeats sent at or after this time: votes granted to a
+   * transfer's target bypass the voters' lease.
+   */
+  #leaseNotBeforeMs = -Infinity;
+  /** A restarted server refuses (pre-)votes until then: it may have promised a lease. */
+  #voteRefusalUntilMs = -Infinity;
+  #restored = false;
 
   #messages: OutboundMessage[] = [];
   #replicationPending = false;
@@ -271,6 +288,7 @@ export class Consensus {
       leaseClockDrift: options.leaseClockDrift ?? 0.1,
       maxInflightBytes: options.maxInflightBytes ?? 8 * 1024 * 1024,
     };
+    this.#maxMessageDelayMs = options.maxMessageDelayMs;
   }
 
   // ---------------------------------------------------------------- accessors
@@ -329,6 +347,13 @@ export class Consensus {
   get membershipChangePending(): boolean {
     const latest = this.#configs[this.#configs.length - 1];
     return latest !== undefined && latest.index > this.#commitIndex;
+  }
+  /**
+   * Whether the entry at the commit index is of the current term: a new leader knows the
+   * commit index only from then on (its no-op committed, Raft §8).
+   */
+  get hasCommittedInTerm(): boolean {
+    return this.termAt(this.#commitIndex) === this.#term;
   }
   /** Whether this server is a voting member of its own current configuration. */
   get isMember(): boolean {
@@ -413,7 +438,17 @@ export class Consensus {
    * @param nowMs current time
    */
   restore(state: RestoredState, nowMs: number): void {
+    if (this.#restored) {
+      throw new TypeError("Consensus.restore() runs once; create a new Consensus to restart");
+    }
+    this.#restored = true;
     this.#nowMs = nowMs;
+    if (state.hardState.term > 0 && this.#options.checkQuorum) {
+      // Before the crash this server may have acknowledged a leader's heartbeat, and that
+      // leader may still serve lease reads counting on it not to vote for anyone else
+      // (Raft thesis §6.4): keep that promise for one election timeout after restarting.
+      this.#voteRefusalUntilMs = nowMs + this.#options.electionTimeoutMs;
+    }
     this.#term = state.hardState.term;
     this.#votedFor = state.hardState.votedFor;
     this.#snapshotIndex = state.snapshot?.lastIndex ?? 0;
@@ -495,6 +530,14 @@ export class Consensus {
     if (commandName === JOIN_COMMAND_NAME || commandName === LEAVE_COMMAND_NAME) {
       // Raft §4.1: one membership change at a time keeps every pair of majorities overlapping.
       if (this.membershipChangePending) throw new MembershipChangeInProgressError();
+      // ...but only once this leader has committed an entry of its own term (Ongaro, raft-dev
+      // 2015): otherwise an uncommitted change of an earlier leader, unknown here, and this
+      // one can yield two disjoint majorities that each elect a leader and commit.
+      if (!this.hasCommittedInTerm) {
+        throw new MembershipChangeInProgressError(
+          "The leader has not yet committed an entry of its term; retry the membership change",
+        );
+      }
     }
     const entry: LogEntry = { index: this.lastIndex + 1, term: this.#term, commandName, command };
     this.#appendLocal([entry]);
@@ -619,6 +662,15 @@ export class Consensus {
         progress.ackedHeartbeatSentAtMs;
       this.#confirmReads();
     }
+    if (progress.mode === "snapshot") {
+      // While a snapshot streams, heartbeats check a position below the snapshot that the
+      // follower may reject; only the transfer's outcome (snapshotSent) changes the mode.
+      if (resp.success && resp.index > progress.matchIndex && resp.index <= this.lastIndex) {
+        progress.matchIndex = resp.index;
+        this.#maybeCommit();
+      }
+      return;
+    }
     if (resp.success) {
       if (resp.index > progress.matchIndex) {
         progress.matchIndex = resp.index;
@@ -679,6 +731,7 @@ export class Consensus {
    */
   handleRequestVote(req: RequestVoteRequest): RequestVoteResponse {
     const inLease = this.#options.checkQuorum && !req.transfer && (this.#role === "leader" ||
+      this.#nowMs < this.#voteRefusalUntilMs ||
       (this.#leader !== "" &&
         this.#nowMs - this.#lastLeaderContactMs < this.#options.electionTimeoutMs));
     if (req.term > this.#term && inLease) {
@@ -856,7 +909,7 @@ export class Consensus {
     }
     const id = this.#nextReadId++;
     // The commit index is only known to be current once an entry of this term committed.
-    if (this.termAt(this.#commitIndex) !== this.#term) {
+    if (!this.hasCommittedInTerm) {
       this.#pendingReads.push({ id, index: -1, heartbeatSeq: Infinity });
       return id;
     }
@@ -882,7 +935,12 @@ export class Consensus {
         `Cannot transfer leadership to ${target}: not a voting peer`,
       );
     }
-    this.#transfer = { target, deadlineMs: this.#nowMs + this.#options.electionTimeoutMs };
+    if (this.#transfer?.target === target) return;
+    this.#transfer = {
+      target,
+      deadlineMs: this.#nowMs + this.#options.electionTimeoutMs,
+      timeoutNowSent: false,
+    };
     if (progress.matchIndex === this.lastIndex) this.#sendTimeoutNow(progress);
     else this.#sendAppend(progress, false);
   }
@@ -918,7 +976,7 @@ export class Consensus {
    */
   leaseReadIndex(): number | undefined {
     if (this.#role !== "leader" || !this.#options.checkQuorum || this.#transfer) return undefined;
-    if (this.termAt(this.#commitIndex) !== this.#term) return undefined;
+    if (!this.hasCommittedInTerm) return undefined;
     const sentTimes: number[] = [];
     for (const member of this.members) {
       if (member.name === this.name) sentTimes.push(this.#nowMs);
@@ -926,6 +984,7 @@ export class Consensus {
     }
     sentTimes.sort((a, b) => b - a);
     const quorumSentAtMs = sentTimes[this.quorumSize - 1] ?? -Infinity;
+    if (quorumSentAtMs < this.#leaseNotBeforeMs) return undefined;
     const leaseMs = this.#options.electionTimeoutMs * (1 - this.#options.leaseClockDrift);
     return this.#nowMs < quorumSentAtMs + leaseMs ? this.#commitIndex : undefined;
   }
@@ -1300,6 +1359,13 @@ export class Consensus {
   }
 
   #sendTimeoutNow(progress: Progress): void {
+    // Once per transfer: a TimeoutNow that arrives late makes its target campaign with votes
+    // that bypass the voters' lease, so each one suspends lease reads until it is harmless.
+    if (this.#transfer === undefined || this.#transfer.timeoutNowSent) return;
+    this.#transfer.timeoutNowSent = true;
+    const maxDelayMs = this.#maxMessageDelayMs ?? this.#options.electionTimeoutMs;
+    // The TimeoutNow, then the target's vote requests, each may take up to maxDelayMs.
+    this.#leaseNotBeforeMs = Math.max(this.#leaseNotBeforeMs, this.#nowMs + 2 * maxDelayMs);
     this.#messages.push({
       kind: "timeoutNow",
       to: progress.peer,
@@ -1325,7 +1391,7 @@ export class Consensus {
   #confirmReadsAwaitingCommit(): void {
     let changed = false;
     for (const read of this.#pendingReads) {
-      if (read.index === -1 && this.termAt(this.#commitIndex) === this.#term) {
+      if (read.index === -1 && this.hasCommittedInTerm) {
         read.index = this.#commitIndex;
         read.heartbeatSeq = this.#heartbeatSeq + 1;
         changed = true;

@@ -48,6 +48,29 @@ export class CommandTimeoutError extends RaftError {
   }
 }
 
+/**
+ * This server can no longer tell whether a command it proposed committed: an installed
+ * snapshot replaced the log past the command's entry. Retry only if the command is
+ * idempotent, or check the state first.
+ */
+export class CommandOutcomeUnknownError extends RaftError {
+  /** Index the command's entry had in this server's log. */
+  readonly index: number;
+  /**
+   * Creates an instance.
+   * @param index the entry's index
+   * @param message explanation
+   */
+  constructor(
+    index: number,
+    message =
+      `The outcome of the command at index ${index} is unknown: a snapshot from the leader replaced this log past it`,
+  ) {
+    super("COMMAND_OUTCOME_UNKNOWN", message);
+    this.index = index;
+  }
+}
+
 /** The server was stopped, or is not running. */
 export class StopError extends RaftError {
   /** Creates an instance. @param message explanation */

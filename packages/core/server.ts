@@ -30,6 +30,7 @@ import {
 import { crc32c } from "./crc32c.ts";
 import { mergeIntoBatch, type WriteBatch } from "./_write_batch.ts";
 import {
+  CommandOutcomeUnknownError,
   CommandTimeoutError,
   DuplicatePeerError,
   LeadershipTransferError,
@@ -202,7 +203,12 @@ export function createServer(options: ServerOptions): Server {
  */
 export class Server implements RaftHandler {
   readonly #options: ServerOptions;
-  readonly #core: Consensus;
+  /** Replaced by a fresh one at each init(): a restart in place must not inherit a role. */
+  #core: Consensus;
+  /** Bumped at each stop(): callbacks of an earlier run must not feed the current core. */
+  #generation = 0;
+  /** Whether init() ran before: the state machine then already holds `#appliedIndex`. */
+  #initializedBefore = false;
   readonly #clock: Clock;
   readonly #registry: CommandRegistry;
   readonly #storage: Storage;
@@ -230,7 +236,7 @@ export class Server implements RaftHandler {
     number,
     { resolve: (index: number) => void; reject: (error: unknown) => void }
   >();
-  #appliedWaiters: { index: number; resolve: () => void }[] = [];
+  #appliedWaiters: { index: number; resolve: () => void; reject: (error: unknown) => void }[] = [];
   #lastCommandName = "";
   #entriesSinceSnapshot = 0;
   #bytesSinceSnapshot = 0;
@@ -254,7 +260,12 @@ export class Server implements RaftHandler {
     this.#transporter = options.transporter;
     this.#electionTimeoutMs = options.electionTimeoutMs ?? DEFAULT_ELECTION_TIMEOUT;
     this.#heartbeatIntervalMs = options.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL;
-    this.#core = new Consensus({
+    this.#core = this.#createCore();
+  }
+
+  #createCore(): Consensus {
+    const options = this.#options;
+    return new Consensus({
       name: options.name,
       connectionString: options.connectionString ?? "",
       peers: options.peers ?? [],
@@ -432,26 +443,49 @@ export class Server implements RaftHandler {
 
   // ------------------------------------------------------------ lifecycle
 
-  /** Loads storage (and the latest snapshot) without starting timers. Idempotent. */
+  /**
+   * Loads storage (and the latest snapshot) without starting timers. Idempotent.
+   *
+   * After a {@link Server.stop}, this starts over as a fresh process would, as a follower
+   * with a new consensus state read from storage. The state machine is not rebuilt: it
+   * already holds every command applied before the stop (each was committed, so it stays
+   * valid), and applying resumes after the last one — unless the stored snapshot is ahead.
+   */
   async init(): Promise<void> {
+    await this.#load(false);
+  }
+
+  async #load(rewindToSnapshot: boolean): Promise<void> {
     if (this.#phase !== STOPPED) return;
     const opened = await this.#storage.open();
     let snapshotMeta: SnapshotMeta | undefined;
     const stored = await this.#storage.loadSnapshot();
+    // A first start or loadSnapshot() rebuilds the state machine from the snapshot; a
+    // restart in place keeps what it applied unless the snapshot (installed from a leader)
+    // is ahead of it. Either way every committed command is applied to it exactly once.
+    const recover = stored !== undefined &&
+      (!this.#initializedBefore || rewindToSnapshot ||
+        stored.meta.lastIndex > this.#appliedIndex);
     if (stored !== undefined) {
       snapshotMeta = stored.meta;
-      const data = await readAll(stored.data);
-      if (this.#options.stateMachine) await this.#options.stateMachine.recovery(data);
+      if (recover) {
+        const data = await readAll(stored.data);
+        if (this.#options.stateMachine) await this.#options.stateMachine.recovery(data);
+      } else {
+        await stored.data.cancel();
+      }
     }
     const from = Math.max(opened.firstIndex, (snapshotMeta?.lastIndex ?? 0) + 1);
     const entries = opened.lastIndex >= from
       ? await this.#storage.entries(from, opened.lastIndex + 1)
       : [];
+    this.#core = this.#createCore();
     this.#core.restore(
       { hardState: opened.hardState, snapshot: snapshotMeta, entries },
       this.#clock.now(),
     );
-    this.#appliedIndex = snapshotMeta?.lastIndex ?? 0;
+    if (recover || !this.#initializedBefore) this.#appliedIndex = snapshotMeta?.lastIndex ?? 0;
+    this.#initializedBefore = true;
     const bootstrap = this.#core.takeReady();
     if (bootstrap.hardState !== undefined || bootstrap.entries.length > 0) {
       await this.#storage.save({
@@ -478,14 +512,21 @@ export class Server implements RaftHandler {
     if (this.#phase === STOPPED) return;
     const before = this.state;
     this.#phase = STOPPED;
+    this.#generation++;
     if (this.#timer !== undefined) this.#clock.clearTimeout(this.#timer);
     if (this.#snapshotTimer !== undefined) this.#clock.clearTimeout(this.#snapshotTimer);
     this.#timer = undefined;
+    this.#timerDueMs = Infinity;
+    this.#snapshotTimer = undefined;
+    this.#snapshotting = false;
+    this.#incoming = undefined;
     const stopError = new StopError();
     for (const waiter of this.#waiters.values()) waiter.reject(stopError);
     for (const waiter of this.#readWaiters.values()) waiter.reject(stopError);
+    for (const waiter of this.#appliedWaiters) waiter.reject(stopError);
     this.#waiters.clear();
     this.#readWaiters.clear();
+    this.#appliedWaiters = [];
     for (const waiter of this.#pendingWrite?.waiters ?? []) waiter(stopError);
     this.#pendingWrite = undefined;
     await this.#withStorage(() => this.#storage.close());
@@ -547,6 +588,7 @@ export class Server implements RaftHandler {
     if (options.signal?.aborted) throw new CommandTimeoutError("Read aborted before it started");
     if (options.lease) {
       this.#core.tick(this.#clock.now());
+      this.#drive();
       const leased = this.#core.leaseReadIndex();
       if (leased !== undefined) {
         await this.#waitApplied(leased);
@@ -604,6 +646,7 @@ export class Server implements RaftHandler {
       throw new DuplicatePeerError(name);
     }
     if (this.#core.membershipChangePending) throw new MembershipChangeInProgressError();
+    await this.#untilCommittedInTerm(options.signal);
     // Catch the newcomer up as a learner first: a voter that is far behind would stall
     // commits of a small cluster until it caught up (Raft thesis §4.2.1).
     this.#core.addLearner({ name, connectionString });
@@ -632,11 +675,30 @@ export class Server implements RaftHandler {
    * change commits.
    * @param name the member's name
    */
-  async removePeer(name: string): Promise<void> {
+  async removePeer(name: string, options: DoOptions = {}): Promise<void> {
     if (!this.#core.members.some((member) => member.name === name)) {
       throw new RangeError(`Cannot remove ${name}: not a member`);
     }
-    await this.do(new LeaveCommand(name));
+    await this.#untilCommittedInTerm(options.signal);
+    await this.do(new LeaveCommand(name), options);
+  }
+
+  /**
+   * Waits (up to an election timeout) until this leader has committed an entry of its term:
+   * no membership change may be appended before (see Consensus.propose).
+   */
+  #untilCommittedInTerm(signal: AbortSignal | undefined): Promise<void> {
+    return this.#pollUntil(() => {
+      if (this.#core.state !== LEADER) throw this.#notLeaderError();
+      return this.#core.hasCommittedInTerm;
+    }, {
+      timeoutMs: this.#electionTimeoutMs,
+      signal,
+      timeoutError: () =>
+        new MembershipChangeInProgressError(
+          "The leader has not yet committed an entry of its term; retry the membership change",
+        ),
+    });
   }
 
   /**
@@ -720,10 +782,18 @@ export class Server implements RaftHandler {
     }
   }
 
-  /** Reloads the stored snapshot into the state machine (the server must be stopped). */
+  /**
+   * Reloads the stored snapshot into the state machine (the server must be stopped); the
+   * commands after it are applied again from the log once the server starts.
+   */
   async loadSnapshot(): Promise<void> {
     if (this.#phase === "running") throw new TypeError("loadSnapshot() runs before start()");
-    await this.init();
+    if (this.#phase === "initialized") {
+      // Already loaded; a reload must start from storage again.
+      await this.#withStorage(() => this.#storage.close());
+      this.#phase = STOPPED;
+    }
+    await this.#load(true);
   }
 
   // ------------------------------------------------------------ RPC handlers
@@ -850,6 +920,7 @@ export class Server implements RaftHandler {
       });
       await this.#options.stateMachine?.recovery(data);
       this.#appliedIndex = meta.lastIndex;
+      this.#settleCoveredBySnapshot(meta.lastIndex);
     });
     this.#setSnapshotting(false);
     this.#drive();
@@ -956,12 +1027,18 @@ export class Server implements RaftHandler {
       this.#pendingWrite = undefined;
       this.#inflightWrite = batch;
       try {
-        await this.#withStorage(() =>
-          this.#storage.save({
+        await this.#withStorage(() => {
+          // A snapshot installed or taken while this batch waited covers its first entries,
+          // and storage may already be compacted past them: write only what follows.
+          const floor = this.#core.snapshotIndex;
+          const entries = batch.entries[0] !== undefined && batch.entries[0].index <= floor
+            ? batch.entries.filter((entry) => entry.index > floor)
+            : batch.entries;
+          return this.#storage.save({
             ...(batch.hardState ? { hardState: batch.hardState } : {}),
-            ...(batch.entries.length > 0 ? { entries: batch.entries } : {}),
-          })
-        );
+            ...(entries.length > 0 ? { entries } : {}),
+          });
+        });
       } catch (error) {
         // Storage that cannot write cannot acknowledge anything: stop rather than lie.
         warn(`${this.name}: storage write failed, stopping: ${String(error)}`);
@@ -973,7 +1050,9 @@ export class Server implements RaftHandler {
       this.#inflightWrite = undefined;
       const last = batch.entries[batch.entries.length - 1];
       if (last !== undefined) this.#core.persisted(last.index, last.term);
-      for (const message of batch.afterPersist) this.#send(message);
+      if (this.#phase === "running") {
+        for (const message of batch.afterPersist) this.#send(message);
+      }
       for (const waiter of batch.waiters) waiter();
       this.#drive();
     }
@@ -1011,13 +1090,16 @@ export class Server implements RaftHandler {
 
   #send(message: OutboundMessage): void {
     const sender = { name: this.name };
+    const generation = this.#generation;
+    // Answers to a stopped run's requests must not reach the core of a later run.
+    const current = () => this.#phase === "running" && generation === this.#generation;
     switch (message.kind) {
       case "appendEntries": {
         const startedMs = this.#clock.now();
         const request = message.request;
         this.#transporter.sendAppendEntriesRequest(sender, message.to, request).then(
           (response) => {
-            if (this.#phase !== "running") return;
+            if (!current()) return;
             if (request.entries.length === 0) {
               this.#noteHeartbeat(message.to.name, this.#clock.now() - startedMs);
             }
@@ -1026,7 +1108,7 @@ export class Server implements RaftHandler {
             this.#drive();
           },
           (error) => {
-            if (this.#phase !== "running") return;
+            if (!current()) return;
             log(
               DEBUG,
               `${this.name}: AppendEntries to ${message.to.name} failed: ${String(error)}`,
@@ -1041,7 +1123,7 @@ export class Server implements RaftHandler {
         const request = message.request;
         this.#transporter.sendVoteRequest(sender, message.to, request).then(
           (response) => {
-            if (this.#phase !== "running") return;
+            if (!current()) return;
             this.#core.handleRequestVoteResponse(message.to.name, request, response);
             this.#drive();
           },
@@ -1070,9 +1152,11 @@ export class Server implements RaftHandler {
   #applyCommitted(): void {
     if (this.#applying || this.#appliedIndex >= this.#core.commitIndex) return;
     this.#applying = true;
+    const generation = this.#generation;
+    const current = () => this.#phase === "running" && generation === this.#generation;
     this.#applyChain = this.#applyChain.then(async () => {
       try {
-        while (this.#phase === "running" && this.#appliedIndex < this.#core.commitIndex) {
+        while (current() && this.#appliedIndex < this.#core.commitIndex) {
           const commit = this.#core.commitIndex;
           const from = this.#appliedIndex + 1;
           if (from <= this.#core.snapshotIndex) {
@@ -1080,7 +1164,7 @@ export class Server implements RaftHandler {
           }
           const entries = this.#core.entriesBetween(from, commit + 1);
           for (const entry of entries) {
-            if (this.#phase !== "running") break;
+            if (!current()) break;
             // Synchronous commands are applied back to back: awaiting each one would let every
             // resumed client propose on its own turn, one entry per message and per write.
             const pending = this.#applyEntry(entry);
@@ -1194,7 +1278,20 @@ export class Server implements RaftHandler {
 
   #waitApplied(index: number): Promise<void> {
     if (this.#appliedIndex >= index) return Promise.resolve();
-    return new Promise((resolve) => this.#appliedWaiters.push({ index, resolve }));
+    return new Promise((resolve, reject) => this.#appliedWaiters.push({ index, resolve, reject }));
+  }
+
+  /**
+   * After a snapshot replaced the state machine through `index`, no entry up to it will be
+   * applied here: a `do()` waiting on one cannot learn whether its command committed.
+   */
+  #settleCoveredBySnapshot(index: number): void {
+    for (const [waiterIndex, waiter] of this.#waiters) {
+      if (waiterIndex > index) continue;
+      this.#waiters.delete(waiterIndex);
+      waiter.reject(new CommandOutcomeUnknownError(waiterIndex));
+    }
+    this.#afterApply();
   }
 
   #runApplyExclusive(operation: () => Promise<void>): Promise<void> {
@@ -1229,6 +1326,7 @@ export class Server implements RaftHandler {
   async #sendSnapshot(peer: PeerInfo): Promise<void> {
     if (this.#sendingSnapshotTo.has(peer.name)) return;
     this.#sendingSnapshotTo.add(peer.name);
+    const generation = this.#generation;
     let ok = false;
     let lastIndex = 0;
     try {
@@ -1252,7 +1350,10 @@ export class Server implements RaftHandler {
       let offset = Math.min(announce.nextOffset, data.length);
       let retries = 0;
       for (;;) {
-        if (this.#phase !== "running" || this.#core.term !== term || this.#core.state !== LEADER) {
+        if (
+          this.#generation !== generation || this.#phase !== "running" ||
+          this.#core.term !== term || this.#core.state !== LEADER
+        ) {
           return;
         }
         const end = Math.min(offset + chunkBytes, data.length);
@@ -1288,7 +1389,7 @@ export class Server implements RaftHandler {
       log(DEBUG, `${this.name}: sending snapshot to ${peer.name} failed: ${String(error)}`);
     } finally {
       this.#sendingSnapshotTo.delete(peer.name);
-      if (this.#phase === "running") {
+      if (this.#phase === "running" && this.#generation === generation) {
         this.#core.snapshotSent(peer.name, lastIndex, ok);
         this.#drive();
       }

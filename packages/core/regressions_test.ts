@@ -1,0 +1,307 @@
+// Regression tests for consensus bugs found by review (issue "Five confirmed consensus bugs").
+// Each test replays the scenario that broke a Raft property and failed before its fix.
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { CoreHarness } from "./_core_harness.ts";
+import { JOIN_COMMAND_NAME, LEAVE_COMMAND_NAME } from "./consensus.ts";
+import { LEADER } from "./constants.ts";
+import { CommandOutcomeUnknownError, MembershipChangeInProgressError } from "./errors.ts";
+import { KvSetCommand, TestCluster } from "./testing/test_cluster.ts";
+import type { LogEntry } from "./types.ts";
+
+const encoder = new TextEncoder();
+
+function peerCommand(name: string): Uint8Array {
+  return encoder.encode(JSON.stringify({ name, connectionString: `mem://${name}` }));
+}
+
+/** Fails when two servers committed different entries at one index (State Machine Safety). */
+function assertCommittedLogsAgree(h: CoreHarness): void {
+  const byIndex = new Map<number, { name: string; entry: LogEntry }>();
+  for (const [name, entries] of h.committed) {
+    for (const entry of entries) {
+      const seen = byIndex.get(entry.index);
+      if (seen === undefined) {
+        byIndex.set(entry.index, { name, entry });
+        continue;
+      }
+      assert.equal(
+        entry.term,
+        seen.entry.term,
+        `${seen.name} committed (${entry.index}, term ${seen.entry.term}) but ${name} committed term ${entry.term} there`,
+      );
+    }
+  }
+}
+
+describe("Regressions: consensus bugs found by review", () => {
+  test("Consensus refuses a membership change before the leader commits in its term (one-at-a-time change bug)", () => {
+    // Reference: Ongaro, raft-dev 2015 "bug in single-server membership changes": a leader
+    // must commit an entry of its own term before it appends a configuration change.
+    const h = new CoreHarness(["s1", "s2", "s3", "s4", "s5"], {
+      members: ["s1", "s2", "s3", "s4"],
+    });
+    h.nowMs = 1_000;
+    h.node("s1").tick(h.nowMs);
+    h.flush("s1");
+    h.stabilize();
+    assert.equal(h.node("s1").role, "leader");
+
+    // s1 (term 2) catches s5 up as a learner and appends join(s5), which reaches only s5.
+    h.node("s1").addLearner({ name: "s5", connectionString: "mem://s5" });
+    h.flush("s1");
+    h.stabilize();
+    for (const other of ["s2", "s3", "s4"]) h.cut.add(`s1>${other}`);
+    const join = h.node("s1").propose(JOIN_COMMAND_NAME, peerCommand("s5"));
+    h.flush("s1");
+    h.stabilize();
+    assert.equal(h.node("s5").termAt(join.index), join.term);
+    h.down.add("s1");
+
+    // s2 wins term 3 with the votes of s3 and s4, loses s4 before its no-op reaches it, and
+    // at once tries to remove s1.
+    h.nowMs = 2_000;
+    h.node("s2").tick(h.nowMs);
+    h.flush("s2");
+    while (h.node("s2").role !== "leader" && h.deliverOne());
+    assert.equal(h.node("s2").role, "leader");
+    h.cut.add("s2>s4");
+    h.cut.add("s4>s2");
+    h.stabilize();
+    let refused = false;
+    try {
+      h.node("s2").propose(LEAVE_COMMAND_NAME, peerCommand("s1"));
+    } catch (error) {
+      assert.ok(error instanceof MembershipChangeInProgressError);
+      refused = true;
+    }
+    h.flush("s2");
+    h.stabilize();
+    h.nowMs += 60;
+    h.node("s2").tick(h.nowMs);
+    h.flush("s2");
+    h.stabilize();
+    h.down.add("s2");
+
+    // s1 restarts with configuration {s1..s5} and campaigns with s4 and s5.
+    h.down.delete("s1");
+    h.cut.clear();
+    h.restart("s1");
+    for (let attempt = 0; attempt < 5 && h.node("s1").role !== "leader"; attempt++) {
+      h.nowMs += 1_000;
+      h.node("s1").tick(h.nowMs);
+      h.flush("s1");
+      h.stabilize();
+    }
+    for (let round = 0; round < 3; round++) {
+      h.nowMs += 60;
+      for (const name of ["s1", "s3", "s4", "s5"]) {
+        if (h.node(name).role === "leader") h.node(name).tick(h.nowMs);
+      }
+      for (const name of h.names) h.flush(name);
+      h.stabilize();
+    }
+    assertCommittedLogsAgree(h);
+    assert.ok(refused, "the leader refused the change before its no-op committed");
+  });
+});
+
+describe("Regressions: lease reads", () => {
+  const options = { checkQuorum: true, preVote: true, seed: 3 };
+
+  /** Moves time in 10 ms steps, ticking and flushing every live node. */
+  function step(h: CoreHarness, ms: number, afterEach: () => void = () => {}): void {
+    for (let elapsed = 0; elapsed < ms; elapsed += 10) {
+      h.advance(10);
+      afterEach();
+    }
+  }
+
+  test("Consensus serves no lease read after a late TimeoutNow elects the transfer target", () => {
+    // Reference: Raft thesis §3.10 (TimeoutNow) and §6.4 (leases): votes for a transfer's
+    // target bypass the voters' lease, so a TimeoutNow still in flight voids the lease.
+    const h = new CoreHarness(["a", "b", "c"], options);
+    const leader = h.electLeader();
+    const [target, other] = h.names.filter((name) => name !== leader) as [string, string];
+    h.propose(leader, "x");
+    step(h, 60);
+    assert.notEqual(h.node(leader).leaseReadIndex(), undefined, "the lease holds before");
+
+    // The transfer's TimeoutNow (and any re-send) is held back until the transfer expired.
+    h.holdBack = (queued) => queued.message.kind === "timeoutNow";
+    h.node(leader).transferLeadership(target);
+    h.flush(leader);
+    step(h, 200);
+    h.holdBack = undefined;
+    assert.equal(h.node(leader).role, "leader");
+    assert.equal(h.node(leader).transferTarget, undefined, "the transfer expired");
+    assert.ok(h.held.length >= 1);
+
+    // Now the first TimeoutNow arrives; the old leader hears nothing of what follows.
+    h.cut.add(`${leader}>${target}`);
+    h.cut.add(`${target}>${leader}`);
+    const late = h.held[0]!.message;
+    assert.equal(late.kind, "timeoutNow");
+    if (late.kind === "timeoutNow") h.node(target).handleTimeoutNow(late.request);
+    h.flush(target);
+    h.stabilize();
+    assert.equal(h.node(target).role, "leader", "the late TimeoutNow elected the target");
+    const written = h.propose(target, "y");
+    h.stabilize();
+    assert.ok(h.node(target).commitIndex >= written);
+    assert.equal(h.node(other).termAt(written), h.node(target).term);
+
+    assert.equal(h.node(leader).role, "leader");
+    assert.equal(
+      h.node(leader).leaseReadIndex(),
+      undefined,
+      `stale lease read: ${target} committed index ${written} that ${leader} does not have`,
+    );
+  });
+
+  test("Consensus voter restarted within a lease refuses to elect another leader", () => {
+    // Reference: Raft thesis §6.4: a lease relies on a majority not voting for an election
+    // timeout after acknowledging a heartbeat; a restarted voter must keep that promise.
+    const h = new CoreHarness(["a", "b", "c"], options);
+    const leader = h.electLeader();
+    const [isolated, restarted] = h.names.filter((name) => name !== leader) as [string, string];
+    h.propose(leader, "x");
+    step(h, 60);
+
+    // `isolated` stops hearing from the leader; the leader keeps its lease through `restarted`.
+    h.cut.add(`${leader}>${isolated}`);
+    h.cut.add(`${isolated}>${leader}`);
+    const campaignAtMs = h.node(isolated).nextWakeAtMs;
+    step(h, Math.max(0, campaignAtMs - 20 - h.nowMs));
+    assert.notEqual(h.node(leader).leaseReadIndex(), undefined, "the lease holds");
+
+    // Just before `isolated` campaigns, `restarted` crashes and comes back, cut from the leader.
+    h.restart(restarted);
+    h.cut.add(`${leader}>${restarted}`);
+    h.cut.add(`${restarted}>${leader}`);
+    step(h, 100, () => {
+      const newer = h.node(isolated);
+      if (newer.role !== "leader" || newer.commitIndex <= h.node(leader).commitIndex) return;
+      assert.equal(
+        h.node(leader).role === "leader" ? h.node(leader).leaseReadIndex() : undefined,
+        undefined,
+        `stale lease read: ${isolated} leads term ${newer.term} and committed ${newer.commitIndex}`,
+      );
+    });
+  });
+});
+
+describe("Regressions: Server lifecycle and snapshots", () => {
+  /** Every state machine applied each index at most once. */
+  function assertAppliedOnce(cluster: TestCluster): void {
+    for (const [name, machine] of cluster.machines) {
+      const seen = new Set<number>();
+      for (const index of machine.appliedIndexes) {
+        assert.ok(!seen.has(index), `${name} applied index ${index} twice`);
+        seen.add(index);
+      }
+    }
+  }
+
+  async function quiesce(cluster: TestCluster): Promise<void> {
+    await cluster.waitFor(() => {
+      const leaders = cluster.leaders();
+      if (leaders.length !== 1) return false;
+      const commit = leaders[0]!.commitIndex;
+      return [...cluster.servers.values()].every((s) => !s.running() || s.appliedIndex === commit);
+    }, { what: "every server to apply the leader's commit index" });
+  }
+
+  test("Server.stop() then start() on the same object rejoins as a follower and applies nothing twice", async () => {
+    const cluster = new TestCluster(["a", "b", "c"], { seed: 41 });
+    await cluster.start();
+    const leader = await cluster.waitForLeader();
+    for (let i = 0; i < 5; i++) await cluster.run(leader.do(new KvSetCommand(`k${i}`, "v")));
+    await leader.stop();
+    await leader.start();
+    assert.notEqual(leader.state, LEADER, "a restarted server starts as a follower");
+    assert.equal(leader.leader, "", "and knows no leader until it hears from one");
+    const current = await cluster.waitForLeader();
+    await cluster.run(current.do(new KvSetCommand("after", "v")));
+    await quiesce(cluster);
+    assertAppliedOnce(cluster);
+    assert.equal(cluster.machines.get(leader.name)!.data.get("after"), "v");
+    await cluster.stop();
+  });
+
+  test("Server.loadSnapshot() after stop() rebuilds the state machine and re-applies the log once", async () => {
+    const cluster = new TestCluster(["a", "b", "c"], {
+      seed: 42,
+      serverOptions: { snapshotThreshold: 4, trailingLogEntries: 2 },
+    });
+    await cluster.start();
+    let leader = await cluster.waitForLeader();
+    for (let i = 0; i < 10; i++) await cluster.run(leader.do(new KvSetCommand(`k${i}`, `${i}`)));
+    await quiesce(cluster);
+    const follower = [...cluster.servers.values()].find((s) => s !== leader)!;
+    const machine = cluster.machines.get(follower.name)!;
+    await cluster.waitFor(() => follower.snapshotIndex > 0, { what: "a follower snapshot" });
+    await follower.stop();
+    machine.data.set("k0", "scribbled"); // the reload must replace the state, not merge
+    await follower.loadSnapshot();
+    await follower.start();
+    leader = await cluster.waitForLeader();
+    await cluster.run(leader.do(new KvSetCommand("after", "v")));
+    await quiesce(cluster);
+    assertAppliedOnce(cluster);
+    assert.equal(machine.data.get("k0"), "0");
+    assert.equal(machine.data.get("k9"), "9");
+    assert.equal(machine.data.get("after"), "v");
+    await cluster.stop();
+  });
+
+  test("Server.do() on a deposed leader settles when an installed snapshot covers its entry", async () => {
+    const cluster = new TestCluster(["a", "b", "c"], {
+      seed: 43,
+      serverOptions: { snapshotThreshold: 5, trailingLogEntries: 0 },
+    });
+    await cluster.start();
+    const old = await cluster.waitForLeader();
+    cluster.network.isolate(old.name);
+    const stranded = old.do(new KvSetCommand("stranded", "v"));
+    stranded.catch(() => {});
+    const strandedIndex = old.lastIndex;
+    await cluster.waitFor(() => cluster.leaders().some((s) => s !== old), {
+      what: "a new leader among the others",
+    });
+    const next = cluster.leaders().find((s) => s !== old)!;
+    for (let i = 0; i < 12; i++) await cluster.run(next.do(new KvSetCommand(`k${i}`, "v")));
+    await cluster.waitFor(() => next.snapshotIndex > strandedIndex, {
+      what: "the new leader to compact past the stranded entry",
+    });
+    cluster.network.rejoin(old.name);
+    await assert.rejects(cluster.run(stranded, 5_000), (error: unknown) => {
+      assert.ok(error instanceof CommandOutcomeUnknownError, String(error));
+      assert.equal(error.index, strandedIndex);
+      return true;
+    });
+    assert.equal(cluster.machines.get(old.name)!.data.get("k11"), "v");
+    await cluster.stop();
+  });
+});
+
+describe("Regressions: snapshot transfer", () => {
+  test("Consensus keeps a follower in snapshot mode while heartbeats below the snapshot are rejected", () => {
+    const h = new CoreHarness(["a", "b", "c"]);
+    const leader = h.electLeader();
+    const lagging = h.names.find((name) => name !== leader)!;
+    h.isolate(lagging);
+    for (let i = 0; i < 10; i++) h.propose(leader, `x${i}`);
+    h.advance(100);
+    const core = h.node(leader);
+    core.compact(core.commitIndex);
+    h.heal();
+    h.advance(60); // the next heartbeat finds the follower behind the snapshot
+    const requests = () => h.snapshotRequests.filter((r) => r.to === lagging).length;
+    assert.equal(requests(), 1, "one snapshot is requested");
+    assert.equal(core.progress.find((p) => p.name === lagging)?.mode, "snapshot");
+    h.advance(500); // ten heartbeat rounds while the (never finishing) transfer runs
+    assert.equal(core.progress.find((p) => p.name === lagging)?.mode, "snapshot");
+    assert.equal(requests(), 1, "heartbeat rejections do not restart the transfer");
+  });
+});
