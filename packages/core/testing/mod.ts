@@ -65,3 +65,6 @@ export {
 } from "./simulator.ts";
 export { waitUntil } from "./wait_until.ts";
 export { checkClusterCommits } from "./cluster_check.ts";
+// Every type of @tsraft/core, re-exported (as types only) so that this entrypoint's
+// documentation is self-contained: its signatures name Server, Storage, Transporter, ...
+export type * from "../mod.ts";
