@@ -4,6 +4,8 @@
  * scripts/consumer_app.ts in each (a 3-node TCP + FileStorage cluster, one write, one
  * linearizable read):
  *
+ * - **deno**: a deno.json mapping `@tsraft/*` to `jsr:` specifiers and `links` to the
+ *   package folders (no JSR access needed), then `deno run -A app.ts`.
  * - **bun**: `bun add <repo>/packages/core <repo>/packages/transport-tcp
  *   <repo>/packages/storage-file`, then `bun app.ts` (Bun runs the TypeScript sources).
  * - **node+tsx**: `npm install --install-links <the same three folders> tsx`, then
@@ -24,9 +26,9 @@ import { buildNpm, type BuiltPackage } from "./build_npm.ts";
 import { root, runCommand } from "./publish_check.ts";
 
 /** The consumer apps this check can build. */
-export type ConsumerKind = "bun" | "node-tsx" | "node";
+export type ConsumerKind = "deno" | "bun" | "node-tsx" | "node";
 /** Every consumer app, in the order they run. */
-export const CONSUMER_KINDS: readonly ConsumerKind[] = ["bun", "node-tsx", "node"];
+export const CONSUMER_KINDS: readonly ConsumerKind[] = ["deno", "bun", "node-tsx", "node"];
 
 /** The packages the app uses. */
 const PACKAGES = ["core", "transport-tcp", "storage-file"];
@@ -44,8 +46,12 @@ export interface ConsumerResult {
 
 const appSource = () => Deno.readTextFile(join(root, "scripts", "consumer_app.ts"));
 
+function version(name: string): string {
+  const path = join(root, "packages", name, "deno.json");
+  return (JSON.parse(Deno.readTextFileSync(path)) as { version: string }).version;
+}
+
 async function newApp(dir: string, name: string): Promise<void> {
-  await Deno.mkdir(dir, { recursive: true });
   const manifest = { name, private: true, type: "module" };
   await Deno.writeTextFile(join(dir, "package.json"), JSON.stringify(manifest, null, 2) + "\n");
 }
@@ -76,8 +82,21 @@ export async function runConsumer(
   built: BuiltPackage[],
 ): Promise<ConsumerResult> {
   const dir = join(work, kind);
-  await newApp(dir, `tsraft-consumer-${kind}`);
+  await Deno.mkdir(dir, { recursive: true });
+  if (kind !== "deno") await newApp(dir, `tsraft-consumer-${kind}`);
   const folders = PACKAGES.map((name) => join(root, "packages", name));
+  if (kind === "deno") {
+    const config = {
+      imports: Object.fromEntries(
+        PACKAGES.map((name) => [`@tsraft/${name}`, `jsr:@tsraft/${name}@^${version(name)}`]),
+      ),
+      links: folders,
+      nodeModulesDir: "auto",
+    };
+    await Deno.writeTextFile(join(dir, "deno.json"), JSON.stringify(config, null, 2) + "\n");
+    await Deno.writeTextFile(join(dir, "app.ts"), await appSource());
+    return parseResult(await runCommand(Deno.execPath(), ["run", "-A", "app.ts"], dir));
+  }
   if (kind === "bun") {
     await runCommand(BUN[0]!, [...BUN.slice(1), "add", ...folders], dir);
     await Deno.writeTextFile(join(dir, "app.ts"), await appSource());
