@@ -704,3 +704,89 @@ describe("Consensus: lost acknowledgements", () => {
     assert.ok(probe.request.prevLogIndex >= snapshotAt, `probe at ${probe.request.prevLogIndex}`);
   });
 });
+
+describe("Consensus: rules each guarded by a mutation test", () => {
+  test("Consensus persists a vote granted within the current term before answering", () => {
+    // Reference: Figure 2 "Persistent state on all servers: currentTerm, votedFor"; a vote in
+    // an already persisted term must be made durable too, or a restart votes twice.
+    const core = follower([], 5);
+    const ask = (candidateName: string) =>
+      core.handleRequestVote({
+        term: 5,
+        lastLogIndex: 9,
+        lastLogTerm: 5,
+        candidateName,
+        preVote: false,
+        transfer: false,
+      });
+    assert.equal(ask("l").voteGranted, true);
+    const hardState = core.takeReady().hardState;
+    assert.deepEqual(hardState, { term: 5, votedFor: "l" });
+
+    const afterCrash = new Consensus({
+      name: "f",
+      peers: [{ name: "l", connectionString: "" }, { name: "x", connectionString: "" }],
+      electionTimeoutMs: 150,
+      heartbeatIntervalMs: 50,
+      random: { next: () => 0 },
+      preVote: false,
+      checkQuorum: false,
+    });
+    afterCrash.restore({ hardState: hardState!, snapshot: undefined, entries: [] }, 0);
+    const second = afterCrash.handleRequestVote({
+      term: 5,
+      lastLogIndex: 9,
+      lastLogTerm: 5,
+      candidateName: "x",
+      preVote: false,
+      transfer: false,
+    });
+    assert.equal(second.voteGranted, false, "one vote per term, across a restart");
+  });
+
+  test("Consensus leader does not commit an earlier-term entry that a majority holds until its own entry does (Figure 8)", () => {
+    // Reference: §5.4.2 "Raft never commits log entries from previous terms by counting replicas"
+    const core = new Consensus({
+      name: "l",
+      peers: [{ name: "f", connectionString: "" }, { name: "g", connectionString: "" }],
+      electionTimeoutMs: 150,
+      heartbeatIntervalMs: 50,
+      random: { next: () => 0 },
+      preVote: false,
+      checkQuorum: false,
+    });
+    core.restore({
+      hardState: { term: 3, votedFor: "" },
+      snapshot: undefined,
+      entries: [entry(1, 1), entry(2, 2)],
+    }, 0);
+    core.tick(1_000);
+    const voteRequest = core.takeReady().messages.find((m) => m.kind === "requestVote");
+    assert.ok(voteRequest?.kind === "requestVote");
+    core.handleRequestVoteResponse("f", voteRequest.request, {
+      term: 4,
+      voteGranted: true,
+      preVote: false,
+    });
+    assert.equal(core.role, "leader");
+    const ready = core.takeReady();
+    const nop = ready.entries[ready.entries.length - 1]!;
+    assert.deepEqual([nop.index, nop.term], [3, 4]);
+    core.persisted(nop.index, nop.term);
+
+    const ack = (index: number) =>
+      core.handleAppendEntriesResponse("f", {
+        term: 4,
+        prevLogIndex: index,
+        prevLogTerm: core.termAt(index)!,
+        commitIndex: 0,
+        leaderName: "l",
+        entries: [],
+        heartbeatSeq: 0,
+      }, { term: 4, index, commitIndex: 0, success: true, conflictTerm: 0, heartbeatSeq: 0 });
+    ack(2); // entry 2 (term 2) is now on l and f: a majority, but of an earlier term
+    assert.equal(core.commitIndex, 0, "an earlier-term entry is not committed by counting");
+    ack(3);
+    assert.equal(core.commitIndex, 3, "it commits with the leader's own entry");
+  });
+});
