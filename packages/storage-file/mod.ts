@@ -1,28 +1,7 @@
 /**
  * A durable, file-backed `Storage` (from `@tsraft/core`) for tsraft: {@link FileStorage}.
- *
- * ```ts
- * import { mkdtemp, rm } from "node:fs/promises";
- * import { tmpdir } from "node:os";
- * import { join } from "node:path";
- * import { FileStorage } from "@tsraft/storage-file";
- *
- * const dir = await mkdtemp(join(tmpdir(), "tsraft-"));
- * const storage = new FileStorage(dir, { segmentBytes: 16 * 1024 * 1024 });
- * const state = await storage.open(); // recovers whatever is there
- * const command = new TextEncoder().encode('{"key":"x"}');
- * await storage.save({
- *   hardState: { term: 1, votedFor: "node-1" },
- *   entries: [{ index: state.lastIndex + 1, term: 1, commandName: "set", command }],
- * });
- * await storage.close();
- *
- * const again = new FileStorage(dir);
- * const recovered = await again.open();
- * if (recovered.lastIndex !== 1 || recovered.hardState.term !== 1) throw new Error("lost");
- * await again.close();
- * await rm(dir, { recursive: true });
- * ```
+ * Pass `new FileStorage(dir)` as the `storage` of `createServer`; each server needs its own
+ * directory.
  *
  * ## On-disk layout
  *
@@ -73,6 +52,29 @@
  * - Compaction writes the new first index to `meta` first, then deletes the segments it
  *   covers entirely; segments left by a crash in between are deleted at open.
  *
+ * @example Write, close, reopen: the entry and the term are recovered
+ * ```ts
+ * import { mkdtemp, rm } from "node:fs/promises";
+ * import { tmpdir } from "node:os";
+ * import { join } from "node:path";
+ * import { FileStorage } from "@tsraft/storage-file";
+ *
+ * const dir = await mkdtemp(join(tmpdir(), "tsraft-"));
+ * const storage = new FileStorage(dir, { segmentBytes: 16 * 1024 * 1024 });
+ * const state = await storage.open(); // recovers whatever is there
+ * const command = new TextEncoder().encode('{"key":"x"}');
+ * await storage.save({
+ *   hardState: { term: 1, votedFor: "node-1" },
+ *   entries: [{ index: state.lastIndex + 1, term: 1, commandName: "set", command }],
+ * });
+ * await storage.close();
+ *
+ * const again = new FileStorage(dir);
+ * const recovered = await again.open();
+ * if (recovered.lastIndex !== 1 || recovered.hardState.term !== 1) throw new Error("lost");
+ * await again.close();
+ * await rm(dir, { recursive: true });
+ * ```
  * @module
  */
 export { FileStorage, type FileStorageOptions } from "./file_storage.ts";
