@@ -9,6 +9,10 @@
  * publishes without being a library package (such as the examples) and a package without a
  * README.md.
  *
+ * It also runs what JSR's documentation needs from each package: `deno doc --lint` on every
+ * exported entrypoint on its own (a type an entrypoint's signatures name must be exported
+ * from it), and the code blocks of each README.md as tests (`deno test --doc`).
+ *
  * Usage: `deno run -A scripts/publish_check.ts` (exit code 1 and one line per problem on
  * failure; the file lists go to stdout either way).
  * @module
@@ -173,11 +177,58 @@ export async function publishCheck(): Promise<string[]> {
   return problems;
 }
 
+/** Output of a Deno subcommand that failed, or undefined when it succeeded. */
+async function denoFailure(args: string[]): Promise<string | undefined> {
+  try {
+    await run(args);
+    return undefined;
+  } catch (error) {
+    return error instanceof Error ? error.message : String(error);
+  }
+}
+
+/**
+ * Runs `deno doc --lint` on each exported entrypoint of each package separately.
+ * @returns one problem per entrypoint that fails, with the linter's output
+ */
+export async function docLintCheck(): Promise<string[]> {
+  const problems: string[] = [];
+  for (const member of libraryMembers()) {
+    for (const entrypoint of member.entrypoints) {
+      const failure = await denoFailure(["doc", "--lint", entrypoint]);
+      if (failure !== undefined) problems.push(`${relative(root, entrypoint)}: ${failure}`);
+    }
+  }
+  return problems;
+}
+
+/**
+ * Type-checks and runs the code blocks of each package's README.md (`deno test --doc`).
+ * @returns one problem per README whose examples fail
+ */
+export async function readmeCheck(): Promise<string[]> {
+  const problems: string[] = [];
+  for (const member of libraryMembers()) {
+    const readme = `${member.dir}/README.md`;
+    try {
+      await Deno.stat(readme);
+    } catch {
+      continue; // reported by publishCheck
+    }
+    const failure = await denoFailure(["test", "--doc", "-A", "--unstable-kv", readme]);
+    if (failure !== undefined) problems.push(`${relative(root, readme)}: ${failure}`);
+  }
+  return problems;
+}
+
 if (import.meta.main) {
-  const problems = await publishCheck();
+  const problems = [...await publishCheck(), ...await docLintCheck(), ...await readmeCheck()];
   if (problems.length > 0) {
     console.error(`\npublish check failed:\n  ${problems.join("\n  ")}`);
     Deno.exit(1);
   }
-  console.log("\npublish check: every published file is reachable from an export");
+  console.log(
+    "\npublish check: every published file is reachable from an export; every entrypoint " +
+      "passes deno doc --lint alone; every README example runs",
+  );
 }

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { parseDryRun, publishCheck } from "./publish_check.ts";
+import { docLintCheck, parseDryRun, publishCheck, readmeCheck } from "./publish_check.ts";
 
 test("parseDryRun() reads each package's name and file list", () => {
   const output = [
@@ -23,4 +23,12 @@ test("parseDryRun() reads each package's name and file list", () => {
 
 test("deno publish --dry-run publishes only library files, each package with a README", async () => {
   assert.deepEqual(await publishCheck(), []);
+});
+
+test("deno doc --lint passes on each exported entrypoint on its own", async () => {
+  assert.deepEqual(await docLintCheck(), []);
+});
+
+test("each package README's code blocks type-check and run", async () => {
+  assert.deepEqual(await readmeCheck(), []);
 });
