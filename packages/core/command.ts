@@ -6,6 +6,8 @@ import type { Server } from "./server.ts";
 export interface Context<S = Server> {
   /** The applying server. */
   readonly server: S;
+  /** The applying server's state machine (the `stateMachine` option), if it has one. */
+  readonly stateMachine?: unknown;
   /** The server's term at apply time. */
   readonly currentTerm: number;
   /** Index of the entry being applied. */
@@ -75,6 +77,9 @@ export class CommandRegistry {
   encode(command: Command): Uint8Array {
     if (!this.#types.has(command.commandName)) throw new UnknownCommandError(command.commandName);
     if (typeof command.encode === "function") return command.encode();
+    // JSON.stringify silently turns a Map into {}, a Date into a string and undefined array
+    // items into null: a command must reach every server as it was proposed, or not at all.
+    assertJsonSafe(command, command.commandName, "");
     return encoder.encode(JSON.stringify(command));
   }
 
@@ -176,6 +181,167 @@ export class NopCommand implements Command<null> {
   apply(): null {
     return null;
   }
+}
+
+/**
+ * Throws a TypeError naming the first value below `value` that JSON does not round-trip.
+ * @param value the value to check
+ * @param commandName for the message
+ * @param path where `value` sits in the command
+ */
+function assertJsonSafe(value: unknown, commandName: string, path: string): void {
+  const fail = (what: string): never => {
+    throw new TypeError(
+      `Command "${commandName}" cannot be encoded as JSON: ${
+        path || "the command"
+      } is ${what}; convert it, or give the command encode()/decode()`,
+    );
+  };
+  switch (typeof value) {
+    case "string":
+    case "boolean":
+      return;
+    case "number":
+      if (!Number.isFinite(value)) fail(String(value));
+      return;
+    case "bigint":
+      return fail("a bigint");
+    case "undefined":
+      return fail("undefined");
+    case "function":
+    case "symbol":
+      return fail(`a ${typeof value}`);
+  }
+  if (value === null) return;
+  if (Array.isArray(value)) {
+    value.forEach((item, i) => assertJsonSafe(item, commandName, `${path}[${i}]`));
+    return;
+  }
+  const prototype = Object.getPrototypeOf(value);
+  const isPlain = prototype === Object.prototype || prototype === null;
+  // A class instance (the command itself, or a nested value object) encodes as its own
+  // enumerable properties unless it brings toJSON; Map, Set, Date and typed arrays do not
+  // survive that.
+  if (!isPlain) {
+    if (
+      value instanceof Map || value instanceof Set || value instanceof Date ||
+      ArrayBuffer.isView(value) || value instanceof ArrayBuffer || value instanceof RegExp
+    ) {
+      fail(`a ${prototype?.constructor?.name ?? "non-plain object"}`);
+    }
+    if (typeof (value as { toJSON?: unknown }).toJSON === "function") return;
+  }
+  for (const [key, item] of Object.entries(value as Record<string, unknown>)) {
+    // An undefined property is dropped by JSON and decodes as missing: it round-trips.
+    if (item === undefined) continue;
+    assertJsonSafe(item, commandName, `${path}.${key}`);
+  }
+}
+
+/** What a command made with {@link defineCommand} sees while it is applied. */
+export interface ApplyContext<M> extends Context {
+  /** The applying server's state machine, typed. */
+  readonly stateMachine: M;
+}
+
+/** The definition of a command type; see {@link defineCommand}. */
+export interface CommandDefinition<I, R, M> {
+  /** Name in the log, the same on every server. */
+  readonly name: string;
+  /**
+   * Applies the command to the state machine once it is committed, on every server, in
+   * log order, exactly once. Must be deterministic: same state and input, same effect.
+   * @param input what the command was created with
+   * @param context the state machine and where in the log this is
+   * @returns the result that resolves `server.do()` on the server that proposed it
+   */
+  apply(input: I, context: ApplyContext<M>): R | Promise<R>;
+  /**
+   * Checks and converts a decoded input (from JSON, or from `decode`). Throwing rejects the
+   * entry's application as a malformed command. @default the value as is
+   */
+  parse?(value: unknown): I;
+  /** Custom encoding of the input. @default JSON, refusing values JSON does not round-trip */
+  encode?(input: I): Uint8Array;
+  /** Decodes what `encode` produced. @default JSON.parse */
+  decode?(data: Uint8Array): unknown;
+}
+
+/** A command created by a {@link CommandFactory}. */
+export interface DefinedCommand<I, R> extends Command<R> {
+  /** The input it was created with. */
+  readonly input: I;
+}
+
+/**
+ * Creates commands of one type; register it (`registerCommand(factory)` or
+ * `registry.register(factory)`) so servers can decode it from the log.
+ */
+export interface CommandFactory<I, R> {
+  /** Creates a command carrying `input`. */
+  (input: I): DefinedCommand<I, R>;
+  /** Name in the log. */
+  readonly commandName: string;
+  /** Rebuilds a command from its stored bytes. */
+  decode(data: Uint8Array): DefinedCommand<I, R>;
+}
+
+/**
+ * Defines a command type without a class: a name, how to apply it to a typed state
+ * machine, and optionally how to check and encode its input. Inputs are stored as JSON
+ * unless `encode`/`decode` are given; values JSON does not round-trip (Map, Set, Date,
+ * bigint, typed arrays, NaN) are refused when the command is proposed.
+ * @param definition the name, `apply` and optional codec
+ * @returns a factory; call it with an input to get a command for `server.do()`
+ * @example
+ * ```ts
+ * import { type ApplyContext, CommandRegistry, defineCommand } from "@tsraft/core";
+ *
+ * class Counter {
+ *   value = 0;
+ *   save() { return new TextEncoder().encode(String(this.value)); }
+ *   recovery(data: Uint8Array) { this.value = Number(new TextDecoder().decode(data)); }
+ * }
+ * const Add = defineCommand({
+ *   name: "counter:add",
+ *   parse: (value) => value as { amount: number },
+ *   apply: ({ amount }: { amount: number }, { stateMachine }: ApplyContext<Counter>) =>
+ *     stateMachine.value += amount,
+ * });
+ * const registry = new CommandRegistry();
+ * registry.register(Add);
+ * const command = registry.decode("counter:add", registry.encode(Add({ amount: 2 })));
+ * const counter = new Counter();
+ * command.apply({ server: undefined as never, stateMachine: counter, currentTerm: 1, currentIndex: 1, commitIndex: 1 });
+ * if (counter.value !== 2) throw new Error("expected 2");
+ * ```
+ */
+export function defineCommand<I, R, M = unknown>(
+  definition: CommandDefinition<I, R, M>,
+): CommandFactory<I, R> {
+  const commandName = definition.name;
+  if (typeof commandName !== "string" || commandName === "") {
+    throw new TypeError("defineCommand() needs a non-empty name");
+  }
+  const create = (input: I): DefinedCommand<I, R> => ({
+    commandName,
+    input,
+    apply: (context: Context) => definition.apply(input, context as ApplyContext<M>),
+    encode: () => {
+      if (definition.encode) return definition.encode(input);
+      assertJsonSafe(input, commandName, "input");
+      return encoder.encode(JSON.stringify(input));
+    },
+  });
+  const factory = (input: I) => create(input);
+  Object.defineProperty(factory, "commandName", { value: commandName, enumerable: true });
+  Object.defineProperty(factory, "decode", {
+    value: (data: Uint8Array): DefinedCommand<I, R> => {
+      const raw = definition.decode ? definition.decode(data) : JSON.parse(decoder.decode(data));
+      return create(definition.parse ? definition.parse(raw) : raw as I);
+    },
+  });
+  return factory as CommandFactory<I, R>;
 }
 
 /** The registry used by {@link registerCommand} and by servers not given their own. */

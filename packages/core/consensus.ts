@@ -160,6 +160,8 @@ export interface FollowerProgress {
   voter: boolean;
   /** Clock time of its last response. */
   lastResponseAtMs: number;
+  /** AppendEntries carrying entries sent and not yet answered. */
+  inflightMessages: number;
 }
 
 interface Progress {
@@ -380,6 +382,7 @@ export class Consensus {
       mode: p.mode,
       voter: this.#isVoter(p.peer.name),
       lastResponseAtMs: p.lastResponseAtMs,
+      inflightMessages: p.inflight,
     }));
   }
   /** The time by which {@link tick} must next be called. */

@@ -80,12 +80,26 @@ export type * from "./transporter.ts";
 export { type Clock, systemClock, type TimerHandle } from "./clock.ts";
 export { cryptoRandom, type Random } from "./random.ts";
 export { DEBUG, logLevel, NONE, setLogLevel, TRACE } from "./log_level.ts";
+export { consoleLogger, type Logger } from "./logger.ts";
+export type {
+  FollowerStats,
+  LatencyHistogram,
+  RpcCounts,
+  ServerCounters,
+  ServerStats,
+  StatsRpcKind,
+} from "./stats.ts";
 export {
+  type ApplyContext,
   type Command,
+  type CommandDefinition,
+  type CommandFactory,
   CommandRegistry,
   type CommandType,
   type Context,
   defaultRegistry,
+  defineCommand,
+  type DefinedCommand,
   JoinCommand,
   LeaveCommand,
   NopCommand,

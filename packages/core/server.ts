@@ -17,6 +17,7 @@ import {
   type Ready,
 } from "./consensus.ts";
 import {
+  CANDIDATE,
   DEFAULT_ELECTION_TIMEOUT,
   DEFAULT_HEARTBEAT_INTERVAL,
   ELECTION_TIMEOUT_THRESHOLD_PERCENT,
@@ -39,7 +40,8 @@ import {
   StopError,
 } from "./errors.ts";
 import type { RaftEvent, RaftEventListener, RaftEventMap, RaftEventType } from "./events.ts";
-import { DEBUG, log, warn } from "./log_level.ts";
+import { consoleLogger, type Logger } from "./logger.ts";
+import { type ServerStats, StatsRecorder } from "./stats.ts";
 import { cryptoRandom, type Random } from "./random.ts";
 import type { Storage } from "./storage.ts";
 import type { RaftHandler, Transporter } from "./transporter.ts";
@@ -63,6 +65,7 @@ import {
   validateAppendEntriesRequest,
   validatePeer,
   validateRequestVoteRequest,
+  validateServerOptions,
   validateSnapshotRecoveryRequest,
   validateSnapshotRequest,
   validateTimeoutNowRequest,
@@ -90,15 +93,18 @@ export interface StateMachine {
 }
 
 /** Options of {@link createServer}. */
-export interface ServerOptions {
+export interface ServerOptions<M extends StateMachine = StateMachine> {
   /** Unique name of this server in the cluster. */
   name: string;
   /** Sends RPCs to peers. */
   transporter: Transporter;
   /** Durable term, vote, log and snapshots. */
   storage: Storage;
-  /** Application state, needed for snapshots and log compaction. */
-  stateMachine?: StateMachine;
+  /**
+   * Application state, needed for snapshots and log compaction; commands reach it as
+   * `context.stateMachine` (typed as `M`).
+   */
+  stateMachine?: M;
   /** Anything; returned by {@link Server.context}. */
   context?: unknown;
   /** How peers reach this server (host:port, URL...). @default "" */
@@ -142,6 +148,15 @@ export interface ServerOptions {
   clock?: Clock;
   /** Random source for election timeouts. @default cryptoRandom */
   random?: Random;
+  /**
+   * Longest time a message may spend in the network, assumed by lease reads only (after a
+   * leadership transfer they wait this long twice). @default electionTimeoutMs
+   */
+  maxMessageDelayMs?: number;
+  /** Where the server logs (LogTape's Logger fits). @default consoleLogger */
+  logger?: Logger;
+  /** Let {@link Server.stop} also close the transporter (when it has `close()`). @default false */
+  closeTransporterOnStop?: boolean;
 }
 
 /** Options of {@link Server.do}. */
@@ -192,7 +207,9 @@ interface IncomingSnapshot {
  * await server.stop();
  * ```
  */
-export function createServer(options: ServerOptions): Server {
+export function createServer<M extends StateMachine = StateMachine>(
+  options: ServerOptions<M>,
+): Server<M> {
   return new Server(options);
 }
 
@@ -201,8 +218,10 @@ export function createServer(options: ServerOptions): Server {
  * pure {@link Consensus}: it runs timers, persists before replying, sends, applies
  * committed commands in order and resolves {@link Server.do}.
  */
-export class Server implements RaftHandler {
-  readonly #options: ServerOptions;
+export class Server<M extends StateMachine = StateMachine> implements RaftHandler {
+  readonly #options: ServerOptions<M>;
+  readonly #logger: Logger;
+  readonly #stats: StatsRecorder;
   /** Replaced by a fresh one at each init(): a restart in place must not inherit a role. */
   #core: Consensus;
   /** Bumped at each stop(): callbacks of an earlier run must not feed the current core. */
@@ -245,15 +264,16 @@ export class Server implements RaftHandler {
   #incoming: IncomingSnapshot | undefined;
   #snapshotTimer: TimerHandle | undefined;
 
-  /** Creates an instance. @param options see {@link ServerOptions} */
-  constructor(options: ServerOptions) {
-    if (typeof options.name !== "string" || options.name === "") {
-      throw new TypeError("A server needs a non-empty name");
-    }
-    if (!options.transporter) throw new TypeError("A server needs a transporter");
-    if (!options.storage) throw new TypeError("A server needs a storage");
-    for (const peer of options.peers ?? []) validatePeer(peer);
+  /**
+   * Creates an instance.
+   * @param options see {@link ServerOptions}
+   * @throws TypeError or RangeError naming the option that is missing or out of range
+   */
+  constructor(options: ServerOptions<M>) {
+    validateServerOptions(options);
     this.#options = options;
+    this.#logger = options.logger ?? consoleLogger;
+    this.#stats = new StatsRecorder();
     this.#clock = options.clock ?? systemClock;
     this.#registry = options.registry ?? defaultRegistry;
     this.#storage = options.storage;
@@ -278,6 +298,9 @@ export class Server implements RaftHandler {
       maxInflightMessages: options.maxInflightMessages ?? 32,
       maxInflightBytes: options.maxInflightBytes ?? 8 * 1024 * 1024,
       leaseClockDrift: options.leaseClockDrift ?? 0.1,
+      ...(options.maxMessageDelayMs !== undefined
+        ? { maxMessageDelayMs: options.maxMessageDelayMs }
+        : {}),
     });
   }
 
@@ -292,7 +315,7 @@ export class Server implements RaftHandler {
     return this.#options.context;
   }
   /** The state machine given at creation. */
-  get stateMachine(): StateMachine | undefined {
+  get stateMachine(): M | undefined {
     return this.#options.stateMachine;
   }
   /** How peers reach this server. */
@@ -377,6 +400,11 @@ export class Server implements RaftHandler {
     return this.#electionTimeoutMs;
   }
   set electionTimeout(ms: number) {
+    validateServerOptions({
+      ...this.#options,
+      electionTimeoutMs: ms,
+      heartbeatIntervalMs: this.#heartbeatIntervalMs,
+    });
     this.#core.setTimeouts(ms, this.#heartbeatIntervalMs);
     this.#electionTimeoutMs = ms;
   }
@@ -385,6 +413,11 @@ export class Server implements RaftHandler {
     return this.#heartbeatIntervalMs;
   }
   set heartbeatInterval(ms: number) {
+    validateServerOptions({
+      ...this.#options,
+      electionTimeoutMs: this.#electionTimeoutMs,
+      heartbeatIntervalMs: ms,
+    });
     this.#core.setTimeouts(this.#electionTimeoutMs, ms);
     const previous = this.#heartbeatIntervalMs;
     this.#heartbeatIntervalMs = ms;
@@ -401,6 +434,49 @@ export class Server implements RaftHandler {
   /** Read-only replication progress of a leader's followers and learners. */
   get progress(): FollowerProgress[] {
     return this.#core.progress;
+  }
+
+  /**
+   * A snapshot of this server's state and counters since it was created (hashicorp/raft's
+   * `Stats()`, etcd's `Status()`): role, term, indexes, each follower's progress, and
+   * counts of elections, proposals, applied commands, messages and bytes per RPC, storage
+   * writes with a latency histogram, and snapshots.
+   * @returns a plain object, safe to serialize
+   * @example
+   * ```ts
+   * import { createServer } from "@tsraft/core";
+   * import { MemoryNetwork, MemoryStorage } from "@tsraft/core/testing";
+   * const network = new MemoryNetwork();
+   * const server = createServer({ name: "a", transporter: network.transporter(), storage: new MemoryStorage() });
+   * network.register(server);
+   * await server.start();
+   * const stats = server.stats();
+   * if (stats.name !== "a" || stats.counters.storageWrites < 1) throw new Error("unexpected stats");
+   * await server.stop();
+   * ```
+   */
+  stats(): ServerStats {
+    const nowMs = this.#clock.now();
+    return this.#stats.snapshot({
+      name: this.name,
+      state: this.state,
+      term: this.term,
+      leader: this.leader,
+      commitIndex: this.commitIndex,
+      appliedIndex: this.#appliedIndex,
+      lastIndex: this.#core.lastIndex,
+      snapshotIndex: this.#core.snapshotIndex,
+      members: this.#core.members.map((member) => member.name),
+      followers: this.#core.progress.map((p) => ({
+        name: p.name,
+        matchIndex: p.matchIndex,
+        nextIndex: p.nextIndex,
+        mode: p.mode,
+        voter: p.voter,
+        inflightMessages: p.inflightMessages,
+        lastContactMsAgo: Math.max(0, nowMs - p.lastResponseAtMs),
+      })),
+    });
   }
   /**
    * The storage's directory when it has one (the spec's `Path()`), else `""`.
@@ -530,6 +606,7 @@ export class Server implements RaftHandler {
     for (const waiter of this.#pendingWrite?.waiters ?? []) waiter(stopError);
     this.#pendingWrite = undefined;
     await this.#withStorage(() => this.#storage.close());
+    if (this.#options.closeTransporterOnStop) await this.#transporter.close?.();
     this.#dispatch("stateChange", STOPPED, before);
   }
 
@@ -558,6 +635,7 @@ export class Server implements RaftHandler {
     } catch (error) {
       return Promise.reject(error);
     }
+    this.#stats.count("proposals");
     const result = new Promise<R>((resolve, reject) => {
       const waiter: Waiter = {
         term: proposal.term,
@@ -773,10 +851,11 @@ export class Server implements RaftHandler {
         this.#core.compact(compactTo);
         await this.#withStorage(() => this.#storage.compact(compactTo));
       }
-      log(
-        DEBUG,
-        `${this.name}: snapshot at ${snapshotMeta.lastIndex}, compacted through ${compactTo}`,
-      );
+      this.#stats.count("snapshotsTaken");
+      this.#logger.debug(`${this.name}: snapshot taken`, {
+        lastIndex: snapshotMeta.lastIndex,
+        compactedThrough: compactTo,
+      });
     } finally {
       this.#snapshotInProgress = false;
     }
@@ -802,6 +881,7 @@ export class Server implements RaftHandler {
   async appendEntries(req: AppendEntriesRequest): Promise<AppendEntriesResponse> {
     validateAppendEntriesRequest(req);
     this.#assertRunning();
+    this.#stats.received("appendEntries", entryBytes(req.entries));
     this.#core.tick(this.#clock.now());
     const response = this.#core.handleAppendEntries(req);
     const expectedTerm = this.#core.termAt(response.index);
@@ -830,6 +910,7 @@ export class Server implements RaftHandler {
   async requestVote(req: RequestVoteRequest): Promise<RequestVoteResponse> {
     validateRequestVoteRequest(req);
     this.#assertRunning();
+    this.#stats.received("requestVote", 0);
     this.#core.tick(this.#clock.now());
     const response = this.#core.handleRequestVote(req);
     this.#drive();
@@ -841,6 +922,7 @@ export class Server implements RaftHandler {
   async timeoutNow(req: TimeoutNowRequest): Promise<TimeoutNowResponse> {
     validateTimeoutNowRequest(req);
     this.#assertRunning();
+    this.#stats.received("timeoutNow", 0);
     const response = this.#core.handleTimeoutNow(req);
     this.#drive();
     await this.#flushed();
@@ -851,6 +933,7 @@ export class Server implements RaftHandler {
   async requestSnapshot(req: SnapshotRequest): Promise<SnapshotResponse> {
     validateSnapshotRequest(req);
     this.#assertRunning();
+    this.#stats.received("requestSnapshot", 0);
     const current = this.#core.handleLeaderContact(req.term, req.leaderName);
     this.#drive();
     await this.#flushed();
@@ -877,6 +960,7 @@ export class Server implements RaftHandler {
   async snapshotRecoveryRequest(req: SnapshotRecoveryRequest): Promise<SnapshotRecoveryResponse> {
     validateSnapshotRecoveryRequest(req);
     this.#assertRunning();
+    this.#stats.received("snapshotRecoveryRequest", req.data.length);
     const current = this.#core.handleLeaderContact(req.term, req.leaderName);
     this.#drive();
     const reply = (success: boolean): SnapshotRecoveryResponse => ({
@@ -900,9 +984,10 @@ export class Server implements RaftHandler {
     const data = concat(incoming.chunks);
     this.#incoming = undefined;
     if (crc32c(data) !== req.checksum) {
-      warn(
-        `${this.name}: snapshot ${req.lastIndex} from ${req.leaderName} failed its checksum; discarded`,
-      );
+      this.#logger.warn(`${this.name}: a snapshot failed its checksum; discarded`, {
+        lastIndex: req.lastIndex,
+        from: req.leaderName,
+      });
       this.#setSnapshotting(false);
       return reply(false);
     }
@@ -920,6 +1005,7 @@ export class Server implements RaftHandler {
       });
       await this.#options.stateMachine?.recovery(data);
       this.#appliedIndex = meta.lastIndex;
+      this.#stats.count("snapshotsInstalled");
       this.#settleCoveredBySnapshot(meta.lastIndex);
     });
     this.#setSnapshotting(false);
@@ -992,6 +1078,17 @@ export class Server implements RaftHandler {
     for (const event of ready.events) {
       this.#dispatch(event.type, event.value as never, event.prevValue as never);
       if (event.type === "stateChange" && event.prevValue === LEADER) this.#failReads();
+      if (event.type === "stateChange") {
+        if (event.value === CANDIDATE) this.#stats.count("electionsStarted");
+        if (event.value === LEADER) this.#stats.count("leadershipsWon");
+      }
+      if (event.type !== "addPeer" && event.type !== "removePeer") {
+        this.#logger.debug(`${this.name}: ${event.type}`, {
+          from: event.prevValue,
+          to: event.value,
+          term: this.#core.term,
+        });
+      }
     }
     const needsPersist = ready.hardState !== undefined || ready.entries.length > 0;
     const afterPersist: OutboundMessage[] = [];
@@ -1026,6 +1123,7 @@ export class Server implements RaftHandler {
       const batch = this.#pendingWrite;
       this.#pendingWrite = undefined;
       this.#inflightWrite = batch;
+      const startedMs = this.#clock.now();
       try {
         await this.#withStorage(() => {
           // A snapshot installed or taken while this batch waited covers its first entries,
@@ -1041,12 +1139,16 @@ export class Server implements RaftHandler {
         });
       } catch (error) {
         // Storage that cannot write cannot acknowledge anything: stop rather than lie.
-        warn(`${this.name}: storage write failed, stopping: ${String(error)}`);
+        this.#stats.count("storageWriteErrors");
+        this.#logger.error(`${this.name}: storage write failed, stopping`, {
+          error: String(error),
+        });
         this.#inflightWrite = undefined;
         for (const waiter of batch.waiters) waiter(new StopError("Storage write failed"));
         await this.stop();
         return;
       }
+      this.#stats.recordStorageWrite(this.#clock.now() - startedMs);
       this.#inflightWrite = undefined;
       const last = batch.entries[batch.entries.length - 1];
       if (last !== undefined) this.#core.persisted(last.index, last.term);
@@ -1093,6 +1195,14 @@ export class Server implements RaftHandler {
     const generation = this.#generation;
     // Answers to a stopped run's requests must not reach the core of a later run.
     const current = () => this.#phase === "running" && generation === this.#generation;
+    this.#stats.sent(
+      message.kind,
+      message.kind === "appendEntries" ? entryBytes(message.request.entries) : 0,
+    );
+    this.#logger.trace?.(`${this.name}: send ${message.kind}`, {
+      to: message.to.name,
+      term: message.request.term,
+    });
     switch (message.kind) {
       case "appendEntries": {
         const startedMs = this.#clock.now();
@@ -1109,10 +1219,10 @@ export class Server implements RaftHandler {
           },
           (error) => {
             if (!current()) return;
-            log(
-              DEBUG,
-              `${this.name}: AppendEntries to ${message.to.name} failed: ${String(error)}`,
-            );
+            this.#logger.debug(`${this.name}: AppendEntries failed`, {
+              to: message.to.name,
+              error: String(error),
+            });
             this.#core.handleAppendEntriesFailure(message.to.name, request);
             this.#drive();
           },
@@ -1128,13 +1238,19 @@ export class Server implements RaftHandler {
             this.#drive();
           },
           (error) =>
-            log(DEBUG, `${this.name}: RequestVote to ${message.to.name} failed: ${String(error)}`),
+            this.#logger.debug(`${this.name}: RequestVote failed`, {
+              to: message.to.name,
+              error: String(error),
+            }),
         );
         return;
       }
       case "timeoutNow":
         this.#transporter.sendTimeoutNow(sender, message.to, message.request).catch((error) =>
-          log(DEBUG, `${this.name}: TimeoutNow to ${message.to.name} failed: ${String(error)}`)
+          this.#logger.debug(`${this.name}: TimeoutNow failed`, {
+            to: message.to.name,
+            error: String(error),
+          })
         );
         return;
     }
@@ -1191,8 +1307,9 @@ export class Server implements RaftHandler {
     if (!membership) {
       try {
         const command = this.#registry.decode(entry.commandName, entry.command);
-        const context: Context<Server> = {
+        const context: Context<Server<M>> = {
           server: this,
+          stateMachine: this.#options.stateMachine,
           currentTerm: this.#core.term,
           currentIndex: entry.index,
           commitIndex: this.#core.commitIndex,
@@ -1232,15 +1349,15 @@ export class Server implements RaftHandler {
     failure: unknown,
   ): void {
     if (failed) {
-      log(
-        DEBUG,
-        `${this.name}: applying entry ${entry.index} (${entry.commandName}) failed: ${
-          String(failure)
-        }`,
-      );
+      this.#logger.debug(`${this.name}: a command's apply failed`, {
+        index: entry.index,
+        commandName: entry.commandName,
+        error: String(failure),
+      });
     }
     const previous = this.#appliedIndex;
     this.#appliedIndex = entry.index;
+    this.#stats.count("entriesApplied");
     this.#lastCommandName = entry.commandName;
     this.#entriesSinceSnapshot++;
     this.#bytesSinceSnapshot += entry.command.length;
@@ -1269,7 +1386,7 @@ export class Server implements RaftHandler {
       this.takeSnapshot().catch((error) => {
         // A snapshot cut short by stop() is simply not taken.
         if (this.#phase === "running") {
-          warn(`${this.name}: automatic snapshot failed: ${String(error)}`);
+          this.#logger.warn(`${this.name}: automatic snapshot failed`, { error: String(error) });
         }
       });
     }
@@ -1338,6 +1455,7 @@ export class Server implements RaftHandler {
       const term = this.#core.term;
       const sender = { name: this.name };
       const base = { term, leaderName: this.name, lastIndex, lastTerm: stored.meta.lastTerm };
+      this.#stats.sent("requestSnapshot", 0);
       const announce = await this.#transporter.sendSnapshotRequest(sender, peer, {
         ...base,
         size: data.length,
@@ -1360,6 +1478,7 @@ export class Server implements RaftHandler {
         const done = end === data.length;
         let response: SnapshotRecoveryResponse;
         try {
+          this.#stats.sent("snapshotRecoveryRequest", end - offset);
           response = await this.#transporter.sendSnapshotRecoveryRequest(sender, peer, {
             ...base,
             peers: stored.meta.peers,
@@ -1381,12 +1500,16 @@ export class Server implements RaftHandler {
         }
         if (done) {
           ok = true;
+          this.#stats.count("snapshotsSent");
           return;
         }
         offset = end;
       }
     } catch (error) {
-      log(DEBUG, `${this.name}: sending snapshot to ${peer.name} failed: ${String(error)}`);
+      this.#logger.debug(`${this.name}: sending a snapshot failed`, {
+        to: peer.name,
+        error: String(error),
+      });
     } finally {
       this.#sendingSnapshotTo.delete(peer.name);
       if (this.#phase === "running" && this.#generation === generation) {
@@ -1408,10 +1531,19 @@ export class Server implements RaftHandler {
       try {
         (listener as unknown as RaftEventListener<K, Server>)(event);
       } catch (error) {
-        warn(`${this.name}: a ${type} listener threw: ${String(error)}`);
+        this.#logger.warn(`${this.name}: an event listener threw`, {
+          type,
+          error: String(error),
+        });
       }
     }
   }
+}
+
+function entryBytes(entries: LogEntry[]): number {
+  let bytes = 0;
+  for (const entry of entries) bytes += entry.command.length;
+  return bytes;
 }
 
 async function readAll(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> {

@@ -85,4 +85,9 @@ export interface Transporter {
     req: TimeoutNowRequest,
     options?: SendOptions,
   ): Promise<TimeoutNowResponse>;
+  /**
+   * Optional: releases connections and listeners. Called by `Server.stop()` when the
+   * server's `closeTransporterOnStop` option is set.
+   */
+  close?(): void | Promise<void>;
 }

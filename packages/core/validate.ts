@@ -1,3 +1,4 @@
+import { DEFAULT_ELECTION_TIMEOUT, DEFAULT_HEARTBEAT_INTERVAL } from "./constants.ts";
 import { InvalidMessageError } from "./errors.ts";
 import type {
   AppendEntriesRequest,
@@ -141,5 +142,76 @@ export function validatePeer(peer: PeerInfo): void {
   }
   if (typeof peer.connectionString !== "string") {
     throw new TypeError(`Peer ${peer.name} needs a connection string`);
+  }
+}
+
+/** The options {@link validateServerOptions} reads (ServerOptions, without importing it). */
+interface CheckedServerOptions {
+  name?: unknown;
+  transporter?: unknown;
+  storage?: unknown;
+  peers?: PeerInfo[];
+  electionTimeoutMs?: number;
+  heartbeatIntervalMs?: number;
+  leaseClockDrift?: number;
+  maxInflightMessages?: number;
+  maxInflightBytes?: number;
+  snapshotThreshold?: number;
+  snapshotThresholdBytes?: number;
+  trailingLogEntries?: number;
+  snapshotChunkBytes?: number;
+  maxMessageDelayMs?: number;
+}
+
+/**
+ * Checks a server's options; the error names the option.
+ * @throws TypeError for a missing or mistyped option, RangeError for one out of range
+ */
+export function validateServerOptions(options: CheckedServerOptions): void {
+  if (typeof options.name !== "string" || options.name === "") {
+    throw new TypeError("ServerOptions.name must be a non-empty string");
+  }
+  if (!options.transporter) throw new TypeError("ServerOptions.transporter is required");
+  if (!options.storage) throw new TypeError("ServerOptions.storage is required");
+  const seen = new Set<string>();
+  for (const peer of options.peers ?? []) {
+    validatePeer(peer);
+    if (seen.has(peer.name)) {
+      throw new RangeError(`ServerOptions.peers names ${peer.name} twice`);
+    }
+    seen.add(peer.name);
+  }
+  const number = (
+    field: keyof CheckedServerOptions,
+    check: (value: number) => boolean,
+    rule: string,
+  ): void => {
+    const value = options[field];
+    if (value === undefined) return;
+    if (typeof value !== "number" || !check(value)) {
+      throw new RangeError(`ServerOptions.${field} must be ${rule}, got ${String(value)}`);
+    }
+  };
+  const positive = (value: number) => Number.isFinite(value) && value > 0;
+  const positiveInteger = (value: number) => Number.isSafeInteger(value) && value > 0;
+  const nonNegativeInteger = (value: number) => Number.isSafeInteger(value) && value >= 0;
+  number("electionTimeoutMs", positive, "a positive number of ms");
+  number("heartbeatIntervalMs", positive, "a positive number of ms");
+  number("maxMessageDelayMs", positive, "a positive number of ms");
+  number("leaseClockDrift", (v) => v >= 0 && v < 1, "in [0, 1)");
+  number("maxInflightMessages", positiveInteger, "a positive integer");
+  number("maxInflightBytes", positiveInteger, "a positive integer");
+  number("snapshotChunkBytes", positiveInteger, "a positive integer");
+  number("snapshotThreshold", nonNegativeInteger, "a non-negative integer (0 disables)");
+  number("snapshotThresholdBytes", nonNegativeInteger, "a non-negative integer (0 disables)");
+  number("trailingLogEntries", nonNegativeInteger, "a non-negative integer");
+  const election = options.electionTimeoutMs ?? DEFAULT_ELECTION_TIMEOUT;
+  const heartbeat = options.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL;
+  if (!(election > 2 * heartbeat)) {
+    // Followers must hear at least two heartbeats per election timeout, or one late
+    // heartbeat starts an election against a healthy leader.
+    throw new RangeError(
+      `ServerOptions.electionTimeoutMs (${election}) must exceed twice heartbeatIntervalMs (${heartbeat})`,
+    );
   }
 }
