@@ -4,6 +4,11 @@
  * a file system). The message kind is not part of the payload; transports carry it in their
  * own framing (a URL path, a frame header).
  *
+ * {@link RPCS} is the one table of the five RPCs that every transport (TCP, HTTP, memory)
+ * dispatches through: request and response kinds, the {@link RaftHandler} method that
+ * serves the request, its timeout class and its HTTP path. The defaults transports share
+ * (timeouts, reconnect backoff, in-flight bound) are the `DEFAULT_*` constants below.
+ *
  * Decoding is hostile-input safe: it throws nothing but {@link WireError}, and what it
  * returns is a plain object whose every field has been checked (types, safe integers,
  * bounded strings) with byte arrays copied out of the input buffer.
@@ -11,6 +16,7 @@
  */
 import protobuf from "protobufjs/light.js";
 import { WireError } from "./errors.ts";
+import type { RaftHandler } from "./transporter.ts";
 import type {
   AppendEntriesRequest,
   AppendEntriesResponse,
@@ -93,6 +99,230 @@ export const MESSAGE_KINDS: readonly MessageKind[] = Object.freeze([
  * ```
  */
 export const DEFAULT_MAX_MESSAGE_BYTES: number = 64 * 1024 * 1024;
+
+/**
+ * Default time a transport lets an RPC take, connecting included, before the send
+ * rejects with `TransportError` (the `"default"` {@link RpcTimeoutClass}).
+ * @example
+ * ```ts
+ * import { DEFAULT_RPC_TIMEOUT_MS } from "@tsraft/core";
+ * if (DEFAULT_RPC_TIMEOUT_MS !== 2000) throw new Error("unexpected");
+ * ```
+ */
+export const DEFAULT_RPC_TIMEOUT_MS = 2000;
+
+/**
+ * Default time a transport lets one snapshot chunk take (the `"snapshot"`
+ * {@link RpcTimeoutClass}): chunks are large and the receiver writes them to storage.
+ * @example
+ * ```ts
+ * import { DEFAULT_SNAPSHOT_RPC_TIMEOUT_MS } from "@tsraft/core";
+ * if (DEFAULT_SNAPSHOT_RPC_TIMEOUT_MS !== 30_000) throw new Error("unexpected");
+ * ```
+ */
+export const DEFAULT_SNAPSHOT_RPC_TIMEOUT_MS = 30_000;
+
+/**
+ * Default first delay before a connection-oriented transport reconnects to a peer after a
+ * failed attempt; it doubles with each further failure up to
+ * {@link DEFAULT_MAX_RECONNECT_DELAY_MS}.
+ * @example
+ * ```ts
+ * import { DEFAULT_MIN_RECONNECT_DELAY_MS } from "@tsraft/core";
+ * if (DEFAULT_MIN_RECONNECT_DELAY_MS !== 50) throw new Error("unexpected");
+ * ```
+ */
+export const DEFAULT_MIN_RECONNECT_DELAY_MS = 50;
+
+/**
+ * Default longest delay between a transport's connection attempts to one peer.
+ * @example
+ * ```ts
+ * import { DEFAULT_MAX_RECONNECT_DELAY_MS } from "@tsraft/core";
+ * if (DEFAULT_MAX_RECONNECT_DELAY_MS !== 2000) throw new Error("unexpected");
+ * ```
+ */
+export const DEFAULT_MAX_RECONNECT_DELAY_MS = 2000;
+
+/**
+ * Default number of requests a transport serves at once per incoming connection before
+ * it stops reading from it (backpressure on a peer that pipelines faster than the
+ * handler keeps up).
+ * @example
+ * ```ts
+ * import { DEFAULT_MAX_IN_FLIGHT_PER_CONNECTION } from "@tsraft/core";
+ * if (DEFAULT_MAX_IN_FLIGHT_PER_CONNECTION !== 256) throw new Error("unexpected");
+ * ```
+ */
+export const DEFAULT_MAX_IN_FLIGHT_PER_CONNECTION = 256;
+
+/**
+ * For each RPC, named by the kind of its request: the kind of its response and the
+ * {@link RaftHandler} method that serves it.
+ */
+export interface RpcMap {
+  /** AppendEntries, served by `RaftHandler.appendEntries`. */
+  appendEntriesRequest: { response: "appendEntriesResponse"; method: "appendEntries" };
+  /** RequestVote (and pre-vote), served by `RaftHandler.requestVote`. */
+  requestVoteRequest: { response: "requestVoteResponse"; method: "requestVote" };
+  /** Snapshot announcement, served by `RaftHandler.requestSnapshot`. */
+  snapshotRequest: { response: "snapshotResponse"; method: "requestSnapshot" };
+  /** One snapshot chunk, served by `RaftHandler.snapshotRecoveryRequest`. */
+  snapshotRecoveryRequest: {
+    response: "snapshotRecoveryResponse";
+    method: "snapshotRecoveryRequest";
+  };
+  /** TimeoutNow (leadership transfer), served by `RaftHandler.timeoutNow`. */
+  timeoutNowRequest: { response: "timeoutNowResponse"; method: "timeoutNow" };
+}
+
+/** The message kind of each RPC's request; an RPC is named by it. */
+export type RequestKind = keyof RpcMap;
+
+/** The message kind of the response to `K`. */
+export type ResponseKind<K extends RequestKind = RequestKind> = RpcMap[K]["response"];
+
+/** The {@link RaftHandler} methods that serve RPCs. */
+export type RpcMethod = RpcMap[RequestKind]["method"];
+
+/**
+ * How long a transport lets an RPC take: `"default"` for the small, latency-bound RPCs
+ * ({@link DEFAULT_RPC_TIMEOUT_MS}), `"snapshot"` for snapshot chunks
+ * ({@link DEFAULT_SNAPSHOT_RPC_TIMEOUT_MS}).
+ */
+export type RpcTimeoutClass = "default" | "snapshot";
+
+/** One row of {@link RPCS}: everything a transport needs to carry and serve one RPC. */
+export interface Rpc<K extends RequestKind = RequestKind> {
+  /** Kind of the request message; also the RPC's name. */
+  readonly request: K;
+  /** Kind of the response message. */
+  readonly response: ResponseKind<K>;
+  /** The {@link RaftHandler} method that serves the request. */
+  readonly method: RpcMap[K]["method"];
+  /** Which of a transport's timeouts applies. */
+  readonly timeout: RpcTimeoutClass;
+  /** Last segment of the RPC's HTTP path, after the transport's prefix (no slash). */
+  readonly path: string;
+  /**
+   * Hands `request` to `handler`'s {@link Rpc.method}; the pairing of request, method and
+   * response is checked by the compiler here, so transports need no casts.
+   * @param handler the receiving server
+   * @param request a decoded request
+   * @returns the handler's response
+   */
+  serve(handler: RaftHandler, request: MessageMap[K]): Promise<MessageMap[ResponseKind<K>]>;
+}
+
+/**
+ * The one table of the RPCs, keyed by request kind, that every transport dispatches
+ * through instead of keeping its own routes. Adding an RPC here (and to {@link RpcMap},
+ * {@link MESSAGE_KINDS} and `RaftHandler`) is the whole of teaching the transports it.
+ * @example
+ * ```ts
+ * import { RPCS } from "@tsraft/core";
+ * const rpc = RPCS.snapshotRecoveryRequest;
+ * if (rpc.response !== "snapshotRecoveryResponse" || rpc.timeout !== "snapshot") {
+ *   throw new Error("unexpected row");
+ * }
+ * if (RPCS.appendEntriesRequest.path !== "appendEntries") throw new Error("unexpected path");
+ * ```
+ */
+export const RPCS: { readonly [K in RequestKind]: Rpc<K> } = Object.freeze({
+  appendEntriesRequest: Object.freeze({
+    request: "appendEntriesRequest",
+    response: "appendEntriesResponse",
+    method: "appendEntries",
+    timeout: "default",
+    path: "appendEntries",
+    serve: (handler: RaftHandler, request: AppendEntriesRequest) => handler.appendEntries(request),
+  }),
+  requestVoteRequest: Object.freeze({
+    request: "requestVoteRequest",
+    response: "requestVoteResponse",
+    method: "requestVote",
+    timeout: "default",
+    path: "requestVote",
+    serve: (handler: RaftHandler, request: RequestVoteRequest) => handler.requestVote(request),
+  }),
+  snapshotRequest: Object.freeze({
+    request: "snapshotRequest",
+    response: "snapshotResponse",
+    method: "requestSnapshot",
+    timeout: "default",
+    path: "snapshot",
+    serve: (handler: RaftHandler, request: SnapshotRequest) => handler.requestSnapshot(request),
+  }),
+  snapshotRecoveryRequest: Object.freeze({
+    request: "snapshotRecoveryRequest",
+    response: "snapshotRecoveryResponse",
+    method: "snapshotRecoveryRequest",
+    // Raft §7: InstallSnapshot chunks are large and the receiver writes each one to
+    // storage before answering, so a chunk may take far longer than a heartbeat.
+    timeout: "snapshot",
+    path: "snapshotRecovery",
+    serve: (handler: RaftHandler, request: SnapshotRecoveryRequest) =>
+      handler.snapshotRecoveryRequest(request),
+  }),
+  timeoutNowRequest: Object.freeze({
+    request: "timeoutNowRequest",
+    response: "timeoutNowResponse",
+    method: "timeoutNow",
+    timeout: "default",
+    path: "timeoutNow",
+    serve: (handler: RaftHandler, request: TimeoutNowRequest) => handler.timeoutNow(request),
+  }),
+});
+
+/**
+ * Every {@link RequestKind}, in {@link MESSAGE_KINDS} order.
+ * @example
+ * ```ts
+ * import { REQUEST_KINDS } from "@tsraft/core";
+ * if (REQUEST_KINDS.length !== 5) throw new Error("unexpected");
+ * ```
+ */
+export const REQUEST_KINDS: readonly RequestKind[] = Object.freeze(
+  MESSAGE_KINDS.filter((kind): kind is RequestKind => Object.hasOwn(RPCS, kind)),
+);
+
+/**
+ * Whether `kind` names an RPC's request (and so a row of {@link RPCS}).
+ * @param kind any string, e.g. a kind read off the wire
+ * @returns `true` for the five request kinds
+ * @example
+ * ```ts
+ * import { isRequestKind } from "@tsraft/core";
+ * if (!isRequestKind("timeoutNowRequest") || isRequestKind("timeoutNowResponse")) {
+ *   throw new Error("unexpected");
+ * }
+ * ```
+ */
+export function isRequestKind(kind: string): kind is RequestKind {
+  return Object.hasOwn(RPCS, kind);
+}
+
+const RPC_BY_METHOD: ReadonlyMap<string, Rpc> = new Map(
+  REQUEST_KINDS.map((kind) => [RPCS[kind].method, RPCS[kind] as Rpc]),
+);
+
+/**
+ * The row of {@link RPCS} served by a {@link RaftHandler} method, for transports that
+ * name RPCs by method (the memory transport does).
+ * @param method a handler method name, e.g. `"requestSnapshot"`
+ * @returns the RPC's row
+ * @throws {TypeError} when `method` serves no RPC
+ * @example
+ * ```ts
+ * import { rpcOfMethod } from "@tsraft/core";
+ * if (rpcOfMethod("requestSnapshot").request !== "snapshotRequest") throw new Error("unexpected");
+ * ```
+ */
+export function rpcOfMethod(method: RpcMethod): Rpc {
+  const rpc = RPC_BY_METHOD.get(method);
+  if (rpc === undefined) throw new TypeError(`No RPC is served by ${JSON.stringify(method)}`);
+  return rpc;
+}
 
 /** Longest string field (names, command names, connection strings) accepted, in UTF-16 units. */
 const MAX_STRING_LENGTH = 4096;

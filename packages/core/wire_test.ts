@@ -2,13 +2,23 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { WireError } from "./errors.ts";
 import { SeededRandom } from "./testing/seeded_random.ts";
+import type { RaftHandler } from "./transporter.ts";
 import {
   decodeMessage,
+  DEFAULT_MAX_IN_FLIGHT_PER_CONNECTION,
   DEFAULT_MAX_MESSAGE_BYTES,
+  DEFAULT_MAX_RECONNECT_DELAY_MS,
+  DEFAULT_MIN_RECONNECT_DELAY_MS,
+  DEFAULT_RPC_TIMEOUT_MS,
+  DEFAULT_SNAPSHOT_RPC_TIMEOUT_MS,
   encodeMessage,
+  isRequestKind,
   MESSAGE_KINDS,
   type MessageKind,
   type MessageMap,
+  REQUEST_KINDS,
+  rpcOfMethod,
+  RPCS,
 } from "./wire.ts";
 
 const MAX = Number.MAX_SAFE_INTEGER;
@@ -338,6 +348,73 @@ describe("wire codec", () => {
     }
     // Both outcomes must occur, or the fuzzer is not exercising the decoder.
     assert.ok(accepted > 0 && accepted < iterations, `accepted ${accepted}`);
+  });
+});
+
+describe("RPC table", () => {
+  test("RPCS has one row per request kind, pairing it with its response in MESSAGE_KINDS", () => {
+    const requests = MESSAGE_KINDS.filter((kind) => kind.endsWith("Request"));
+    assert.deepEqual(REQUEST_KINDS, requests);
+    assert.deepEqual(Object.keys(RPCS).sort(), [...requests].sort());
+    for (const kind of REQUEST_KINDS) {
+      const rpc = RPCS[kind];
+      assert.equal(rpc.request, kind);
+      assert.equal(rpc.response, kind.replace(/Request$/, "Response"));
+      // Frame codes are MESSAGE_KINDS positions: each response follows its request.
+      assert.equal(MESSAGE_KINDS.indexOf(rpc.response), MESSAGE_KINDS.indexOf(kind) + 1);
+      assert.ok(isRequestKind(kind));
+      assert.ok(!isRequestKind(rpc.response));
+      assert.ok(Object.isFrozen(rpc));
+    }
+    assert.ok(Object.isFrozen(RPCS));
+    assert.ok(!isRequestKind("toString"));
+  });
+
+  test("RPCS names distinct handler methods and HTTP paths; only snapshot chunks get the long timeout", () => {
+    const rows = REQUEST_KINDS.map((kind) => RPCS[kind]);
+    assert.equal(new Set(rows.map((rpc) => rpc.method)).size, rows.length);
+    assert.equal(new Set(rows.map((rpc) => rpc.path)).size, rows.length);
+    assert.deepEqual(rows.map((rpc) => rpc.path), [
+      "appendEntries",
+      "requestVote",
+      "snapshot",
+      "snapshotRecovery",
+      "timeoutNow",
+    ]);
+    assert.deepEqual(
+      rows.filter((rpc) => rpc.timeout === "snapshot").map((rpc) => rpc.request),
+      ["snapshotRecoveryRequest"],
+    );
+    for (const rpc of rows) assert.equal(rpcOfMethod(rpc.method), rpc);
+    assert.throws(() => rpcOfMethod("name" as never), TypeError);
+  });
+
+  test("Rpc.serve() hands the request to its handler method and returns its answer", async () => {
+    const calls: string[] = [];
+    const handler = { name: "h" } as Record<string, unknown>;
+    for (const kind of REQUEST_KINDS) {
+      const { method, response } = RPCS[kind];
+      handler[method] = function (this: unknown, request: unknown) {
+        assert.equal(this, handler, `${method} called without its handler as this`);
+        calls.push(method);
+        return Promise.resolve({ response, request });
+      };
+    }
+    for (const kind of REQUEST_KINDS) {
+      const request = SAMPLES[kind][0]!;
+      const rpc = RPCS[kind];
+      const answer = await rpc.serve(handler as unknown as RaftHandler, request as never);
+      assert.deepEqual(answer, { response: rpc.response, request });
+    }
+    assert.deepEqual(calls, REQUEST_KINDS.map((kind) => RPCS[kind].method));
+  });
+
+  test("transport defaults keep their documented values", () => {
+    assert.equal(DEFAULT_RPC_TIMEOUT_MS, 2000);
+    assert.equal(DEFAULT_SNAPSHOT_RPC_TIMEOUT_MS, 30_000);
+    assert.equal(DEFAULT_MIN_RECONNECT_DELAY_MS, 50);
+    assert.equal(DEFAULT_MAX_RECONNECT_DELAY_MS, 2000);
+    assert.equal(DEFAULT_MAX_IN_FLIGHT_PER_CONNECTION, 256);
   });
 });
 
