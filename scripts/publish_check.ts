@@ -108,13 +108,38 @@ export interface Member {
   entrypoints: string[];
 }
 
-/** The workspace members of the root deno.json that declare a name and exports. */
+/**
+ * The workspace members that declare a name and exports in their deno.json: those of the root
+ * deno.json's `workspace`, then those of the root package.json's `workspaces` (Deno reads both,
+ * so `deno publish` does too; `dir/*` patterns are expanded).
+ */
 export function libraryMembers(): Member[] {
   const rootConfig = JSON.parse(Deno.readTextFileSync(`${root}deno.json`));
+  const npmConfig = JSON.parse(Deno.readTextFileSync(`${root}package.json`));
+  const dirs: string[] = [];
+  const patterns = [...(rootConfig.workspace ?? []), ...(npmConfig.workspaces ?? [])] as string[];
+  for (const pattern of patterns) {
+    const path = pattern.replace(/^\.\//, "").replace(/\/$/, "");
+    if (path.endsWith("/*")) {
+      const parent = path.slice(0, -2);
+      const children = [...Deno.readDirSync(`${root}${parent}`)]
+        .filter((entry) => entry.isDirectory)
+        .map((entry) => `${root}${parent}/${entry.name}`)
+        .sort();
+      dirs.push(...children);
+    } else {
+      dirs.push(`${root}${path}`);
+    }
+  }
   const members: Member[] = [];
-  for (const member of rootConfig.workspace as string[]) {
-    const dir = `${root}${member.replace(/^\.\//, "")}`;
-    const config = JSON.parse(Deno.readTextFileSync(`${dir}/deno.json`));
+  for (const dir of new Set(dirs)) {
+    let config;
+    try {
+      config = JSON.parse(Deno.readTextFileSync(`${dir}/deno.json`));
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) continue;
+      throw error;
+    }
     if (typeof config.name !== "string" || config.exports === undefined) continue;
     const exports: Record<string, string> = typeof config.exports === "string"
       ? { ".": config.exports }
