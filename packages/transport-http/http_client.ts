@@ -1,10 +1,13 @@
 import * as http from "node:http";
 import * as https from "node:https";
-import { DEFAULT_MAX_MESSAGE_BYTES, TransportError } from "@tsraft/core";
+import { DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_RPC_TIMEOUT_MS, TransportError } from "@tsraft/core";
 import { concatChunks, readBodyLimited } from "./_body.ts";
 
-/** Default per-request timeout of {@link makeHttpClient} and `HttpTransporter`. */
-export const DEFAULT_HTTP_TIMEOUT_MS = 2000;
+/**
+ * Default per-request timeout of {@link makeHttpClient} and `HttpTransporter`: core's
+ * `DEFAULT_RPC_TIMEOUT_MS` (2000 ms), the default of every transport.
+ */
+export const DEFAULT_HTTP_TIMEOUT_MS: number = DEFAULT_RPC_TIMEOUT_MS;
 
 /** Default bound on a response body read by {@link makeHttpClient}: the wire codec's bound. */
 export const DEFAULT_MAX_RESPONSE_BYTES: number = DEFAULT_MAX_MESSAGE_BYTES;

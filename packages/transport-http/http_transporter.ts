@@ -5,12 +5,16 @@ import {
   DEFAULT_MAX_MESSAGE_BYTES,
   encodeMessage,
   InvalidMessageError,
-  type MessageKind,
   type MessageMap,
   type PeerInfo,
   type RaftHandler,
+  REQUEST_KINDS,
+  type RequestKind,
   type RequestVoteRequest,
   type RequestVoteResponse,
+  type ResponseKind,
+  type Rpc,
+  RPCS,
   type SendOptions,
   type SnapshotRecoveryRequest,
   type SnapshotRecoveryResponse,
@@ -72,40 +76,6 @@ export interface HttpTransporterOptions {
    */
   client?: HttpClient;
 }
-
-interface Route<Req extends MessageKind, Res extends MessageKind> {
-  requestKind: Req;
-  responseKind: Res;
-  handle(server: RaftHandler, request: MessageMap[Req]): Promise<MessageMap[Res]>;
-}
-
-// Writing each route out keeps the pairing of request kind, response kind and handler
-// checked by the compiler.
-const APPEND_ENTRIES: Route<"appendEntriesRequest", "appendEntriesResponse"> = {
-  requestKind: "appendEntriesRequest",
-  responseKind: "appendEntriesResponse",
-  handle: (server, request) => server.appendEntries(request),
-};
-const REQUEST_VOTE: Route<"requestVoteRequest", "requestVoteResponse"> = {
-  requestKind: "requestVoteRequest",
-  responseKind: "requestVoteResponse",
-  handle: (server, request) => server.requestVote(request),
-};
-const SNAPSHOT: Route<"snapshotRequest", "snapshotResponse"> = {
-  requestKind: "snapshotRequest",
-  responseKind: "snapshotResponse",
-  handle: (server, request) => server.requestSnapshot(request),
-};
-const SNAPSHOT_RECOVERY: Route<"snapshotRecoveryRequest", "snapshotRecoveryResponse"> = {
-  requestKind: "snapshotRecoveryRequest",
-  responseKind: "snapshotRecoveryResponse",
-  handle: (server, request) => server.snapshotRecoveryRequest(request),
-};
-const TIMEOUT_NOW: Route<"timeoutNowRequest", "timeoutNowResponse"> = {
-  requestKind: "timeoutNowRequest",
-  responseKind: "timeoutNowResponse",
-  handle: (server, request) => server.timeoutNow(request),
-};
 
 const textEncoder = new TextEncoder();
 
@@ -228,27 +198,27 @@ export class HttpTransporter implements Transporter {
 
   /** Path of the AppendEntries route, e.g. `"/raft/appendEntries"`. */
   get appendEntriesPath(): string {
-    return `${this.#prefix}/appendEntries`;
+    return this.#pathOf(RPCS.appendEntriesRequest);
   }
 
   /** Path of the RequestVote route, e.g. `"/raft/requestVote"`. */
   get requestVotePath(): string {
-    return `${this.#prefix}/requestVote`;
+    return this.#pathOf(RPCS.requestVoteRequest);
   }
 
   /** Path of the snapshot announcement route, e.g. `"/raft/snapshot"`. */
   get snapshotPath(): string {
-    return `${this.#prefix}/snapshot`;
+    return this.#pathOf(RPCS.snapshotRequest);
   }
 
   /** Path of the snapshot chunk route, e.g. `"/raft/snapshotRecovery"`. */
   get snapshotRecoveryPath(): string {
-    return `${this.#prefix}/snapshotRecovery`;
+    return this.#pathOf(RPCS.snapshotRecoveryRequest);
   }
 
   /** Path of the TimeoutNow route, e.g. `"/raft/timeoutNow"`. */
   get timeoutNowPath(): string {
-    return `${this.#prefix}/timeoutNow`;
+    return this.#pathOf(RPCS.timeoutNowRequest);
   }
 
   /**
@@ -259,11 +229,7 @@ export class HttpTransporter implements Transporter {
    * @param app the Hono app to mount the routes on
    */
   install(server: RaftHandler, app: HonoLike): void {
-    this.#mount(app, this.appendEntriesPath, server, APPEND_ENTRIES);
-    this.#mount(app, this.requestVotePath, server, REQUEST_VOTE);
-    this.#mount(app, this.snapshotPath, server, SNAPSHOT);
-    this.#mount(app, this.snapshotRecoveryPath, server, SNAPSHOT_RECOVERY);
-    this.#mount(app, this.timeoutNowPath, server, TIMEOUT_NOW);
+    for (const kind of REQUEST_KINDS) this.#mount(app, server, RPCS[kind]);
   }
 
   /**
@@ -281,7 +247,7 @@ export class HttpTransporter implements Transporter {
     req: RequestVoteRequest,
     options?: SendOptions,
   ): Promise<RequestVoteResponse> {
-    return this.#send(sender, peer, this.requestVotePath, REQUEST_VOTE, req, options);
+    return this.#send(sender, peer, RPCS.requestVoteRequest, req, options);
   }
 
   /** Sends AppendEntries to `peer`. @throws {TransportError} when no valid answer arrives */
@@ -291,7 +257,7 @@ export class HttpTransporter implements Transporter {
     req: AppendEntriesRequest,
     options?: SendOptions,
   ): Promise<AppendEntriesResponse> {
-    return this.#send(sender, peer, this.appendEntriesPath, APPEND_ENTRIES, req, options);
+    return this.#send(sender, peer, RPCS.appendEntriesRequest, req, options);
   }
 
   /** Sends a snapshot announcement. @throws {TransportError} when no valid answer arrives */
@@ -301,7 +267,7 @@ export class HttpTransporter implements Transporter {
     req: SnapshotRequest,
     options?: SendOptions,
   ): Promise<SnapshotResponse> {
-    return this.#send(sender, peer, this.snapshotPath, SNAPSHOT, req, options);
+    return this.#send(sender, peer, RPCS.snapshotRequest, req, options);
   }
 
   /** Sends one snapshot chunk. @throws {TransportError} when no valid answer arrives */
@@ -311,7 +277,7 @@ export class HttpTransporter implements Transporter {
     req: SnapshotRecoveryRequest,
     options?: SendOptions,
   ): Promise<SnapshotRecoveryResponse> {
-    return this.#send(sender, peer, this.snapshotRecoveryPath, SNAPSHOT_RECOVERY, req, options);
+    return this.#send(sender, peer, RPCS.snapshotRecoveryRequest, req, options);
   }
 
   /** Sends TimeoutNow to `peer`. @throws {TransportError} when no valid answer arrives */
@@ -321,21 +287,22 @@ export class HttpTransporter implements Transporter {
     req: TimeoutNowRequest,
     options?: SendOptions,
   ): Promise<TimeoutNowResponse> {
-    return this.#send(sender, peer, this.timeoutNowPath, TIMEOUT_NOW, req, options);
+    return this.#send(sender, peer, RPCS.timeoutNowRequest, req, options);
   }
 
-  async #send<Req extends MessageKind, Res extends MessageKind>(
+  // The client owns one timeout for every RPC, so the table's timeout class is not used
+  // here: a snapshot chunk gets the same deadline as a heartbeat (see makeHttpClient).
+  async #send<K extends RequestKind>(
     sender: TransportSender,
     peer: PeerInfo,
-    path: string,
-    route: Route<Req, Res>,
-    request: MessageMap[Req],
+    rpc: Rpc<K>,
+    request: MessageMap[K],
     options: SendOptions | undefined,
-  ): Promise<MessageMap[Res]> {
-    const url = this.#baseUrl(peer) + path;
+  ): Promise<MessageMap[ResponseKind<K>]> {
+    const url = this.#baseUrl(peer) + this.#pathOf(rpc);
     // A request that does not encode is the caller's bug, not the network's: its
     // TypeError/RangeError propagates as is.
-    const body = encodeMessage(route.requestKind, request);
+    const body = encodeMessage(rpc.request, request);
     const headers: Record<string, string> = {
       "content-type": PROTOBUF_CONTENT_TYPE,
       [SENDER_HEADER]: encodeURIComponent(sender.name),
@@ -352,14 +319,14 @@ export class HttpTransporter implements Transporter {
     if (response.status !== 200) {
       const reason = new TextDecoder().decode(response.body.subarray(0, 200));
       throw new TransportError(
-        `Peer ${peer.name} answered ${route.requestKind} with HTTP ${response.status}: ${reason}`,
+        `Peer ${peer.name} answered ${rpc.request} with HTTP ${response.status}: ${reason}`,
       );
     }
     try {
-      return decodeMessage(route.responseKind, response.body, { maxBytes: this.#maxBodyBytes });
+      return decodeMessage(rpc.response, response.body, { maxBytes: this.#maxBodyBytes });
     } catch (error) {
       throw new TransportError(
-        `Peer ${peer.name} sent an undecodable ${route.responseKind}: ${errorMessage(error)}`,
+        `Peer ${peer.name} sent an undecodable ${rpc.response}: ${errorMessage(error)}`,
         { cause: error },
       );
     }
@@ -376,18 +343,17 @@ export class HttpTransporter implements Transporter {
     return base;
   }
 
-  #mount<Req extends MessageKind, Res extends MessageKind>(
-    app: HonoLike,
-    path: string,
-    server: RaftHandler,
-    route: Route<Req, Res>,
-  ): void {
-    app.post(path, (c) => this.#serve(server, route, c.req.raw));
+  #pathOf(rpc: Rpc): string {
+    return `${this.#prefix}/${rpc.path}`;
   }
 
-  async #serve<Req extends MessageKind, Res extends MessageKind>(
+  #mount<K extends RequestKind>(app: HonoLike, server: RaftHandler, rpc: Rpc<K>): void {
+    app.post(this.#pathOf(rpc), (c) => this.#serve(server, rpc, c.req.raw));
+  }
+
+  async #serve<K extends RequestKind>(
     server: RaftHandler,
-    route: Route<Req, Res>,
+    rpc: Rpc<K>,
     request: Request,
   ): Promise<Response> {
     const refusal = this.#checkCredentials(request.headers);
@@ -399,37 +365,37 @@ export class HttpTransporter implements Transporter {
     try {
       bytes = await readBodyLimited(request, this.#maxBodyBytes);
     } catch (error) {
-      return plainText(400, `Cannot read ${route.requestKind} body: ${errorMessage(error)}`);
+      return plainText(400, `Cannot read ${rpc.request} body: ${errorMessage(error)}`);
     }
     if (bytes === undefined) {
-      return plainText(413, `${route.requestKind} body exceeds ${this.#maxBodyBytes} bytes`);
+      return plainText(413, `${rpc.request} body exceeds ${this.#maxBodyBytes} bytes`);
     }
-    let message: MessageMap[Req];
+    let message: MessageMap[K];
     try {
-      message = decodeMessage(route.requestKind, bytes, { maxBytes: this.#maxBodyBytes });
+      message = decodeMessage(rpc.request, bytes, { maxBytes: this.#maxBodyBytes });
     } catch (error) {
       // Any decode failure is the sender's fault; the codec's contract is to throw
       // WireError, and other errors are reported the same way rather than as a 500.
       const what = error instanceof WireError ? "Malformed" : "Undecodable";
-      return plainText(400, `${what} ${route.requestKind}: ${errorMessage(error)}`);
+      return plainText(400, `${what} ${rpc.request}: ${errorMessage(error)}`);
     }
-    let answer: MessageMap[Res];
+    let answer: MessageMap[ResponseKind<K>];
     try {
-      answer = await route.handle(server, message);
+      answer = await rpc.serve(server, message);
     } catch (error) {
       const status = error instanceof InvalidMessageError ? 400 : 500;
       return plainText(
         status,
-        `${server.name} failed ${route.requestKind}: ${errorMessage(error)}`,
+        `${server.name} failed ${rpc.request}: ${errorMessage(error)}`,
       );
     }
     let out: Uint8Array;
     try {
-      out = encodeMessage(route.responseKind, answer);
+      out = encodeMessage(rpc.response, answer);
     } catch (error) {
       return plainText(
         500,
-        `${server.name} produced an invalid ${route.responseKind}: ${errorMessage(error)}`,
+        `${server.name} produced an invalid ${rpc.response}: ${errorMessage(error)}`,
       );
     }
     return new Response(out as Uint8Array<ArrayBuffer>, {
