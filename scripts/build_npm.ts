@@ -140,6 +140,13 @@ export async function buildNpm(
     const dependencies = Object.fromEntries(
       Object.entries(source.dependencies ?? {}).filter(([name]) => !name.startsWith("@tsraft/")),
     );
+    // Every @tsraft package another one uses is a peer at this workspace's version: an app
+    // installs it beside, and gets one copy.
+    const peerDependencies = Object.fromEntries(
+      Object.keys({ ...source.dependencies, ...source.peerDependencies })
+        .filter((name) => name.startsWith("@tsraft/"))
+        .map((name) => [name, members.find((m) => m.name === name)?.version ?? member.version]),
+    );
     const manifest = {
       name: member.name,
       version: member.version,
@@ -151,9 +158,7 @@ export async function buildNpm(
         Object.entries(member.exports).map(([subpath, file]) => [subpath, exportEntry(file)]),
       ),
       ...(Object.keys(dependencies).length === 0 ? {} : { dependencies }),
-      ...(source.peerDependencies === undefined
-        ? {}
-        : { peerDependencies: source.peerDependencies }),
+      ...(Object.keys(peerDependencies).length === 0 ? {} : { peerDependencies }),
     };
     await Deno.writeTextFile(join(dir, "package.json"), JSON.stringify(manifest, null, 2) + "\n");
     for (const extra of [join(member.dir, "README.md"), join(root, "LICENSE")]) {
