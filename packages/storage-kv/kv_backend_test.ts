@@ -9,22 +9,31 @@ import { KvStorage } from "./mod.ts";
 interface DenoLike {
   openKv?: unknown;
 }
-const deno = (globalThis as { Deno?: DenoLike }).Deno;
-const onDeno = deno !== undefined && !("Bun" in globalThis);
+const deno = "Bun" in globalThis ? undefined : (globalThis as { Deno?: DenoLike }).Deno;
 
-/** Runs `body` as Deno does without `--unstable-kv` (no `Deno.openKv`), capturing warnings. */
+/**
+ * Runs `body` without `Deno.openKv` (as Deno runs without `--unstable-kv`; Node and Bun have
+ * no Deno at all) and returns what it passed to console.warn.
+ */
 async function withoutDenoKv(body: () => Promise<void>): Promise<string[]> {
-  const descriptor = Object.getOwnPropertyDescriptor(deno, "openKv");
+  const descriptor = deno && Object.getOwnPropertyDescriptor(deno, "openKv");
+  if (deno) Object.defineProperty(deno, "openKv", { value: undefined, configurable: true });
+  try {
+    return await capturingWarnings(body);
+  } finally {
+    if (deno && descriptor) Object.defineProperty(deno, "openKv", descriptor);
+    else if (deno) delete deno.openKv;
+  }
+}
+
+async function capturingWarnings(body: () => Promise<void>): Promise<string[]> {
   const warn = console.warn;
   const warnings: string[] = [];
-  Object.defineProperty(deno, "openKv", { value: undefined, configurable: true });
   console.warn = (...args: unknown[]) => void warnings.push(args.join(" "));
   try {
     await body();
   } finally {
     console.warn = warn;
-    if (descriptor) Object.defineProperty(deno, "openKv", descriptor);
-    else delete deno!.openKv;
   }
   return warnings;
 }
@@ -43,40 +52,41 @@ async function roundTrip(storage: KvStorage): Promise<void> {
   await storage.close();
 }
 
-test("KvStorage on Deno without --unstable-kv warns once, then uses @deno/kv", {
-  skip: onDeno ? false : "Deno only",
-}, async () => {
+async function inTempDir(body: (dir: string) => Promise<void>): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), "tsraft-kv-backend-"));
   try {
+    await body(dir);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+test("KvStorage without Deno.openKv uses @deno/kv, warning once on Deno; backend 'deno' throws", async () => {
+  await inTempDir(async (dir) => {
     const warnings = await withoutDenoKv(async () => {
       await roundTrip(new KvStorage({ path: join(dir, "a.sqlite") }));
       await roundTrip(new KvStorage({ path: join(dir, "b.sqlite") }));
       await roundTrip(new KvStorage({ path: join(dir, "c.sqlite"), backend: "npm" }));
       await assert.rejects(
         new KvStorage({ path: join(dir, "d.sqlite"), backend: "deno" }).open(),
-        (error: unknown) => error instanceof TypeError && /--unstable-kv/.test(error.message),
+        (error: unknown) =>
+          error instanceof TypeError &&
+          (deno ? /--unstable-kv/ : /not running on Deno/).test(error.message),
       );
     });
-    assert.deepEqual(warnings, [DENO_KV_FALLBACK_WARNING]);
+    // Node and Bun have no Deno KV: @deno/kv is what they are meant to use.
+    assert.deepEqual(warnings, deno ? [DENO_KV_FALLBACK_WARNING] : []);
     assert.match(DENO_KV_FALLBACK_WARNING, /--unstable-kv/);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
+  });
 });
 
-test("KvStorage with backend 'deno' opens Deno KV when it is enabled, silently", {
-  skip: onDeno && typeof deno?.openKv === "function" ? false : "Deno with --unstable-kv only",
-}, async () => {
-  const dir = await mkdtemp(join(tmpdir(), "tsraft-kv-backend-"));
-  const warn = console.warn;
-  const warnings: unknown[] = [];
-  console.warn = (...args: unknown[]) => void warnings.push(args);
-  try {
-    await roundTrip(new KvStorage({ path: join(dir, "a.sqlite"), backend: "deno" }));
-    await roundTrip(new KvStorage({ path: join(dir, "a.sqlite") }));
+test("KvStorage opens the runtime's own KV without a warning", async () => {
+  await inTempDir(async (dir) => {
+    const warnings = await capturingWarnings(async () => {
+      const native = typeof deno?.openKv === "function" ? "deno" : "npm";
+      await roundTrip(new KvStorage({ path: join(dir, "a.sqlite"), backend: native }));
+      await roundTrip(new KvStorage({ path: join(dir, "a.sqlite") }));
+    });
     assert.deepEqual(warnings, []);
-  } finally {
-    console.warn = warn;
-    await rm(dir, { recursive: true, force: true });
-  }
+  });
 });
