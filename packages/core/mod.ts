@@ -16,10 +16,16 @@
  *
  * @example A 3-node cluster in one process: one write, one linearizable read
  * ```ts
- * import { type Context, createServer, registerCommand, type Server } from "@tsraft/core";
+ * import {
+ *   type ApplyContext,
+ *   createServer,
+ *   defineCommand,
+ *   registerCommand,
+ *   type Server,
+ * } from "@tsraft/core";
  * import { MemoryNetwork, MemoryStorage } from "@tsraft/core/testing";
  *
- * // Each server's own state; snapshots are its bytes.
+ * // Each server's own state. save() and recovery() are its snapshot format.
  * class Counter {
  *   value = 0;
  *   save(): Uint8Array {
@@ -30,44 +36,40 @@
  *   }
  * }
  *
- * // A command is encoded as JSON in the log and applied on every server.
- * class AddCommand {
- *   static readonly commandName = "example:add";
- *   readonly commandName = AddCommand.commandName;
- *   constructor(readonly amount: number) {}
- *   static fromJSON(json: unknown): AddCommand {
- *     return new AddCommand((json as { amount: number }).amount);
- *   }
- *   apply(context: Context): number {
- *     return (context.server.stateMachine as Counter).value += this.amount;
- *   }
- * }
- * registerCommand(AddCommand);
+ * // A command is written to the log (as JSON) and applied, in log order, on every server.
+ * const Add = defineCommand({
+ *   name: "counter:add",
+ *   parse: (value) => value as { amount: number },
+ *   apply: ({ amount }: { amount: number }, { stateMachine }: ApplyContext<Counter>) =>
+ *     stateMachine.value += amount,
+ * });
+ * registerCommand(Add);
  *
- * const network = new MemoryNetwork(); // swap for TcpTransporter or HttpTransporter
+ * const network = new MemoryNetwork(); // or TcpTransporter, HttpTransporter
  * const names = ["a", "b", "c"];
- * const servers: Server[] = names.map((name) =>
+ * const servers: Server<Counter>[] = names.map((name) =>
  *   createServer({
  *     name,
  *     connectionString: `memory://${name}`,
  *     peers: names.filter((peer) => peer !== name)
  *       .map((peer) => ({ name: peer, connectionString: `memory://${peer}` })),
  *     transporter: network.transporter(),
- *     storage: new MemoryStorage(), // swap for FileStorage or KvStorage
+ *     storage: new MemoryStorage(), // or FileStorage, KvStorage
  *     stateMachine: new Counter(),
  *   })
  * );
  * for (const server of servers) network.register(server);
  * await Promise.all(servers.map((server) => server.start()));
  *
- * let leader: Server | undefined;
+ * let leader: Server<Counter> | undefined;
  * while ((leader = servers.find((server) => server.state === "leader")) === undefined) {
  *   await new Promise((resolve) => setTimeout(resolve, 10));
  * }
- * const total = await leader.do(new AddCommand(5), { signal: AbortSignal.timeout(5000) });
- * await leader.readIndex(); // everything committed before this call is now applied here
- * const read = (leader.stateMachine as Counter).value;
- * if (total !== 5 || read !== 5) throw new Error(`wrote ${total}, read ${read}`);
+ * // Resolves once a majority has the entry durably and the leader has applied it.
+ * const total = await leader.do(Add({ amount: 5 }), { signal: AbortSignal.timeout(5000) });
+ * // Everything committed before this call is now applied here: a linearizable read.
+ * await leader.readIndex();
+ * if (total !== 5 || leader.stateMachine?.value !== 5) throw new Error("not applied");
  * for (const server of servers) await server.stop();
  * ```
  * @module
