@@ -59,6 +59,17 @@ function runAndKill(dir: string, seed: number, killAfterMs: number): Promise<str
   });
 }
 
+/** The seed from TSRAFT_CRASH_SEED, else a fresh one. */
+function crashSeed(): number {
+  const text = process.env.TSRAFT_CRASH_SEED;
+  if (text === undefined || text === "") return Date.now() % 1_000_000;
+  const seed = Number(text);
+  if (!Number.isSafeInteger(seed) || seed < 0) {
+    throw new RangeError(`TSRAFT_CRASH_SEED must be a non-negative integer, got ${text}`);
+  }
+  return seed;
+}
+
 function apply(model: Model, lines: readonly string[]): void {
   for (const line of lines) {
     const [kind, ...rest] = line.split(" ");
@@ -78,8 +89,13 @@ function apply(model: Model, lines: readonly string[]): void {
 describe("FileStorage under kill -9", () => {
   test("every acknowledged entry survives SIGKILL at random moments", async () => {
     const dir = await mkdtemp(join(tmpdir(), "tsraft-crash-"));
-    // A new seed each run explores new kill points; it is in every failure message.
-    const seed = Date.now() % 1_000_000;
+    // A new seed each run explores new workloads and kill delays; TSRAFT_CRASH_SEED repeats
+    // one. The kill lands at a wall-clock moment, so a replay repeats the workload and the
+    // delays, not the exact byte the writer had reached.
+    const seed = crashSeed();
+    console.log(
+      `crash_test: seed ${seed} (replay: TSRAFT_CRASH_SEED=${seed} deno test -A packages/storage-file/crash_test.ts)`,
+    );
     const random = new SeededRandom(seed);
     const model: Model = { terms: new Map(), last: 0, pendingFrom: Infinity, hardTerm: 0 };
     try {
