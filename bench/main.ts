@@ -6,16 +6,21 @@
  * - (b) three processes over TCP with FileStorage (fsync on),
  * - (c) three processes over HTTP (Hono on Deno.serve) with FileStorage,
  * - (d) three processes over TCP with KvStorage,
+ * - (e) the kv example service (examples/kv) over its HTTP API, driven by wrk: PUT and
+ *   linearizable GET at 1 and 32 clients, to the leader and through a follower, with CPU
+ *   µs per request, beside the targets of issue 14 and a bare HTTP server's floor,
  *
  * next to the machine's limits measured in the same run (write 256 B + fdatasync, and a
  * loopback TCP round trip between processes), each cluster figure also given as a ratio to
  * them; then the adapters' micro-benchmarks. Prints tables and writes everything to
  * `.bench/results.json`.
  *
- * Run: `deno task bench [--quick] [--only a,b,c,d,limits,micro|tcp,http,file,kv]
- * [--profile] [--dir DIR] [--max-inflight N]`.
- * `--profile` writes a CPU profile of the leader of (b)-(d) per run to
+ * Run: `deno task bench [--quick] [--only a,b,c,d,e,limits,micro|tcp,http,file,kv]
+ * [--profile] [--dir DIR] [--max-inflight N] [--kv-baseline REV]`.
+ * `--profile` writes a CPU profile of the leader of (b)-(e) per run to
  * `.bench/<case>-c<clients>.cpuprofile` and prints its hottest functions.
+ * `--kv-baseline REV` also runs (e) on the kv service of git revision REV, case by case
+ * beside the current one.
  * @module
  */
 import { mkdir, readFile, writeFile } from "node:fs/promises";
@@ -27,6 +32,7 @@ import { type Limit, measureFdatasync, measureLoopbackRtt } from "./_limits.ts";
 import { type CpuProfile, summarizeProfile } from "./_profile.ts";
 import { round } from "./_load.ts";
 import { runtimeName } from "./_measure.ts";
+import { benchKvService, type KvServiceResults, printKvService } from "./kv_service_bench.ts";
 
 const CLUSTERS = {
   a: { label: "memory, 1 process" },
@@ -53,13 +59,15 @@ export interface BenchResults {
   limits: { fdatasync?: Limit; fdatasync3?: Limit; loopbackRtt?: Limit };
   clusters: Partial<Record<ClusterKey, { label: string; runs: ClusterRun[] }>>;
   micro: Record<string, Record<string, number>>;
+  /** Case (e), the kv example service over HTTP. */
+  kvService?: KvServiceResults;
   errors: string[];
 }
 
 /** Options of {@link runBenchmarks}. */
 export interface RunOptions {
   quick?: boolean;
-  /** Sections to run: a, b, c, d, limits, micro, tcp, http, file, kv. @default all */
+  /** Sections to run: a, b, c, d, e, limits, micro, tcp, http, file, kv. @default all */
   only?: string[];
   /** Write CPU profiles of the leaders of (b)-(d) with this path prefix. */
   profilePrefix?: string;
@@ -69,6 +77,8 @@ export interface RunOptions {
   print?: boolean;
   /** `maxInflightMessages` of the servers of (a)-(d). @default the server's default */
   maxInflightMessages?: number;
+  /** Git revision whose kv service (e) also measures, case by case. */
+  kvBaseline?: string;
 }
 
 /**
@@ -81,7 +91,7 @@ export async function runBenchmarks(options: RunOptions = {}): Promise<BenchResu
   const quick = options.quick ?? false;
   const print = options.print ?? true;
   const say = (text: string) => print && console.log(text);
-  const only = new Set(options.only ?? ["a", "b", "c", "d", "limits", "micro"]);
+  const only = new Set(options.only ?? ["a", "b", "c", "d", "e", "limits", "micro"]);
   const wants = (key: string) => only.has(key);
   const dir = options.dir ?? tmpdir();
   const durations = quick
@@ -107,7 +117,7 @@ export async function runBenchmarks(options: RunOptions = {}): Promise<BenchResu
   };
 
   const processClusters = (["b", "c", "d"] as const).filter(wants);
-  if (wants("limits") || processClusters.length > 0) {
+  if (wants("limits") || processClusters.length > 0 || wants("e")) {
     await attempt("fdatasync limit", async () => {
       say(`measuring write 256 B + fdatasync in ${dir} ...`);
       results.limits.fdatasync = await measureFdatasync(dir, durations.limitMs);
@@ -145,6 +155,20 @@ export async function runBenchmarks(options: RunOptions = {}): Promise<BenchResu
         ...(options.profilePrefix ? { profilePath: `${options.profilePrefix}${key}` } : {}),
       });
       results.clusters[key] = { label: spec.label, runs };
+    });
+  }
+
+  if (wants("e")) {
+    await attempt("kv service e", async () => {
+      say("case (e) kv service over HTTP, 3 processes, wrk ...");
+      results.kvService = await benchKvService({
+        durationMs: durations.durationMs,
+        warmupMs: durations.warmupMs,
+        parentDir: dir,
+        say,
+        ...(options.kvBaseline === undefined ? {} : { baseline: options.kvBaseline }),
+        ...(options.profilePrefix ? { profilePath: `${options.profilePrefix}e` } : {}),
+      });
     });
   }
 
@@ -216,6 +240,7 @@ function printResults(results: BenchResults, profilePrefix: string | undefined):
   }
   const rows = clusterRows(results);
   if (rows.length > 0) console.table(rows);
+  if (results.kvService) printKvService(results.kvService);
   for (const [key, cluster] of Object.entries(results.clusters)) {
     for (const run of cluster.runs) {
       if (run.leader === undefined) continue;
@@ -258,28 +283,27 @@ function printResults(results: BenchResults, profilePrefix: string | undefined):
 }
 
 async function printProfiles(prefix: string, results: BenchResults): Promise<void> {
-  for (const key of Object.keys(results.clusters)) {
-    if (key === "a") continue;
-    for (const clients of [1, 32]) {
-      const path = `${prefix}${key}-c${clients}.cpuprofile`;
-      let profile: CpuProfile;
-      try {
-        profile = JSON.parse(await readFile(path, "utf8")) as CpuProfile;
-      } catch {
-        continue;
-      }
-      const summary = summarizeProfile(profile, 12);
-      console.log(
-        `\nleader profile (${key}) ${clients} client(s): ${summary.totalMs} ms sampled, idle ${summary.idlePercent}%`,
-      );
-      console.log("  hottest functions (self time):");
-      for (const spot of summary.functions) {
-        console.log(`    ${String(spot.percent).padStart(5)}%  ${spot.name}`);
-      }
-      console.log("  by file:");
-      for (const spot of summary.files.slice(0, 8)) {
-        console.log(`    ${String(spot.percent).padStart(5)}%  ${spot.name}`);
-      }
+  const paths = Object.keys(results.clusters).filter((key) => key !== "a")
+    .flatMap((key) => [1, 32].map((clients) => `${prefix}${key}-c${clients}.cpuprofile`));
+  paths.push(...results.kvService?.profiles ?? []);
+  for (const path of paths) {
+    let profile: CpuProfile;
+    try {
+      profile = JSON.parse(await readFile(path, "utf8")) as CpuProfile;
+    } catch {
+      continue;
+    }
+    const summary = summarizeProfile(profile, 12);
+    console.log(
+      `\nleader profile ${path}: ${summary.totalMs} ms sampled, idle ${summary.idlePercent}%`,
+    );
+    console.log("  hottest functions (self time):");
+    for (const spot of summary.functions) {
+      console.log(`    ${String(spot.percent).padStart(5)}%  ${spot.name}`);
+    }
+    console.log("  by file:");
+    for (const spot of summary.files.slice(0, 8)) {
+      console.log(`    ${String(spot.percent).padStart(5)}%  ${spot.name}`);
     }
   }
 }
@@ -293,6 +317,7 @@ if (import.meta.main) {
       profile: { type: "boolean", default: false },
       dir: { type: "string" },
       "max-inflight": { type: "string" },
+      "kv-baseline": { type: "string" },
     },
   });
   await mkdir(".bench", { recursive: true });
@@ -303,6 +328,7 @@ if (import.meta.main) {
     ...(profilePrefix ? { profilePrefix } : {}),
     ...(values.dir ? { dir: values.dir } : {}),
     ...(values["max-inflight"] ? { maxInflightMessages: Number(values["max-inflight"]) } : {}),
+    ...(values["kv-baseline"] ? { kvBaseline: values["kv-baseline"] } : {}),
   });
   printResults(results, profilePrefix);
   if (profilePrefix) await printProfiles(profilePrefix, results);

@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import {
+  ADMIN_PORT_OFFSET,
   fetchStatus,
   freePorts,
   type LocalClusterSpec,
@@ -15,6 +16,8 @@ import {
 } from "./kv/node_process.ts";
 
 const ELECTION_TIMEOUT_MS = 200;
+/** The admin token of the test clusters (nodes run with --admin). */
+const ADMIN_TOKEN = `test-${crypto.randomUUID()}`;
 
 interface Reply {
   status: number;
@@ -52,12 +55,18 @@ class LocalCluster {
   static async start(
     options: Pick<LocalClusterSpec, "transport" | "storage"> & { extraArgs?: string[] },
   ): Promise<LocalCluster> {
-    const ports = await freePorts(3, options.transport === "http" ? 0 : 1000);
+    const ports = await freePorts(3, options.transport === "http" ? 0 : 1000, ADMIN_PORT_OFFSET);
     const cluster = new LocalCluster({
       ...options,
       nodes: ports.map((port, i) => ({ id: `n${i + 1}`, port })),
       dataRoot: await mkdtemp(join(tmpdir(), "tsraft-kv-test-")),
-      extraArgs: ["--election-timeout-ms", String(ELECTION_TIMEOUT_MS), ...options.extraArgs ?? []],
+      extraArgs: [
+        "--election-timeout-ms",
+        String(ELECTION_TIMEOUT_MS),
+        "--admin",
+        ...options.extraArgs ?? [],
+      ],
+      env: { TSRAFT_KV_ADMIN_TOKEN: ADMIN_TOKEN },
     });
     for (const node of cluster.nodes) node.start();
     try {
@@ -92,6 +101,15 @@ class LocalCluster {
     const follower = this.nodes.find((node) => node.running && node.id !== status.id);
     assert.ok(follower);
     return { leader, follower };
+  }
+
+  /** POSTs to a node's admin API with the token. */
+  async admin(node: NodeProcess, action: string, body?: string): Promise<Reply> {
+    return await call(`${node.adminUrl}/admin/${action}`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+      ...(body === undefined ? {} : { body }),
+    });
   }
 
   logs(): string {
@@ -161,6 +179,25 @@ describe("examples/kv over tcp + file (3 processes)", () => {
         assert.equal(typeof status[field], "number");
       }
     }
+  });
+
+  test("the admin API is on its own loopback port, behind the token", async () => {
+    const node = cluster.nodes[0]!;
+    // Not on the client port at all.
+    assert.equal((await call(`${node.url}/admin/heal`, { method: "POST" })).status, 404);
+    const anonymous = await call(`${node.adminUrl}/admin/heal`, { method: "POST" });
+    assert.equal(anonymous.status, 401);
+    assert.equal(JSON.parse(anonymous.text).error, "unauthorized");
+    const wrong = await call(`${node.adminUrl}/admin/heal`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}x` },
+    });
+    assert.equal(wrong.status, 401);
+    const healed = await cluster.admin(node, "heal");
+    assert.equal(healed.status, 200);
+    assert.deepEqual(JSON.parse(healed.text), { partitioned: false });
+    assert.equal((await cluster.admin(node, "partition", "{")).status, 400);
+    assert.equal((await cluster.admin(node, "snapshot")).status, 200);
   });
 
   test("a follower forwards writes and reads to the leader", async () => {
@@ -251,7 +288,7 @@ describe("examples/kv over tcp + file (3 processes)", () => {
       (await call(`${oldNode.url}/kv/fenced`, { method: "PUT", body: "old" })).status,
       200,
     );
-    const cut = await call(`${oldNode.url}/admin/partition`, { method: "POST" });
+    const cut = await cluster.admin(oldNode, "partition");
     assert.equal(cut.status, 200);
     const fresh = await cluster.leader({ exclude: old.id });
     assert.notEqual(fresh.id, old.id);
@@ -262,7 +299,7 @@ describe("examples/kv over tcp + file (3 processes)", () => {
     const stale = await call(`${oldNode.url}/kv/fenced?noforward`);
     assert.notEqual(stale.text, "old");
     assert.notEqual(stale.status, 200);
-    await call(`${oldNode.url}/admin/heal`, { method: "POST" });
+    await cluster.admin(oldNode, "heal");
     await waitFor(async () => {
       const status = await fetchStatus(oldNode.url);
       return status !== undefined && status.leader !== "" && status.state === "follower" &&

@@ -7,7 +7,7 @@ import { KvStorage } from "@tsraft/storage-kv";
 import { HttpTransporter } from "@tsraft/transport-http";
 import { TcpTransporter } from "@tsraft/transport-tcp";
 import { Hono } from "hono";
-import { installKvRoutes } from "./kv_app.ts";
+import { installAdminRoutes, installKvRoutes } from "./kv_app.ts";
 import { kvRegistry, KvStore } from "./kv_store.ts";
 import { PartitionableTransporter } from "./partitionable_transporter.ts";
 
@@ -43,6 +43,29 @@ export interface KvNodeOptions {
   token?: string;
   /** Client request timeout. @default 5000 */
   requestTimeoutMs?: number;
+  /**
+   * Serve the demo admin API (`/admin/*`) on its own listener, behind a bearer token.
+   * @default off
+   */
+  admin?: AdminListenOptions;
+  /**
+   * Serve the client API over https. Every node of a cluster must then use TLS: followers
+   * forward to `https://<leader>`, trusting `ca` when given (a private CA).
+   * @default plain http
+   */
+  tls?: { cert: string; key: string; ca?: string };
+  /** Batched log entries in flight (see KvService). @default 2 */
+  maxInflightBatches?: number;
+}
+
+/** Where and how the admin API listens. */
+export interface AdminListenOptions {
+  /** Interface. @default "127.0.0.1" (loopback only) */
+  hostname?: string;
+  /** Port (0 picks one; see {@link KvNode.adminUrl}). */
+  port: number;
+  /** The bearer token every admin request must carry. */
+  token: string;
 }
 
 /** A running KV node. */
@@ -55,6 +78,8 @@ export interface KvNode {
   readonly partition: PartitionableTransporter;
   /** The client API's base URL. */
   readonly url: string;
+  /** The admin API's base URL, when enabled. */
+  readonly adminUrl: string | undefined;
   /** Stops raft, the listeners and the storage. */
   close(): Promise<void>;
 }
@@ -89,12 +114,19 @@ export async function startKvNode(options: KvNodeOptions): Promise<KvNode> {
   const http = transportKind === "http"
     ? new HttpTransporter({ clusterId, ...secret, timeoutMs: 1000 })
     : undefined;
+  const raftAddresses = new Map<string, PeerInfo>();
   const partition = new PartitionableTransporter((tcp ?? http)!, {
     // Members advertise their client address; TCP raft traffic lives `offset` ports higher.
-    resolve: tcp === undefined ? undefined : (peer) => ({
-      name: peer.name,
-      connectionString: shiftPort(peer.connectionString, offset),
-    }),
+    // Cached: this runs for every message sent.
+    resolve: tcp === undefined ? undefined : (peer) => {
+      const key = `${peer.name}\n${peer.connectionString}`;
+      let resolved = raftAddresses.get(key);
+      if (resolved === undefined) {
+        resolved = { name: peer.name, connectionString: shiftPort(peer.connectionString, offset) };
+        raftAddresses.set(key, resolved);
+      }
+      return resolved;
+    },
   });
 
   const store = new KvStore();
@@ -112,18 +144,46 @@ export async function startKvNode(options: KvNodeOptions): Promise<KvNode> {
     trailingLogEntries: options.trailingLogEntries ?? 200,
   });
 
+  const tls = options.tls;
   const app = new Hono();
-  installKvRoutes(app, {
+  const kv = installKvRoutes(app, {
     server,
     store,
     partition,
     requestTimeoutMs: options.requestTimeoutMs ?? 5000,
-    statusExtra: () => ({ transport: transportKind, storage: storageKind, pid: process.pid }),
+    statusExtra: () => ({
+      transport: transportKind,
+      storage: storageKind,
+      pid: process.pid,
+      tls: tls !== undefined,
+    }),
+    scheme: tls === undefined ? "http" : "https",
+    ...(tls?.ca === undefined ? {} : { forwardInit: forwardInit(tls.ca) }),
+    ...(options.maxInflightBatches === undefined
+      ? {}
+      : { maxInflightBatches: options.maxInflightBatches }),
   });
   http?.install(partition.guard(server), app);
+  // The client API's hot path skips Hono's router; raft (http transport) and /status use it.
+  const fetch = (request: Request) => {
+    const url = request.url;
+    return url.startsWith("/kv/", url.indexOf("/", url.indexOf("//") + 2))
+      ? kv.fetch(request)
+      : app.fetch(request);
+  };
+
+  let adminApp: Hono | undefined;
+  if (options.admin !== undefined) {
+    adminApp = new Hono();
+    installAdminRoutes(adminApp, { server, partition, token: options.admin.token });
+  }
 
   await server.init();
-  const listener = await serve(app, hostname, options.port);
+  const listener = await serve(fetch, hostname, options.port, tls);
+  const adminHost = options.admin?.hostname ?? "127.0.0.1";
+  const admin = adminApp === undefined
+    ? undefined
+    : await serve(adminApp.fetch, adminHost, options.admin!.port, undefined);
   await tcp?.listen(partition.guard(server), { hostname, port: options.port + offset });
   await server.start();
 
@@ -132,12 +192,15 @@ export async function startKvNode(options: KvNodeOptions): Promise<KvNode> {
     server,
     store,
     partition,
-    url: `http://${hostname}:${options.port}`,
+    url: `${tls === undefined ? "http" : "https"}://${hostname}:${options.port}`,
+    adminUrl: admin === undefined ? undefined : `http://${adminHost}:${admin.port}`,
     close() {
       closing ??= (async () => {
+        kv.service.close();
         await server.stop();
         await tcp?.close();
         http?.close();
+        await admin?.close();
         await listener.close();
       })();
       return closing;
@@ -161,20 +224,46 @@ export function shiftPort(hostPort: string, offset: number): string {
 }
 
 interface Listener {
+  port: number;
   close(): Promise<void>;
 }
 
-/** Serves a Hono app with Deno.serve, or @hono/node-server under Node and Bun. */
-async function serve(app: Hono, hostname: string, port: number): Promise<Listener> {
+type FetchHandler = (request: Request) => Response | Promise<Response>;
+
+/** Fetch options that trust a private CA when forwarding over https (Deno). */
+function forwardInit(ca: string): RequestInit {
+  const deno = (globalThis as {
+    Deno?: { createHttpClient?(options: { caCerts: string[] }): unknown };
+  }).Deno;
+  if (deno?.createHttpClient === undefined) {
+    throw new TypeError(
+      "--tls-ca needs Deno (Deno.createHttpClient); elsewhere use NODE_EXTRA_CA_CERTS",
+    );
+  }
+  return { client: deno.createHttpClient({ caCerts: [ca] }) } as RequestInit;
+}
+
+/** Serves a fetch handler with Deno.serve, or @hono/node-server under Node and Bun. */
+async function serve(
+  fetch: FetchHandler,
+  hostname: string,
+  port: number,
+  tls: { cert: string; key: string } | undefined,
+): Promise<Listener> {
   const deno = (globalThis as { Deno?: typeof Deno }).Deno;
+  const pem = tls === undefined ? {} : { cert: tls.cert, key: tls.key };
   if (deno !== undefined) {
-    const server = deno.serve({ hostname, port, onListen() {} }, app.fetch);
-    return { close: () => server.shutdown() };
+    const server = deno.serve({ hostname, port, onListen() {}, ...pem }, fetch);
+    return { port: server.addr.port, close: () => server.shutdown() };
   }
   const { serve: nodeServe } = await import("@hono/node-server");
+  const secure = tls === undefined
+    ? {}
+    : { createServer: (await import("node:https")).createServer, serverOptions: pem };
   return await new Promise((resolve, reject) => {
-    const server = nodeServe({ fetch: app.fetch, hostname, port }, () => {
+    const server = nodeServe({ fetch, hostname, port, ...secure }, (info) => {
       resolve({
+        port: info.port,
         close: () => new Promise<void>((done) => server.close(() => done())),
       });
     });

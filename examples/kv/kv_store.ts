@@ -242,6 +242,99 @@ export class CasCommand implements Command<KvResult> {
 }
 
 /**
+ * One write of a {@link BatchCommand}, as stored in the log (a JSON array, compact):
+ * `["put", key, value, client, seq]`, `["delete", key, client, seq]` or
+ * `["cas", key, expect, value, client, seq]`.
+ */
+export type KvOp =
+  | readonly ["put", string, string, string, number]
+  | readonly ["delete", string, string, number]
+  | readonly ["cas", string, string | null, string, string, number];
+
+/**
+ * Applies one write to a store, exactly once per client request.
+ * @param store the state machine
+ * @param op the write
+ * @returns its result
+ */
+export function applyOp(store: KvStore, op: KvOp): KvResult {
+  switch (op[0]) {
+    case "put":
+      return store.applyOnce({ client: op[3], seq: op[4] }, () => store.put(op[1], op[2]));
+    case "delete":
+      return store.applyOnce({ client: op[2], seq: op[3] }, () => store.delete(op[1]));
+    case "cas":
+      return store.applyOnce(
+        { client: op[4], seq: op[5] },
+        () => store.cas(op[1], op[2], op[3]),
+      );
+  }
+}
+
+function isRequest(client: unknown, seq: unknown): boolean {
+  return typeof client === "string" && Number.isSafeInteger(seq) && (seq as number) >= 0;
+}
+
+/**
+ * Whether a value is a well-formed {@link KvOp}.
+ * @param value anything (e.g. parsed JSON)
+ * @returns true when it is a KvOp
+ */
+export function isKvOp(value: unknown): value is KvOp {
+  if (!Array.isArray(value) || typeof value[1] !== "string") return false;
+  switch (value[0]) {
+    case "put":
+      return value.length === 5 && typeof value[2] === "string" && isRequest(value[3], value[4]);
+    case "delete":
+      return value.length === 4 && isRequest(value[2], value[3]);
+    case "cas":
+      return value.length === 6 && (value[2] === null || typeof value[2] === "string") &&
+        typeof value[3] === "string" && isRequest(value[4], value[5]);
+    default:
+      return false;
+  }
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder("utf-8", { fatal: true });
+
+/**
+ * Several clients' writes in one log entry: the service groups the requests that arrive
+ * while earlier entries are being replicated, so one entry, one AppendEntries and one
+ * fsync carry many of them. Each write keeps its own exactly-once session check, and
+ * `apply` returns one result per write, in order.
+ */
+export class BatchCommand implements Command<KvResult[]> {
+  /** Name in the log. */
+  static readonly commandName = "kv:batch";
+  /** Name in the log. */
+  readonly commandName = BatchCommand.commandName;
+  /** @param ops the writes, applied in this order */
+  constructor(readonly ops: readonly KvOp[]) {}
+  /** @returns the writes as a JSON array */
+  encode(): Uint8Array {
+    return encoder.encode(JSON.stringify(this.ops));
+  }
+  /**
+   * @param data bytes from {@link encode}
+   * @returns the command
+   * @throws TypeError when the bytes are not a list of writes
+   */
+  static decode(data: Uint8Array): BatchCommand {
+    const ops = JSON.parse(decoder.decode(data)) as unknown;
+    if (!Array.isArray(ops) || !ops.every(isKvOp)) {
+      throw new TypeError("kv:batch needs a JSON array of writes");
+    }
+    return new BatchCommand(ops);
+  }
+  /** @param context apply context @returns one result per write */
+  apply(context: Context): KvResult[] {
+    const store = storeOf(context);
+    return this.ops.map((op) => applyOp(store, op));
+  }
+}
+
+/**
  * A command registry holding the KV commands (and the built-in ones).
  * @returns a new registry
  */
@@ -250,5 +343,6 @@ export function kvRegistry(): CommandRegistry {
   registry.register(PutCommand);
   registry.register(DeleteCommand);
   registry.register(CasCommand);
+  registry.register(BatchCommand);
   return registry;
 }

@@ -2,6 +2,7 @@
  * One node of the replicated key-value store. See `--help` and examples/README.md.
  * @module
  */
+import { readFileSync } from "node:fs";
 import process from "node:process";
 import { parseArgs } from "node:util";
 import type { PeerInfo } from "@tsraft/core";
@@ -29,6 +30,15 @@ One node of a replicated key-value store built on tsraft.
   --trailing-log-entries N  entries kept after a snapshot (default 200)
   --cluster-id ID           refuse raft traffic from other clusters (default tsraft-kv)
   --token SECRET            shared secret for raft traffic
+  --tls-cert FILE           serve the client API over https with this PEM certificate
+  --tls-key FILE            ...and this PEM key (every node of the cluster uses TLS then)
+  --tls-ca FILE             PEM CA that signed the other nodes' certificates (forwarding)
+  --admin                   serve the demo admin API (off by default) on --admin-listen,
+                            every request with "Authorization: Bearer <token>"; the token
+                            is read from $TSRAFT_KV_ADMIN_TOKEN or --admin-token-file
+  --admin-listen HOST:PORT  admin API address (default 127.0.0.1:<listen port + 2000>)
+  --admin-token-file FILE   file holding the admin token
+  --batch-inflight N        batched log entries of writes in flight (default 2)
   -h, --help                this text
 
 Client API (the same on every node; followers forward to the leader):
@@ -41,7 +51,9 @@ Client API (the same on every node; followers forward to the leader):
   GET    /status            {id,state,term,leader,commitIndex,lastIndex,appliedIndex,peers,...}
   Headers x-client-id + x-request-seq make a write exactly-once across retries.
   503 {"error":"no_leader"} while no leader is known.
-Demo admin API: POST /admin/partition [{"peers":[...]}], POST /admin/heal, POST /admin/snapshot`;
+  Limits: keys 1 KiB, values 1 MiB (413 {"error":"too_large"}), x-client-id 128 bytes.
+Demo admin API (with --admin): POST /admin/partition [{"peers":[...]}], POST /admin/heal,
+  POST /admin/snapshot`;
 
 function fail(message: string): never {
   console.error(`${message}\n\nRun with --help for usage.`);
@@ -82,6 +94,13 @@ const { values } = parseArgs({
     "trailing-log-entries": { type: "string" },
     "cluster-id": { type: "string", default: "tsraft-kv" },
     token: { type: "string" },
+    "tls-cert": { type: "string" },
+    "tls-key": { type: "string" },
+    "tls-ca": { type: "string" },
+    admin: { type: "boolean", default: false },
+    "admin-listen": { type: "string" },
+    "admin-token-file": { type: "string" },
+    "batch-inflight": { type: "string" },
     help: { type: "boolean", short: "h" },
   },
 });
@@ -96,6 +115,29 @@ const match = /^(.+):(\d+)$/.exec(values.listen);
 if (!match) fail(`Cannot parse --listen "${values.listen}": expected HOST:PORT`);
 if (values.transport !== "tcp" && values.transport !== "http") fail("--transport is tcp or http");
 if (values.storage !== "file" && values.storage !== "kv") fail("--storage is file or kv");
+
+if ((values["tls-cert"] === undefined) !== (values["tls-key"] === undefined)) {
+  fail("--tls-cert and --tls-key go together");
+}
+const tls = values["tls-cert"] === undefined ? undefined : {
+  cert: readFileSync(values["tls-cert"], "utf8"),
+  key: readFileSync(values["tls-key"]!, "utf8"),
+  ...(values["tls-ca"] === undefined ? {} : { ca: readFileSync(values["tls-ca"], "utf8") }),
+};
+
+let admin: { hostname: string; port: number; token: string } | undefined;
+if (values.admin) {
+  const token = values["admin-token-file"] !== undefined
+    ? readFileSync(values["admin-token-file"], "utf8").trim()
+    : process.env.TSRAFT_KV_ADMIN_TOKEN ?? "";
+  if (token === "") {
+    fail("--admin needs a token: set TSRAFT_KV_ADMIN_TOKEN or pass --admin-token-file");
+  }
+  const where = values["admin-listen"] ?? `127.0.0.1:${Number(match[2]) + 2000}`;
+  const parts = /^(.+):(\d+)$/.exec(where);
+  if (!parts) fail(`Cannot parse --admin-listen "${where}": expected HOST:PORT`);
+  admin = { hostname: parts[1]!, port: Number(parts[2]), token };
+}
 
 const node = await startKvNode({
   id: values.id,
@@ -112,8 +154,14 @@ const node = await startKvNode({
   trailingLogEntries: integer(values["trailing-log-entries"], "--trailing-log-entries", 200),
   clusterId: values["cluster-id"],
   ...(values.token === undefined ? {} : { token: values.token }),
+  ...(tls === undefined ? {} : { tls }),
+  ...(admin === undefined ? {} : { admin }),
+  ...(values["batch-inflight"] === undefined
+    ? {}
+    : { maxInflightBatches: integer(values["batch-inflight"], "--batch-inflight", 2) || 1 }),
 });
 console.log(`${values.id}: listening on ${node.url} (${values.transport}, ${values.storage})`);
+if (node.adminUrl !== undefined) console.log(`${values.id}: admin API on ${node.adminUrl}`);
 
 let stopping = false;
 async function shutdown(signal: string) {

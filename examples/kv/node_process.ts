@@ -1,7 +1,11 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { createServer, type Server as NetServer } from "node:net";
 import { join } from "node:path";
+import process from "node:process";
 import { fileURLToPath } from "node:url";
+
+/** Default admin port of a node: its client port plus this (`--admin-listen`). */
+export const ADMIN_PORT_OFFSET = 2000;
 
 /** Absolute path of the node entry point (examples/kv/main.ts). */
 export const MAIN_PATH: string = fileURLToPath(new URL("./main.ts", import.meta.url));
@@ -32,6 +36,12 @@ export interface LocalClusterSpec {
   extraArgs?: string[];
   /** Called with each line a node prints. */
   onOutput?: (id: string, line: string) => void;
+  /** Entry point to run instead of {@link MAIN_PATH} (the bench's baseline build). */
+  mainPath?: string;
+  /** Environment variables added to every node's (e.g. `TSRAFT_KV_ADMIN_TOKEN`). */
+  env?: Record<string, string>;
+  /** Runtime flags for one node, before the script (e.g. `--inspect=127.0.0.1:9229`). */
+  runtimeArgs?: (id: string) => string[];
 }
 
 function denoExecutable(): string {
@@ -54,7 +64,8 @@ export function nodeArgs(spec: LocalClusterSpec, id: string): string[] {
     "run",
     "-A",
     "--unstable-kv",
-    MAIN_PATH,
+    ...(spec.runtimeArgs?.(id) ?? []),
+    spec.mainPath ?? MAIN_PATH,
     "--id",
     id,
     "--listen",
@@ -89,6 +100,8 @@ export class NodeProcess {
   readonly id: string;
   /** Client API base URL. */
   readonly url: string;
+  /** Admin API base URL when the node runs with `--admin` (default address). */
+  readonly adminUrl: string;
   readonly #spec: LocalClusterSpec;
   #child: ChildProcess | undefined;
   #exited: Promise<number | null> = Promise.resolve(null);
@@ -101,6 +114,7 @@ export class NodeProcess {
     this.#spec = spec;
     this.id = id;
     this.url = `http://127.0.0.1:${self.port}`;
+    this.adminUrl = `http://127.0.0.1:${self.port + ADMIN_PORT_OFFSET}`;
   }
 
   /** Whether the process is running. */
@@ -130,6 +144,7 @@ export class NodeProcess {
     const child = spawn(denoExecutable(), nodeArgs(this.#spec, this.id), {
       cwd: REPO_ROOT,
       stdio: ["ignore", "pipe", "pipe"],
+      ...(this.#spec.env === undefined ? {} : { env: { ...process.env, ...this.#spec.env } }),
     });
     this.#child = child;
     const onData = (chunk: Buffer) => {
@@ -164,25 +179,25 @@ export class NodeProcess {
 }
 
 /**
- * Finds free ports on 127.0.0.1; with `offset`, each `port + offset` is free as well
- * (the TCP raft port). Ports are held while searching so they are distinct.
+ * Finds free ports on 127.0.0.1; with `offsets`, each `port + offset` is free as well (the
+ * TCP raft port, the admin port). Ports are held while searching so they are distinct.
  * @param count how many
- * @param offset also require this port + offset to be free; 0 for none
+ * @param offsets also require these ports + offset to be free (0 is ignored)
  * @returns the ports
  */
-export async function freePorts(count: number, offset = 0): Promise<number[]> {
+export async function freePorts(count: number, ...offsets: number[]): Promise<number[]> {
   const held: NetServer[] = [];
   const ports: number[] = [];
   try {
-    while (ports.length < count) {
+    search: while (ports.length < count) {
       const first = await bind(0);
       if (first === undefined) throw new Error("Cannot bind any port on 127.0.0.1");
       held.push(first.server);
-      if (offset !== 0) {
-        if (first.port + offset > 65535) continue;
-        const second = await bind(first.port + offset);
-        if (second === undefined) continue;
-        held.push(second.server);
+      for (const offset of offsets.filter((offset) => offset !== 0)) {
+        if (first.port + offset > 65535) continue search;
+        const other = await bind(first.port + offset);
+        if (other === undefined) continue search;
+        held.push(other.server);
       }
       ports.push(first.port);
     }

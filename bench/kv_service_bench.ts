@@ -1,0 +1,383 @@
+/**
+ * Case (e): the kv example service (examples/kv) as its users run it: three
+ * `examples/kv/main.ts` processes over TCP + FileStorage (fsync on), driven through the HTTP
+ * client API by wrk, an external closed-loop load generator with keep-alive connections.
+ * PUTs and linearizable GETs of 100-byte values, to the leader and through a follower; CPU
+ * per request of the whole cluster from `/proc/<pid>/stat`.
+ *
+ * With `baseline` (a git revision), the kv service of that revision runs as a second cluster
+ * beside the current one, and every case is measured on both, back to back, so a noisy
+ * machine hurts both alike.
+ * @module
+ */
+import { spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import process from "node:process";
+import { fileURLToPath } from "node:url";
+import {
+  freePorts,
+  type LocalClusterSpec,
+  NodeProcess,
+  waitFor,
+  waitForLeader,
+} from "../examples/kv/node_process.ts";
+import { type CpuProfile, InspectorSession } from "./_profile.ts";
+import { ensureWrk, processCpuMs, runWrk, type WrkResult } from "./_wrk.ts";
+
+const REPO_ROOT = fileURLToPath(new URL("../", import.meta.url));
+/** As in the other cluster benches: a loaded 2-core machine keeps its leader. */
+const ELECTION_TIMEOUT_MS = 500;
+
+/** One measured case of the kv service. */
+export interface KvServiceCase {
+  /** e.g. `PUT leader`. */
+  name: string;
+  method: "GET" | "PUT";
+  via: "leader" | "follower";
+  clients: number;
+}
+
+/** The cases, in the order they run. */
+export const KV_SERVICE_CASES: KvServiceCase[] = [
+  { name: "PUT leader", method: "PUT", via: "leader", clients: 1 },
+  { name: "PUT leader", method: "PUT", via: "leader", clients: 32 },
+  { name: "GET leader", method: "GET", via: "leader", clients: 32 },
+  { name: "PUT follower", method: "PUT", via: "follower", clients: 1 },
+  { name: "PUT follower", method: "PUT", via: "follower", clients: 32 },
+  { name: "GET follower", method: "GET", via: "follower", clients: 32 },
+];
+
+/** One case run on one build of the service. */
+export interface KvServiceRun extends WrkResult {
+  case: string;
+  via: "leader" | "follower";
+  /** `current`, or the baseline revision. */
+  build: string;
+  /** CPU of the three nodes per completed request, in µs. */
+  clusterCpuUsPerRequest: number;
+  /** CPU of the node the client talks to per request, in µs. */
+  entryCpuUsPerRequest: number;
+  /** CPU of the load generator per request, in µs. */
+  loadCpuUsPerRequest: number;
+  /** Share of one core each node used, leader first. */
+  nodeCpuPercent: number[];
+}
+
+/** Options of {@link benchKvService}. */
+export interface KvServiceOptions {
+  durationMs: number;
+  warmupMs: number;
+  /** Where the data directories go. @default the OS temp dir */
+  parentDir?: string;
+  /** Git revision whose examples/kv to measure beside the current one. */
+  baseline?: string;
+  /** Write CPU profiles of the current build's leader to `${profilePath}-<case>.cpuprofile`. */
+  profilePath?: string;
+  /** Cases to run. @default {@link KV_SERVICE_CASES} */
+  cases?: KvServiceCase[];
+  /** Progress lines. */
+  say?: (line: string) => void;
+}
+
+/** The HTTP floor at one client count, with the server's CPU per request. */
+export type HttpFloorRun = WrkResult & { cpuUsPerRequest: number };
+
+/** Everything case (e) measured. */
+export interface KvServiceResults {
+  runs: KvServiceRun[];
+  /** A bare `Deno.serve` answering "ok", driven the same way: the HTTP floor of this machine. */
+  httpFloor: HttpFloorRun[];
+  /** Paths of the CPU profiles written. */
+  profiles: string[];
+}
+
+interface Cluster {
+  build: string;
+  nodes: NodeProcess[];
+  dataRoot: string;
+}
+
+async function startCluster(
+  build: string,
+  parentDir: string,
+  mainPath: string | undefined,
+  inspectBase: number | undefined,
+): Promise<Cluster> {
+  const ports = await freePorts(3, 1000);
+  const dataRoot = await mkdtemp(join(parentDir, "tsraft-kvbench-"));
+  const spec: LocalClusterSpec = {
+    nodes: ports.map((port, i) => ({ id: `n${i + 1}`, port })),
+    dataRoot,
+    transport: "tcp",
+    storage: "file",
+    // Large snapshot interval: the bench measures requests, not snapshots.
+    extraArgs: ["--election-timeout-ms", String(ELECTION_TIMEOUT_MS)],
+    ...(mainPath === undefined ? {} : { mainPath }),
+    ...(inspectBase === undefined
+      ? {}
+      : { runtimeArgs: (id: string) => [`--inspect=127.0.0.1:${inspectBase + Number(id[1])}`] }),
+  };
+  const nodes = spec.nodes.map((node) => new NodeProcess(spec, node.id));
+  for (const node of nodes) node.start();
+  try {
+    await waitForLeader(nodes.map((node) => node.url), { timeoutMs: 30_000 });
+  } catch (error) {
+    for (const node of nodes) console.error(`--- ${build} ${node.id}\n${node.output}`);
+    await stopCluster({ build, nodes, dataRoot });
+    throw error;
+  }
+  return { build, nodes, dataRoot };
+}
+
+async function stopCluster(cluster: Cluster): Promise<void> {
+  await Promise.all(cluster.nodes.map((node) => node.kill("SIGTERM")));
+  await rm(cluster.dataRoot, { recursive: true, force: true });
+}
+
+/**
+ * Extracts examples/kv of `revision` where it resolves the workspace's imports; a directory
+ * holding a `main.ts` (a copy of examples/kv made by hand) is used as it is.
+ */
+async function extractBaseline(revision: string): Promise<string> {
+  if (existsSync(join(revision, "main.ts"))) return join(revision, "main.ts");
+  const dir = join(REPO_ROOT, ".bench", `baseline-${revision.replace(/[^\w.-]/g, "_")}`);
+  await rm(dir, { recursive: true, force: true });
+  await mkdir(dir, { recursive: true });
+  const archive = spawnSync("git", ["archive", revision, "examples/kv"], {
+    cwd: REPO_ROOT,
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  if (archive.status !== 0) {
+    throw new Error(`git archive ${revision} failed: ${archive.stderr.toString()}`);
+  }
+  const tar = spawnSync("tar", ["-x", "-C", dir], { input: archive.stdout });
+  if (tar.status !== 0) throw new Error(`tar failed: ${tar.stderr.toString()}`);
+  return join(dir, "examples", "kv", "main.ts");
+}
+
+async function roles(cluster: Cluster): Promise<{ leader: NodeProcess; follower: NodeProcess }> {
+  const status = await waitForLeader(cluster.nodes.map((node) => node.url), {
+    timeoutMs: 20_000,
+  });
+  const leader = cluster.nodes.find((node) => node.id === status.id)!;
+  // Followers must know the leader's address before we send them traffic to forward.
+  const follower = cluster.nodes.find((node) => node !== leader)!;
+  return { leader, follower };
+}
+
+/** Starts a bare Deno.serve in a child process. */
+async function httpFloor(
+  durationMs: number,
+): Promise<HttpFloorRun[]> {
+  const [port] = await freePorts(1);
+  const deno = (globalThis as { Deno?: { execPath(): string } }).Deno;
+  if (deno === undefined) return [];
+  const code = `Deno.serve({ hostname: "127.0.0.1", port: ${port}, onListen() {} }, ` +
+    `async (r) => { await r.arrayBuffer(); return new Response("ok"); });`;
+  const { spawn } = await import("node:child_process");
+  const child = spawn(deno.execPath(), ["eval", code], { stdio: "ignore" });
+  try {
+    const url = `http://127.0.0.1:${port}`;
+    await waitFor(async () => {
+      try {
+        await (await fetch(url)).arrayBuffer();
+        return true;
+      } catch {
+        return false;
+      }
+    }, { timeoutMs: 20_000, message: "the HTTP floor server" });
+    await runWrk({ url, method: "PUT", clients: 32, durationMs: 1000 });
+    const out: HttpFloorRun[] = [];
+    for (const clients of [1, 32]) {
+      const before = processCpuMs(child.pid!);
+      const result = await runWrk({ url, method: "PUT", clients, durationMs });
+      const cpu = processCpuMs(child.pid!) - before;
+      out.push({ ...result, cpuUsPerRequest: Math.round((cpu * 1000) / result.requests) });
+    }
+    return out;
+  } finally {
+    child.kill("SIGKILL");
+  }
+}
+
+/**
+ * Runs case (e).
+ * @param options durations, baseline revision, profile path
+ * @returns one run per case and build, and the machine's HTTP floor
+ */
+export async function benchKvService(options: KvServiceOptions): Promise<KvServiceResults> {
+  ensureWrk();
+  const say = options.say ?? (() => {});
+  const parentDir = options.parentDir ?? tmpdir();
+  const inspectBase = options.profilePath === undefined ? undefined : 19_330;
+  const clusters: Cluster[] = [];
+  const killAll = () => clusters.forEach((c) => c.nodes.forEach((n) => void n.kill("SIGKILL")));
+  process.once("exit", killAll);
+  const results: KvServiceResults = { runs: [], httpFloor: [], profiles: [] };
+  try {
+    say("  HTTP floor: bare Deno.serve under wrk ...");
+    results.httpFloor = await httpFloor(options.durationMs);
+    clusters.push(await startCluster("current", parentDir, undefined, inspectBase));
+    if (options.baseline !== undefined) {
+      const main = await extractBaseline(options.baseline);
+      clusters.push(await startCluster(options.baseline, parentDir, main, undefined));
+    }
+    for (const spec of options.cases ?? KV_SERVICE_CASES) {
+      for (const cluster of clusters) {
+        const { leader, follower } = await roles(cluster);
+        const entry = spec.via === "leader" ? leader : follower;
+        say(`  ${cluster.build}: ${spec.name}, ${spec.clients} client(s) ...`);
+        const load = { url: entry.url, method: spec.method, clients: spec.clients };
+        // Warm-up: JIT, keep-alive connections, and (for GET) the keys exist.
+        await runWrk({ ...load, method: "PUT", durationMs: options.warmupMs });
+        const ordered = [leader, ...cluster.nodes.filter((node) => node !== leader)];
+        const before = ordered.map((node) => processCpuMs(node.pid ?? -1));
+        // Profile the node the clients talk to, and the leader when that is another node.
+        const profiled = inspectBase !== undefined && cluster.build === "current"
+          ? [...new Set([entry, leader])]
+          : [];
+        const sessions = await Promise.all(profiled.map(async (node) => {
+          const session = await InspectorSession.connect(inspectBase! + Number(node.id[1]));
+          await session.startProfiling();
+          return session;
+        }));
+        const result = await runWrk({ ...load, durationMs: options.durationMs });
+        for (const [i, session] of sessions.entries()) {
+          const profile: CpuProfile = await session.stopProfiling();
+          session.close();
+          const role = profiled[i] === leader ? "leader" : "follower";
+          const path = `${options.profilePath}-${
+            spec.name.replace(" ", "-").toLowerCase()
+          }-c${spec.clients}-${role}.cpuprofile`;
+          await writeFile(path, JSON.stringify(profile));
+          results.profiles.push(path);
+        }
+        const spent = ordered.map((node, i) => processCpuMs(node.pid ?? -1) - before[i]!);
+        const perRequest = (ms: number) =>
+          result.requests > 0 ? Math.round((ms * 1000) / result.requests) : NaN;
+        results.runs.push({
+          ...result,
+          case: spec.name,
+          via: spec.via,
+          build: cluster.build,
+          clusterCpuUsPerRequest: perRequest(spent.reduce((a, b) => a + b, 0)),
+          entryCpuUsPerRequest: perRequest(spent[ordered.indexOf(entry)]!),
+          loadCpuUsPerRequest: perRequest(result.loadCpuMs),
+          nodeCpuPercent: spent.map((ms) => Math.round((ms / result.elapsedMs) * 100)),
+        });
+      }
+    }
+    return results;
+  } finally {
+    await Promise.all(clusters.map(stopCluster));
+    process.off("exit", killAll);
+  }
+}
+
+/** The targets of issue 14 for case (e). */
+export const KV_SERVICE_TARGETS = {
+  putPerSec32: 15_000,
+  putP99Ms32: 5,
+  getPerSec32: 20_000,
+  followerLatencyRatio: 1.5,
+};
+
+/**
+ * @param results case (e)'s runs
+ * @returns table rows: one per case and build, with the targets beside the figures
+ */
+export function kvServiceRows(results: KvServiceResults): Record<string, string | number>[] {
+  const t = KV_SERVICE_TARGETS;
+  const find = (build: string, name: string, clients: number) =>
+    results.runs.find((r) => r.build === build && r.case === name && r.clients === clients);
+  return results.runs.map((run) => {
+    let target = "";
+    if (run.case === "PUT leader" && run.clients === 32) {
+      target = `≥ ${t.putPerSec32}/s, p99 ≤ ${t.putP99Ms32} ms`;
+    } else if (run.case.startsWith("GET") && run.clients === 32) target = `≥ ${t.getPerSec32}/s`;
+    let ratio: string | number = "";
+    if (run.via === "follower") {
+      const direct = find(run.build, run.case.replace("follower", "leader"), run.clients);
+      if (direct !== undefined) ratio = Math.round((run.p50Ms / direct.p50Ms) * 100) / 100;
+      target = `p50 ≤ ${t.followerLatencyRatio}× leader's`;
+    }
+    return {
+      build: run.build,
+      case: run.case,
+      clients: run.clients,
+      "req/s": run.requestsPerSec,
+      "p50 ms": run.p50Ms,
+      "p99 ms": run.p99Ms,
+      errors: run.errors,
+      "÷ leader p50": ratio,
+      "cluster CPU µs/req": run.clusterCpuUsPerRequest,
+      "entry node µs/req": run.entryCpuUsPerRequest,
+      "wrk µs/req": run.loadCpuUsPerRequest,
+      "node CPU %": run.nodeCpuPercent.join("/"),
+      target,
+    };
+  });
+}
+
+/**
+ * Prints case (e): the HTTP floor, then one row per case and build with its target.
+ * @param kv what {@link benchKvService} measured
+ */
+export function printKvService(kv: KvServiceResults): void {
+  console.log(
+    "\n(e) kv service over its HTTP API: 3 processes, TCP + FileStorage, fsync on, " +
+      "wrk keep-alive closed-loop clients, 100 B values",
+  );
+  for (const floor of kv.httpFloor) {
+    console.log(
+      `  HTTP floor (bare Deno.serve, same wrk) ${floor.clients} client(s): ` +
+        `${floor.requestsPerSec}/s, p50 ${floor.p50Ms} ms, p99 ${floor.p99Ms} ms, ` +
+        `server ${floor.cpuUsPerRequest} µs CPU/req, wrk ${
+          Math.round((floor.loadCpuMs * 1000) / floor.requests)
+        } µs/req`,
+    );
+  }
+  console.table(kvServiceRows(kv));
+}
+
+if (import.meta.main ?? process.argv[1] === fileURLToPath(import.meta.url)) {
+  // Standalone: `deno run -A bench/kv_service_bench.ts [--baseline REV] [--quick]`.
+  const { parseArgs } = await import("node:util");
+  const { values } = parseArgs({
+    args: process.argv.slice(2),
+    options: {
+      baseline: { type: "string" },
+      quick: { type: "boolean", default: false },
+      profile: { type: "boolean", default: false },
+      cases: { type: "string" },
+    },
+  });
+  await mkdir(".bench", { recursive: true });
+  const results = await benchKvService({
+    durationMs: values.quick ? 1000 : 5000,
+    warmupMs: values.quick ? 1000 : 1000,
+    say: (line) => console.log(line),
+    ...(values.baseline === undefined ? {} : { baseline: values.baseline }),
+    ...(values.profile ? { profilePath: ".bench/e" } : {}),
+    ...(values.cases === undefined ? {} : {
+      cases: KV_SERVICE_CASES.filter((c) =>
+        values.cases!.split(",").includes(`${c.name} c${c.clients}`)
+      ),
+    }),
+  });
+  printKvService(results);
+  const { summarizeProfile } = await import("./_profile.ts");
+  const { readFile } = await import("node:fs/promises");
+  for (const path of results.profiles) {
+    const summary = summarizeProfile(JSON.parse(await readFile(path, "utf8")) as CpuProfile, 25);
+    console.log(`\n${path}: ${summary.totalMs} ms sampled, idle ${summary.idlePercent}%`);
+    for (const spot of summary.functions) {
+      console.log(`  ${String(spot.percent).padStart(5)}%  ${spot.name}`);
+    }
+  }
+  await writeFile(".bench/kv_service.json", JSON.stringify(results, null, 2) + "\n");
+  process.exit(0);
+}

@@ -1,0 +1,438 @@
+import { CommandTimeoutError, LEADER, NotLeaderError, type Server, StopError } from "@tsraft/core";
+import { BatchCommand, isKvOp, type KvOp, type KvResult, type KvStore } from "./kv_store.ts";
+
+/** Options of {@link KvService}. */
+export interface KvServiceOptions {
+  /** The local raft server. */
+  server: Server;
+  /** Its state machine. */
+  store: KvStore;
+  /** How long a write or read waits for commit, in ms. @default 5000 */
+  requestTimeoutMs?: number;
+  /**
+   * Log entries (batches of writes) proposed and not yet applied at once. Requests that
+   * arrive meanwhile wait and go out together as the next batch: more in flight means less
+   * waiting at low load, fewer means larger batches (fewer entries, messages and fsyncs
+   * per write) at high load.
+   * @default 2
+   */
+  maxInflightBatches?: number;
+  /** Most writes in one log entry. @default 256 */
+  maxBatchOps?: number;
+  /** Fetch options for forwarding over https with a private CA (e.g. `{ client }` on Deno). */
+  forwardInit?: RequestInit;
+}
+
+/** What a follower forwards: a write, or a linearizable read of a key. */
+export type ForwardItem = { op: KvOp } | { read: string };
+
+/** The leader's answer to one {@link ForwardItem}. */
+export type ForwardReply =
+  | { result: KvResult }
+  | { value: string | null }
+  | { error: string; status: number; reason: string };
+
+/** Path of the leader's endpoint for forwarded requests (POST, or a WebSocket on Deno). */
+export const FORWARD_PATH = "/_forward";
+
+interface Deferred<T> {
+  promise: Promise<T>;
+  resolve: (value: T) => void;
+  reject: (error: unknown) => void;
+}
+
+/**
+ * Runs `body` with a signal that aborts after `ms`, and clears the timer when it settles.
+ * (`AbortSignal.timeout` would leave a timer behind that fires, builds a DOMException and
+ * dispatches an event seconds after every request, costing more than the request itself.)
+ */
+function withTimeout<T>(ms: number, body: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), ms);
+  return body(controller.signal).finally(() => clearTimeout(timer));
+}
+
+/** Counters of a {@link KvService}, reported by `GET /status`. */
+export interface KvServiceStats {
+  /** Log entries of writes proposed. */
+  batches: number;
+  /** Writes in them. */
+  writes: number;
+  /** Sum of the time from proposing a batch to its result, in ms. */
+  batchMs: number;
+  /** ReadIndex rounds. */
+  readRounds: number;
+  /** Reads they served. */
+  reads: number;
+  /** Requests forwarded to the leader. */
+  forwarded: number;
+  /** Messages they went in. */
+  forwardMessages: number;
+}
+
+function deferred<T>(): Deferred<T> {
+  let resolve!: (value: T) => void;
+  let reject!: (error: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+}
+
+/**
+ * The request path of the kv service, below HTTP: writes grouped into batch log entries,
+ * linearizable reads sharing ReadIndex rounds, and forwarding to the leader over one
+ * persistent connection per leader.
+ */
+export class KvService {
+  readonly server: Server;
+  readonly store: KvStore;
+  readonly timeoutMs: number;
+  readonly #maxInflight: number;
+  readonly #maxOps: number;
+  readonly #forwardInit: RequestInit;
+  #queue: { op: KvOp; done: Deferred<KvResult> }[] = [];
+  #inflight = 0;
+  #flushScheduled = false;
+  #readRunning = false;
+  #readWaiting: Deferred<void> | undefined;
+  #link: LeaderLink | undefined;
+  #readGroupSize = 0;
+  /** Counters since start. */
+  readonly stats: KvServiceStats = {
+    batches: 0,
+    writes: 0,
+    batchMs: 0,
+    readRounds: 0,
+    reads: 0,
+    forwarded: 0,
+    forwardMessages: 0,
+  };
+
+  /** @param options server, store and batching limits */
+  constructor(options: KvServiceOptions) {
+    this.server = options.server;
+    this.store = options.store;
+    this.timeoutMs = options.requestTimeoutMs ?? 5000;
+    this.#maxInflight = options.maxInflightBatches ?? 2;
+    this.#maxOps = options.maxBatchOps ?? 256;
+    this.#forwardInit = options.forwardInit ?? {};
+  }
+
+  /**
+   * Replicates one write, in a batch with the writes that arrive meanwhile.
+   * @param op the write
+   * @returns its result once committed and applied here
+   * @throws NotLeaderError, CommandTimeoutError, StopError as `server.do` does
+   */
+  write(op: KvOp): Promise<KvResult> {
+    const done = deferred<KvResult>();
+    this.#queue.push({ op, done });
+    this.#scheduleFlush();
+    return done.promise;
+  }
+
+  #scheduleFlush(): void {
+    if (this.#flushScheduled || this.#inflight >= this.#maxInflight || this.#queue.length === 0) {
+      return;
+    }
+    this.#flushScheduled = true;
+    // A microtask: every request handled in this turn of the event loop joins the batch.
+    queueMicrotask(() => {
+      this.#flushScheduled = false;
+      this.#flush();
+    });
+  }
+
+  #flush(): void {
+    while (this.#inflight < this.#maxInflight && this.#queue.length > 0) {
+      const batch = this.#queue.splice(0, this.#maxOps);
+      this.#inflight++;
+      this.stats.batches++;
+      this.stats.writes += batch.length;
+      const started = performance.now();
+      const command = new BatchCommand(batch.map((item) => item.op));
+      withTimeout(this.timeoutMs, (signal) => this.server.do(command, { signal })).then(
+        (results) => batch.forEach((item, i) => item.done.resolve(results[i]!)),
+        (error) => batch.forEach((item) => item.done.reject(error)),
+      ).finally(() => {
+        this.stats.batchMs += performance.now() - started;
+        this.#inflight--;
+        this.#scheduleFlush();
+      });
+    }
+  }
+
+  /**
+   * Waits until a read of local state is linearizable: one `server.readIndex()` round serves
+   * every read that arrived before it started. A read arriving while a round is in flight
+   * waits for the next one, whose read index is taken after the read arrived (one round in
+   * flight at a time).
+   * @throws NotLeaderError, CommandTimeoutError, StopError as `server.readIndex` does
+   */
+  readBarrier(): Promise<void> {
+    this.#readGroupSize++;
+    if (this.#readWaiting === undefined) {
+      this.#readWaiting = deferred<void>();
+      if (!this.#readRunning) queueMicrotask(() => this.#startRead());
+    }
+    return this.#readWaiting.promise;
+  }
+
+  #startRead(): void {
+    const group = this.#readWaiting;
+    if (group === undefined || this.#readRunning) return;
+    this.#readWaiting = undefined;
+    this.#readRunning = true;
+    this.stats.readRounds++;
+    this.stats.reads += this.#readGroupSize;
+    this.#readGroupSize = 0;
+    withTimeout(this.timeoutMs, (signal) => this.server.readIndex({ signal })).then(
+      () => group.resolve(),
+      (error) => group.reject(error),
+    ).finally(() => {
+      this.#readRunning = false;
+      this.#startRead();
+    });
+  }
+
+  /**
+   * Serves requests a follower forwarded: never forwards them again.
+   * @param items writes and reads, each validated here as well
+   * @returns one reply per item
+   */
+  async serveForwarded(items: unknown): Promise<ForwardReply[]> {
+    if (!Array.isArray(items)) return [];
+    return await Promise.all(items.map(async (item: unknown): Promise<ForwardReply> => {
+      try {
+        const record = item as Record<string, unknown> | null;
+        if (typeof record === "object" && record !== null && isKvOp(record.op)) {
+          return { result: await this.write(record.op) };
+        }
+        if (typeof record === "object" && record !== null && typeof record.read === "string") {
+          await this.readBarrier();
+          return { value: this.store.get(record.read) ?? null };
+        }
+        return { error: "bad_request", status: 400, reason: "Malformed forwarded request" };
+      } catch (error) {
+        return errorReply(error, true);
+      }
+    }));
+  }
+
+  /**
+   * Sends a request to the leader over the persistent link, batched with the others sent
+   * in the same turn of the event loop.
+   * @param leaderUrl the leader's client URL
+   * @param item the request
+   * @returns the leader's reply (errors included, as replies)
+   */
+  forward(leaderUrl: string, item: ForwardItem): Promise<ForwardReply> {
+    if (this.#link?.url !== leaderUrl) {
+      this.#link?.close();
+      this.#link = new LeaderLink(leaderUrl, this.timeoutMs, this.#forwardInit, this.stats);
+    }
+    this.stats.forwarded++;
+    return this.#link.send(item);
+  }
+
+  /**
+   * Who serves requests now, without building an error per request on a follower.
+   * @returns `"self"` on the leader, the leader's name and connection string when another
+   * node leads, undefined when no leader is known
+   */
+  leader(): "self" | { name: string; connectionString: string } | undefined {
+    const server = this.server;
+    if (server.state === LEADER) return "self";
+    const name = server.leader;
+    if (name === "") return undefined;
+    const member = server.members.find((candidate) => candidate.name === name);
+    if (member === undefined || member.connectionString === "") return undefined;
+    return { name, connectionString: member.connectionString };
+  }
+
+  /** Closes the forwarding link. */
+  close(): void {
+    this.#link?.close();
+    this.#link = undefined;
+  }
+}
+
+/**
+ * Maps an error of `server.do`/`readIndex` to a reply.
+ * @param error the error
+ * @param forwarded whether the request was already forwarded once
+ * @returns the reply
+ */
+export function errorReply(error: unknown, forwarded: boolean): ForwardReply {
+  if (error instanceof NotLeaderError) {
+    if (forwarded) {
+      return {
+        error: "not_leader",
+        status: 503,
+        reason: "Leadership moved while the request was forwarded; retry",
+      };
+    }
+    return { error: "no_leader", status: 503, reason: "No leader is known; retry shortly" };
+  }
+  if (error instanceof CommandTimeoutError) {
+    return { error: "timeout", status: 504, reason: error.message };
+  }
+  if (error instanceof StopError) return { error: "stopped", status: 503, reason: error.message };
+  return { error: "internal", status: 500, reason: String(error) };
+}
+
+interface Pending {
+  items: ForwardItem[];
+  replies: Deferred<ForwardReply>[];
+}
+
+/**
+ * One persistent connection to the leader: a WebSocket on Deno (one message per batch of
+ * requests each way, no per-request HTTP), or keep-alive POSTs elsewhere and over https.
+ */
+class LeaderLink {
+  readonly url: string;
+  readonly #timeoutMs: number;
+  readonly #init: RequestInit;
+  #socket: WebSocket | undefined;
+  #open: Promise<WebSocket | undefined> | undefined;
+  #queue: Pending = { items: [], replies: [] };
+  #scheduled = false;
+  #nextId = 1;
+  #waiting = new Map<number, { pending: Pending; timer: ReturnType<typeof setTimeout> }>();
+  #closed = false;
+
+  readonly #stats: KvServiceStats;
+
+  constructor(url: string, timeoutMs: number, init: RequestInit, stats: KvServiceStats) {
+    this.url = url;
+    this.#timeoutMs = timeoutMs;
+    this.#init = init;
+    this.#stats = stats;
+  }
+
+  send(item: ForwardItem): Promise<ForwardReply> {
+    const reply = deferred<ForwardReply>();
+    this.#queue.items.push(item);
+    this.#queue.replies.push(reply);
+    if (!this.#scheduled) {
+      this.#scheduled = true;
+      queueMicrotask(() => void this.#flush());
+    }
+    return reply.promise;
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.#socket?.close();
+    this.#fail("Forwarding link closed");
+  }
+
+  async #flush(): Promise<void> {
+    this.#scheduled = false;
+    const pending = this.#queue;
+    this.#queue = { items: [], replies: [] };
+    this.#stats.forwardMessages++;
+    const socket = await this.#connect();
+    if (socket === undefined) {
+      await this.#post(pending);
+      return;
+    }
+    if (socket.readyState !== WebSocket.OPEN) {
+      settle(pending, unreachable(this.url, "connection closed"));
+      return;
+    }
+    const id = this.#nextId++;
+    const timer = setTimeout(() => {
+      if (!this.#waiting.delete(id)) return;
+      settle(pending, unreachable(this.url, "no answer in time", "timeout", 504));
+    }, this.#timeoutMs);
+    this.#waiting.set(id, { pending, timer });
+    socket.send(JSON.stringify({ id, items: pending.items }));
+  }
+
+  #connect(): Promise<WebSocket | undefined> {
+    const socket = this.#socket;
+    if (socket !== undefined && socket.readyState === WebSocket.OPEN) {
+      return Promise.resolve(socket);
+    }
+    if (this.#open !== undefined) return this.#open;
+    const usable = !this.url.startsWith("https:") && typeof WebSocket === "function" &&
+      (globalThis as { Deno?: unknown }).Deno !== undefined && !this.#closed;
+    if (!usable) return Promise.resolve(undefined);
+    this.#open = new Promise<WebSocket | undefined>((resolve) => {
+      const ws = new WebSocket(this.url.replace(/^http/, "ws") + FORWARD_PATH);
+      ws.onopen = () => {
+        this.#socket = ws;
+        this.#open = undefined;
+        resolve(ws);
+      };
+      ws.onmessage = (event) => this.#onMessage(String(event.data));
+      ws.onerror = () => {};
+      ws.onclose = () => {
+        if (this.#socket === ws) this.#socket = undefined;
+        if (this.#open !== undefined) {
+          this.#open = undefined;
+          resolve(undefined); // The leader does not speak WebSocket: POST instead.
+        }
+        this.#fail(`Connection to ${this.url} closed`);
+      };
+    });
+    return this.#open;
+  }
+
+  #onMessage(data: string): void {
+    let message: { id?: unknown; replies?: unknown };
+    try {
+      message = JSON.parse(data);
+    } catch {
+      return;
+    }
+    const waiting = this.#waiting.get(message.id as number);
+    if (waiting === undefined) return;
+    this.#waiting.delete(message.id as number);
+    clearTimeout(waiting.timer);
+    const replies = Array.isArray(message.replies) ? message.replies as ForwardReply[] : [];
+    waiting.pending.replies.forEach((reply, i) =>
+      reply.resolve(replies[i] ?? unreachable(this.url, "short answer"))
+    );
+  }
+
+  async #post(pending: Pending): Promise<void> {
+    try {
+      const { response, body } = await withTimeout(this.#timeoutMs, async (signal) => {
+        const response = await fetch(this.url + FORWARD_PATH, {
+          ...this.#init,
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ items: pending.items }),
+          signal,
+        });
+        return { response, body: await response.json() as { replies?: ForwardReply[] } };
+      });
+      pending.replies.forEach((reply, i) =>
+        reply.resolve(body.replies?.[i] ?? unreachable(this.url, `status ${response.status}`))
+      );
+    } catch (error) {
+      settle(pending, unreachable(this.url, String(error)));
+    }
+  }
+
+  #fail(reason: string): void {
+    for (const [id, { pending, timer }] of this.#waiting) {
+      clearTimeout(timer);
+      this.#waiting.delete(id);
+      settle(pending, unreachable(this.url, reason));
+    }
+  }
+}
+
+function settle(pending: Pending, reply: ForwardReply): void {
+  for (const deferredReply of pending.replies) deferredReply.resolve(reply);
+}
+
+function unreachable(url: string, why: string, error = "leader_unreachable", status = 503) {
+  return { error, status, reason: `Cannot forward to ${url}: ${why}` };
+}
