@@ -5,7 +5,13 @@
  * app outside this repository would. Prints `RESULT {json}` and exits 0 on success.
  * @module
  */
-import { type Context, createServer, registerCommand, type Server } from "@tsraft/core";
+import {
+  type ApplyContext,
+  createServer,
+  defineCommand,
+  registerCommand,
+  type Server,
+} from "@tsraft/core";
 import { FileStorage } from "@tsraft/storage-file";
 import { TcpTransporter } from "@tsraft/transport-tcp";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -25,19 +31,13 @@ class Counter {
   }
 }
 
-class AddCommand {
-  static readonly commandName = "add";
-  readonly commandName = AddCommand.commandName;
-  constructor(readonly amount: number) {}
-  static fromJSON(json: unknown): AddCommand {
-    return new AddCommand((json as { amount: number }).amount);
-  }
-  apply(context: Context): number {
-    const counter = context.server.stateMachine as Counter;
-    return counter.value += this.amount;
-  }
-}
-registerCommand(AddCommand);
+const Add = defineCommand({
+  name: "add",
+  parse: (value) => value as { amount: number },
+  apply: ({ amount }: { amount: number }, { stateMachine }: ApplyContext<Counter>) =>
+    stateMachine.value += amount,
+});
+registerCommand(Add);
 
 /** A port the OS reports free (listen on 0, close). */
 function freePort(): Promise<number> {
@@ -66,15 +66,14 @@ const names = ["n1", "n2", "n3"];
 const ports = [await freePort(), await freePort(), await freePort()];
 const peers = names.map((name, i) => ({ name, connectionString: `127.0.0.1:${ports[i]}` }));
 const transporters = names.map(() => new TcpTransporter({ clusterId: "consumer-check" }));
-const counters = names.map(() => new Counter());
-const servers: Server[] = names.map((name, i) =>
+const servers: Server<Counter>[] = names.map((name, i) =>
   createServer({
     name,
     connectionString: peers[i]!.connectionString,
     peers: peers.filter((peer) => peer.name !== name),
     transporter: transporters[i]!,
     storage: new FileStorage(join(dir, name)),
-    stateMachine: counters[i]!,
+    stateMachine: new Counter(),
   })
 );
 try {
@@ -82,13 +81,13 @@ try {
     await transporters[i]!.listen(server, { hostname: "127.0.0.1", port: ports[i]! });
   }
   await Promise.all(servers.map((server) => server.start()));
-  let leader: Server | undefined;
+  let leader: Server<Counter> | undefined;
   while ((leader = servers.find((server) => server.state === "leader")) === undefined) {
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
-  const wrote = await leader.do(new AddCommand(5), { signal: AbortSignal.timeout(5000) });
+  const wrote = await leader.do(Add({ amount: 5 }), { signal: AbortSignal.timeout(5000) });
   await leader.readIndex({ signal: AbortSignal.timeout(5000) });
-  const read = counters[servers.indexOf(leader)]!.value;
+  const read = leader.stateMachine?.value;
   console.log(`RESULT ${JSON.stringify({ runtime, leader: leader.name, wrote, read })}`);
   if (wrote !== 5 || read !== 5) process.exitCode = 1;
 } finally {
