@@ -2,44 +2,63 @@
  * Deadlines of many operations kept with one timer, instead of a `setTimeout` and a
  * `clearTimeout` per request or per socket write: on a busy connection those two calls
  * cost about as much as the rest of the transport's JavaScript per message.
+ *
+ * Time comes from an injected `Clock` (core's interface), so tests can drive deadlines with
+ * a `ManualClock`. The default is {@link wallClock}: `TimeoutConn` deadlines may be given
+ * as a `Date`, so they are epoch milliseconds.
  * @module
  */
+import { type Clock, systemClock, type TimerHandle } from "@tsraft/core";
+
+/** `Date.now()` and the global timers: the clock of deadlines given as a `Date`. */
+export const wallClock: Clock = {
+  now: () => Date.now(),
+  setTimeout: (callback, delayMs) => globalThis.setTimeout(callback, delayMs),
+  clearTimeout: (handle) => globalThis.clearTimeout(handle as number),
+};
 
 /** One timer that fires `onFire` once at (or soon after) the earliest deadline armed. */
 export class Watchdog {
   #onFire: () => void;
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  #clock: Clock;
+  #timer: TimerHandle | undefined;
   #dueAtMs = Infinity;
 
-  /** @param onFire called when the timer fires; it re-arms for what is still pending */
-  constructor(onFire: () => void) {
+  /**
+   * @param onFire called when the timer fires; it re-arms for what is still pending
+   * @param clock the clock deadlines are read on and the timer is set with
+   */
+  constructor(onFire: () => void, clock: Clock = wallClock) {
     this.#onFire = onFire;
+    this.#clock = clock;
   }
 
-  /** Makes sure the timer fires no later than `deadlineMs` (epoch ms). */
+  /** Makes sure the timer fires no later than `deadlineMs` (on the clock's scale). */
   arm(deadlineMs: number): void {
     if (deadlineMs >= this.#dueAtMs) return;
-    clearTimeout(this.#timer);
+    const clock = this.#clock;
+    if (this.#timer !== undefined) clock.clearTimeout(this.#timer);
     this.#dueAtMs = deadlineMs;
-    this.#timer = setTimeout(() => {
+    this.#timer = clock.setTimeout(() => {
       this.#timer = undefined;
       this.#dueAtMs = Infinity;
       this.#onFire();
-    }, Math.max(0, deadlineMs - Date.now()));
+    }, Math.max(0, deadlineMs - clock.now()));
     // The operations it watches keep the process alive (a pending read or write); the
-    // watchdog alone must not, since it stays armed after they finish.
-    unref(this.#timer);
+    // watchdog alone must not, since it stays armed after they finish. Only a real timer
+    // can be unref'd: another clock's handle may collide with a real timer's id.
+    if (clock === wallClock || clock === systemClock) unref(this.#timer);
   }
 
   /** Cancels the timer. */
   stop(): void {
-    clearTimeout(this.#timer);
+    if (this.#timer !== undefined) this.#clock.clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#dueAtMs = Infinity;
   }
 }
 
-function unref(timer: ReturnType<typeof setTimeout>): void {
+function unref(timer: TimerHandle): void {
   if (typeof timer === "object" && timer !== null && "unref" in timer) {
     (timer as { unref(): void }).unref();
   } else {
@@ -51,7 +70,7 @@ function unref(timer: ReturnType<typeof setTimeout>): void {
 
 /** An operation with a deadline. */
 export interface Expiring {
-  /** Epoch ms after which the operation fails. */
+  /** Time (on the watching {@link Deadlines}' clock) after which the operation fails. */
   readonly deadlineMs: number;
   /** `true` once the operation finished otherwise; it is then dropped. */
   readonly settled: boolean;
@@ -66,7 +85,14 @@ export interface Expiring {
  */
 export class Deadlines<T extends Expiring> {
   #lanes = new Map<number, { items: T[]; head: number }>();
-  #watchdog = new Watchdog(() => this.#sweep());
+  #clock: Clock;
+  #watchdog: Watchdog;
+
+  /** @param clock the clock items' `deadlineMs` are on */
+  constructor(clock: Clock = wallClock) {
+    this.#clock = clock;
+    this.#watchdog = new Watchdog(() => this.#sweep(), clock);
+  }
 
   /**
    * Watches `item`, whose `deadlineMs` must be its start time plus `timeoutMs`.
@@ -102,7 +128,7 @@ export class Deadlines<T extends Expiring> {
   }
 
   #sweep(): void {
-    const nowMs = Date.now();
+    const nowMs = this.#clock.now();
     let nextMs = Infinity;
     for (const [timeoutMs, lane] of this.#lanes) {
       for (;;) {

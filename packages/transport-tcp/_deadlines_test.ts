@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import { ManualClock } from "@tsraft/core/testing";
 import { Deadlines, type Expiring, Watchdog } from "./_deadlines.ts";
 
 class Item implements Expiring {
@@ -66,6 +67,41 @@ describe("Deadlines", () => {
     assert.deepEqual(deadlines.drain(), [a]);
     // Past the deadline nothing fires: wait on a timer of our own beyond it.
     await new Promise((resolve) => setTimeout(resolve, 60));
+  });
+});
+
+describe("Deadlines on an injected clock", () => {
+  test("Deadlines expires items when the injected clock reaches their deadlines, not before", () => {
+    const clock = new ManualClock(1000);
+    const deadlines = new Deadlines<Expiring & { name: string; settled: boolean }>(clock);
+    const expired: string[] = [];
+    const item = (name: string, timeoutMs: number) => {
+      const it = {
+        name,
+        deadlineMs: clock.now() + timeoutMs,
+        settled: false,
+        expire() {
+          it.settled = true;
+          expired.push(`${name}@${clock.now()}`);
+        },
+      };
+      deadlines.add(timeoutMs, it);
+      return it;
+    };
+    item("slow", 300);
+    item("fast", 100);
+    const answered = item("answered", 100);
+    clock.advance(50);
+    item("late", 100); // due at 1150
+    answered.settled = true;
+    clock.advance(49);
+    assert.deepEqual(expired, []);
+    clock.advance(1);
+    assert.deepEqual(expired, ["fast@1100"]);
+    clock.advance(200);
+    assert.deepEqual(expired, ["fast@1100", "late@1150", "slow@1300"]);
+    assert.equal(clock.pendingTimers, 0, "the watchdog stays unarmed once nothing is pending");
+    assert.deepEqual(deadlines.drain(), []);
   });
 });
 

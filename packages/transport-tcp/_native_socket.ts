@@ -11,6 +11,7 @@
  * checks, loads and is simply unused on Bun and Node.
  * @module
  */
+import type { Clock } from "@tsraft/core";
 import type { SocketLike } from "./timeout_conn.ts";
 
 /** Address of one end of a native connection (a `Deno.NetAddr` is one). */
@@ -336,16 +337,17 @@ export function listenNative(
 }
 
 /**
- * Connects with `Deno.connect`, giving up after `timeoutMs`.
+ * Connects with `Deno.connect`, giving up after `timeoutMs` on `clock`.
  * @throws {Error} when the connection fails; a timeout rejects with a message saying so
  */
 export async function connectNative(
   net: NativeNet,
   address: { hostname: string; port: number },
-  timeoutMs: number,
+  options: { timeoutMs: number; clock: Clock },
 ): Promise<NativeSocket> {
+  const { timeoutMs, clock } = options;
   const controller = new AbortController();
-  const timer = setTimeout(() => controller.abort(), timeoutMs);
+  const timer = clock.setTimeout(() => controller.abort(), timeoutMs);
   try {
     const conn = await net.connect({ ...address, transport: "tcp", signal: controller.signal });
     return new NativeSocket(conn);
@@ -353,6 +355,6 @@ export async function connectNative(
     if (controller.signal.aborted) throw new Error(`timed out after ${timeoutMs} ms`);
     throw error;
   } finally {
-    clearTimeout(timer);
+    clock.clearTimeout(timer);
   }
 }

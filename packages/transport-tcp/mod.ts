@@ -47,6 +47,7 @@ export {
 export type {
   AppendEntriesRequest,
   AppendEntriesResponse,
+  Clock,
   LogEntry,
   PeerInfo,
   RaftHandler,
@@ -59,6 +60,7 @@ export type {
   SnapshotResponse,
   TimeoutNowRequest,
   TimeoutNowResponse,
+  TimerHandle,
   Transporter,
   TransportSender,
 } from "@tsraft/core";

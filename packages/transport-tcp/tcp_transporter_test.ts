@@ -12,7 +12,7 @@ import {
   type RaftHandler,
   TransportError,
 } from "@tsraft/core";
-import { transporterConformance } from "@tsraft/core/testing";
+import { ManualClock, transporterConformance } from "@tsraft/core/testing";
 import { TcpTransporter, type TcpTransporterOptions } from "./tcp_transporter.ts";
 import { nativeNet } from "./_native_socket.ts";
 import {
@@ -420,6 +420,63 @@ for (const native of PATHS) {
         2,
       );
       assert.equal(await countConnections(p.port), 1);
+    });
+
+    test("TcpTransporter times out a request on its injected clock, and only then", async () => {
+      const clock = new ManualClock();
+      const handler = echoHandler((seq) => seq === 1 ? new Promise(() => {}) : Promise.resolve());
+      await using p = await pair(native, {}, { clock, timeoutMs: 1000 }, handler);
+      // Connected and handshaken first, so the only deadline left is the request's.
+      assert.equal(
+        (await p.client.sendAppendEntriesRequest(SENDER, p.peer, heartbeat(0))).heartbeatSeq,
+        0,
+      );
+      let outcome: unknown;
+      const stuck = p.client.sendAppendEntriesRequest(SENDER, p.peer, heartbeat(1)).then(
+        () => outcome = "answered",
+        (error: unknown) => outcome = error,
+      );
+      clock.advance(999);
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.equal(outcome, undefined, "rejected before its deadline");
+      clock.advance(1);
+      await stuck;
+      // (outcome was narrowed to undefined by the assertion above; the callback set it since.)
+      const error = outcome as unknown;
+      assert.ok(error instanceof TransportError);
+      assert.match(error.message, /appendEntriesRequest to .* timed out after 1000 ms/);
+      assert.equal(
+        (await p.client.sendAppendEntriesRequest(SENDER, p.peer, heartbeat(2))).heartbeatSeq,
+        2,
+      );
+      assert.equal(await countConnections(p.port), 1);
+    });
+
+    test("TcpTransporter backs off reconnects on its injected clock, doubling up to the maximum", async () => {
+      const clock = new ManualClock();
+      const port = await freePort(); // nothing listens there
+      const client = make(native, { clock, minReconnectDelayMs: 50, maxReconnectDelayMs: 120 });
+      const peer = { name: "b", connectionString: `127.0.0.1:${port}` };
+      const send = () => client.sendAppendEntriesRequest(SENDER, peer, heartbeat(1));
+      const attempted = (error: unknown) =>
+        error instanceof TransportError && /Cannot connect/.test(error.message) &&
+        !/next attempt/.test(error.message);
+      const waiting = (ms: number) => (error: unknown) =>
+        error instanceof TransportError && error.message.endsWith(`(next attempt in ${ms} ms)`);
+      try {
+        await assert.rejects(send(), attempted);
+        await assert.rejects(send(), waiting(50));
+        clock.advance(49);
+        await assert.rejects(send(), waiting(1));
+        clock.advance(1);
+        await assert.rejects(send(), attempted);
+        await assert.rejects(send(), waiting(100));
+        clock.advance(100);
+        await assert.rejects(send(), attempted);
+        await assert.rejects(send(), waiting(120));
+      } finally {
+        await client.close();
+      }
     });
 
     test("TcpTransporter rejects malformed connection strings and sends after close()", async () => {
