@@ -7,7 +7,8 @@
  * LICENSE. Anything else — a test, a test helper such as `_test_util.ts` or
  * `_crash_writer.ts`, testdata, a CLI script — is reported, as is a workspace member that
  * publishes without being a library package (such as the examples) and a package without a
- * README.md.
+ * README.md. Each package.json's `files` (what Bun and Node take when they install the folder)
+ * must select the same modules.
  *
  * It also runs what JSR's documentation needs from each package: `deno doc --lint` on every
  * exported entrypoint on its own (a type an entrypoint's signatures name must be exported
@@ -197,8 +198,42 @@ export async function publishCheck(): Promise<string[]> {
     if (!pkg.files.some((file) => relative(member.dir, file) === "README.md")) {
       problems.push(`${pkg.name} has no README.md`);
     }
+    problems.push(...await npmFilesCheck(pkg, member));
   }
   for (const name of members.keys()) problems.push(`${name} is missing from the dry run`);
+  return problems;
+}
+
+/**
+ * Compares what `npm pack` takes from the package's folder (its package.json `files`: what a
+ * Bun or Node app installing the folder gets) with what `deno publish` takes: the same
+ * modules, so that neither ships a test helper and neither misses a module.
+ */
+async function npmFilesCheck(pkg: PublishedPackage, member: Member): Promise<string[]> {
+  try {
+    await Deno.stat(`${member.dir}/package.json`);
+  } catch {
+    return [];
+  }
+  const packed = JSON.parse(
+    await runCommand("npm", ["pack", "--dry-run", "--json", "--silent"], member.dir),
+  ) as { files: { path: string }[] }[];
+  const metadata = (path: string) => METADATA.has(path) || path === "package.json";
+  const npmFiles = new Set(packed[0]!.files.map((file) => file.path).filter((p) => !metadata(p)));
+  const denoFiles = new Set(
+    pkg.files.map((file) => relative(member.dir, file)).filter((p) => !metadata(p)),
+  );
+  const problems: string[] = [];
+  for (const path of npmFiles) {
+    if (!denoFiles.has(path)) {
+      problems.push(`${pkg.name}: package.json "files" takes ${path}, deno publish does not`);
+    }
+  }
+  for (const path of denoFiles) {
+    if (!npmFiles.has(path)) {
+      problems.push(`${pkg.name}: deno publish takes ${path}, package.json "files" does not`);
+    }
+  }
   return problems;
 }
 
