@@ -3,6 +3,10 @@
  * SQLite backend, so the files are interchangeable) in Node and Bun, or any KV handle you
  * pass in, with a key prefix so several servers can share one database.
  *
+ * On Deno, `Deno.openKv` exists only with `--unstable-kv` (or `"unstable": ["kv"]` in
+ * deno.json). Without it a `KvStorage` given a `path` opens the file with `@deno/kv` and
+ * warns once; the `backend` option (`"deno"` or `"npm"`) makes the choice explicit.
+ *
  * Durability and crash safety:
  * - Term, vote and the entries of one `save` are one atomic commit, durable when it resolves
  *   (SQLite in WAL mode syncs each commit).
