@@ -64,6 +64,23 @@ export interface KvServiceRun extends WrkResult {
   loadCpuUsPerRequest: number;
   /** Share of one core each node used, leader first. */
   nodeCpuPercent: number[];
+  /** Writes per log entry on the leader (NaN for a build without batching). */
+  writesPerEntry: number;
+  /** Mean time from proposing a batch entry to its result on the leader, in ms. */
+  entryMs: number;
+  /** Reads served per ReadIndex round on the leader. */
+  readsPerRound: number;
+}
+
+/** The leader's batching counters (`service` of `GET /status`), if it reports them. */
+async function serviceStats(node: NodeProcess): Promise<Record<string, number> | undefined> {
+  try {
+    const response = await fetch(`${node.url}/status`);
+    const status = await response.json() as { service?: Record<string, number> };
+    return status.service;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Options of {@link benchKvService}. */
@@ -74,6 +91,8 @@ export interface KvServiceOptions {
   parentDir?: string;
   /** Git revision whose examples/kv to measure beside the current one. */
   baseline?: string;
+  /** More clusters of the current build, each with extra node arguments (tuning). */
+  variants?: { name: string; args: string[] }[];
   /** Write CPU profiles of the current build's leader to `${profilePath}-<case>.cpuprofile`. */
   profilePath?: string;
   /** Cases to run. @default {@link KV_SERVICE_CASES} */
@@ -105,6 +124,7 @@ async function startCluster(
   parentDir: string,
   mainPath: string | undefined,
   inspectBase: number | undefined,
+  nodeArgs: string[] = [],
 ): Promise<Cluster> {
   const ports = await freePorts(3, 1000);
   const dataRoot = await mkdtemp(join(parentDir, "tsraft-kvbench-"));
@@ -114,7 +134,7 @@ async function startCluster(
     transport: "tcp",
     storage: "file",
     // Large snapshot interval: the bench measures requests, not snapshots.
-    extraArgs: ["--election-timeout-ms", String(ELECTION_TIMEOUT_MS)],
+    extraArgs: ["--election-timeout-ms", String(ELECTION_TIMEOUT_MS), ...nodeArgs],
     ...(mainPath === undefined ? {} : { mainPath }),
     ...(inspectBase === undefined
       ? {}
@@ -225,6 +245,11 @@ export async function benchKvService(options: KvServiceOptions): Promise<KvServi
       const main = await extractBaseline(options.baseline);
       clusters.push(await startCluster(options.baseline, parentDir, main, undefined));
     }
+    for (const variant of options.variants ?? []) {
+      clusters.push(
+        await startCluster(variant.name, parentDir, undefined, undefined, variant.args),
+      );
+    }
     for (const spec of options.cases ?? KV_SERVICE_CASES) {
       for (const cluster of clusters) {
         const { leader, follower } = await roles(cluster);
@@ -235,6 +260,7 @@ export async function benchKvService(options: KvServiceOptions): Promise<KvServi
         await runWrk({ ...load, method: "PUT", durationMs: options.warmupMs });
         const ordered = [leader, ...cluster.nodes.filter((node) => node !== leader)];
         const before = ordered.map((node) => processCpuMs(node.pid ?? -1));
+        const statsBefore = await serviceStats(leader);
         // Profile the node the clients talk to, and the leader when that is another node.
         const profiled = inspectBase !== undefined && cluster.build === "current"
           ? [...new Set([entry, leader])]
@@ -256,6 +282,8 @@ export async function benchKvService(options: KvServiceOptions): Promise<KvServi
           results.profiles.push(path);
         }
         const spent = ordered.map((node, i) => processCpuMs(node.pid ?? -1) - before[i]!);
+        const statsAfter = await serviceStats(leader);
+        const delta = (key: string) => (statsAfter?.[key] ?? NaN) - (statsBefore?.[key] ?? NaN);
         const perRequest = (ms: number) =>
           result.requests > 0 ? Math.round((ms * 1000) / result.requests) : NaN;
         results.runs.push({
@@ -267,6 +295,9 @@ export async function benchKvService(options: KvServiceOptions): Promise<KvServi
           entryCpuUsPerRequest: perRequest(spent[ordered.indexOf(entry)]!),
           loadCpuUsPerRequest: perRequest(result.loadCpuMs),
           nodeCpuPercent: spent.map((ms) => Math.round((ms / result.elapsedMs) * 100)),
+          writesPerEntry: Math.round((delta("writes") / delta("batches")) * 10) / 10,
+          entryMs: Math.round((delta("batchMs") / delta("batches")) * 100) / 100,
+          readsPerRound: Math.round((delta("reads") / delta("readRounds")) * 10) / 10,
         });
       }
     }
@@ -317,6 +348,9 @@ export function kvServiceRows(results: KvServiceResults): Record<string, string 
       "entry node µs/req": run.entryCpuUsPerRequest,
       "wrk µs/req": run.loadCpuUsPerRequest,
       "node CPU %": run.nodeCpuPercent.join("/"),
+      "writes/entry": Number.isNaN(run.writesPerEntry) ? "" : run.writesPerEntry,
+      "entry ms": Number.isNaN(run.entryMs) ? "" : run.entryMs,
+      "reads/round": Number.isNaN(run.readsPerRound) ? "" : run.readsPerRound,
       target,
     };
   });
@@ -353,6 +387,7 @@ if (import.meta.main ?? process.argv[1] === fileURLToPath(import.meta.url)) {
       quick: { type: "boolean", default: false },
       profile: { type: "boolean", default: false },
       cases: { type: "string" },
+      variant: { type: "string", multiple: true },
     },
   });
   await mkdir(".bench", { recursive: true });
@@ -362,6 +397,11 @@ if (import.meta.main ?? process.argv[1] === fileURLToPath(import.meta.url)) {
     say: (line) => console.log(line),
     ...(values.baseline === undefined ? {} : { baseline: values.baseline }),
     ...(values.profile ? { profilePath: ".bench/e" } : {}),
+    // --variant 'inflight4=--batch-inflight 4'
+    variants: (values.variant ?? []).map((text) => {
+      const [name, args] = text.split("=", 2);
+      return { name: name!, args: (args ?? "").split(" ").filter((arg) => arg !== "") };
+    }),
     ...(values.cases === undefined ? {} : {
       cases: KV_SERVICE_CASES.filter((c) =>
         values.cases!.split(",").includes(`${c.name} c${c.clients}`)

@@ -10,6 +10,7 @@ import process from "node:process";
 import { parseArgs } from "node:util";
 import { Hono } from "hono";
 import {
+  ADMIN_PORT_OFFSET,
   fetchStatus,
   freePorts,
   type LocalClusterSpec,
@@ -28,7 +29,8 @@ dashboard. Ctrl-C stops everything.
   --data DIR             keep data in DIR/<id> (default: a temporary directory, removed
                          on exit)
   --base-port P          client port of the first node; node i uses P+i, and with tcp the
-                         raft port is +1000 (default 4001; 0 picks free ports)
+                         raft port is +1000; the admin API (loopback, token known only
+                         to this launcher) is +2000 (default 4001; 0 picks free ports)
   --dashboard-port P     dashboard port (default 8080; 0 picks a free port)
   -h, --help             this text
 
@@ -73,15 +75,19 @@ const dataRoot = values.data !== undefined
   ? resolve(values.data)
   : await mkdtemp(join(tmpdir(), "tsraft-cluster-"));
 const ports = basePort === 0
-  ? await freePorts(count, transport === "tcp" ? 1000 : 0)
+  ? await freePorts(count, transport === "tcp" ? 1000 : 0, ADMIN_PORT_OFFSET)
   : Array.from({ length: count }, (_, i) => basePort + i);
 
+// The nodes serve their admin API (partition, heal) on loopback behind this token; only the
+// launcher knows it, and the dashboard goes through the launcher.
+const adminToken = crypto.randomUUID();
 const spec: LocalClusterSpec = {
   nodes: ports.map((port, i) => ({ id: `n${i + 1}`, port })),
   dataRoot,
   transport,
   storage,
-  extraArgs: positionals,
+  extraArgs: ["--admin", ...positionals],
+  env: { TSRAFT_KV_ADMIN_TOKEN: adminToken },
   onOutput: (id, line) => console.log(`[${id}] ${line}`),
 };
 const nodes = spec.nodes.map((node) => new NodeProcess(spec, node.id));
@@ -166,8 +172,9 @@ async function serveDashboard(port: number): Promise<{ url: string; close(): Pro
       case "partition":
       case "heal": {
         try {
-          const response = await fetch(`${node.url}/admin/${c.req.param("action")}`, {
+          const response = await fetch(`${node.adminUrl}/admin/${c.req.param("action")}`, {
             method: "POST",
+            headers: { authorization: `Bearer ${adminToken}` },
             signal: AbortSignal.timeout(2000),
           });
           return c.json(await response.json(), response.status as 200);
