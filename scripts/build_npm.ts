@@ -36,12 +36,9 @@ interface NpmManifest {
   peerDependencies?: Record<string, string>;
 }
 
-function jsPath(path: string): string {
-  return path.replace(/^\.\//, "./").replace(/\.ts$/, ".js");
-}
-
+/** A deno.json export (`./mod.ts`) as a package.json conditional export of the built files. */
 function exportEntry(path: string): { types: string; default: string } {
-  return { types: path.replace(/\.ts$/, ".d.ts"), default: jsPath(path) };
+  return { types: path.replace(/\.ts$/, ".d.ts"), default: path.replace(/\.ts$/, ".js") };
 }
 
 /** Options of {@link buildNpm}. */
@@ -57,7 +54,7 @@ export interface BuildNpmOptions {
  * Compiles every library package of the workspace into `out` and packs each with `npm pack`.
  * @param out the output directory (emptied first, except a `.tools` cache in it)
  * @param options where the compiler is cached
- * @returns the packages built, in the order of the root deno.json's workspace
+ * @returns the packages built, in the order of {@link libraryMembers}
  */
 export async function buildNpm(
   out: string,
