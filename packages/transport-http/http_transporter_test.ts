@@ -1,7 +1,14 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { Hono } from "hono";
-import { decodeMessage, encodeMessage, InvalidMessageError, TransportError } from "@tsraft/core";
+import {
+  decodeMessage,
+  encodeMessage,
+  InvalidMessageError,
+  REQUEST_KINDS,
+  RPCS,
+  TransportError,
+} from "@tsraft/core";
 import { HttpTransporter } from "./http_transporter.ts";
 import type { HttpClient } from "./http_client.ts";
 import { appClient, EchoHandler, makeEntries, SAMPLE } from "./_test_util.ts";
@@ -61,6 +68,20 @@ describe("HttpTransporter paths", () => {
     assert.equal(get.status, 404);
     const other = await post(app, "/raft/nope", new Uint8Array());
     assert.equal(other.status, 404);
+  });
+
+  test("install() mounts one POST route per row of core's RPCS table, at the getters' paths", () => {
+    const mounted: string[] = [];
+    const transporter = new HttpTransporter({ prefix: "/p", client: appClient(new Hono()) });
+    transporter.install(new EchoHandler(), { post: (path) => mounted.push(path) });
+    assert.deepEqual(mounted, REQUEST_KINDS.map((kind) => `/p/${RPCS[kind].path}`));
+    assert.deepEqual(mounted, [
+      transporter.appendEntriesPath,
+      transporter.requestVotePath,
+      transporter.snapshotPath,
+      transporter.snapshotRecoveryPath,
+      transporter.timeoutNowPath,
+    ]);
   });
 
   test("install() keeps the app's other routes working", async () => {
