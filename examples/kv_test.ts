@@ -1,9 +1,11 @@
 // End-to-end tests of examples/kv: every node is a real `deno run examples/kv/main.ts` process.
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import { fileURLToPath } from "node:url";
 import {
   ADMIN_PORT_OFFSET,
   fetchStatus,
@@ -400,3 +402,70 @@ describe("examples/kv over http + kv storage (3 processes)", () => {
     });
   });
 });
+
+for (const transport of ["tcp", "http"] as const) {
+  describe(`examples/kv over TLS, ${transport} transport (3 processes)`, () => {
+    // Test-only material of packages/transport-http: a throwaway CA and a certificate for
+    // 127.0.0.1 signed by it.
+    const testdata = fileURLToPath(
+      new URL("../packages/transport-http/testdata/", import.meta.url),
+    );
+    const ca = readFileSync(join(testdata, "ca.pem"), "utf8");
+    const tlsArgs = [
+      "--tls-cert",
+      join(testdata, "server.pem"),
+      "--tls-key",
+      join(testdata, "server.key"),
+      "--tls-ca",
+      join(testdata, "ca.pem"),
+    ];
+    let client: Deno.HttpClient;
+    let nodes: NodeProcess[] = [];
+    let dataRoot = "";
+
+    before(async () => {
+      client = Deno.createHttpClient({ caCerts: [ca] });
+      const ports = await freePorts(3, transport === "tcp" ? 1000 : 0);
+      dataRoot = await mkdtemp(join(tmpdir(), "tsraft-kv-tls-test-"));
+      const spec: LocalClusterSpec = {
+        nodes: ports.map((port, i) => ({ id: `n${i + 1}`, port })),
+        dataRoot,
+        scheme: "https",
+        transport,
+        extraArgs: ["--election-timeout-ms", String(ELECTION_TIMEOUT_MS), ...tlsArgs],
+      };
+      nodes = spec.nodes.map((node) => new NodeProcess(spec, node.id));
+      for (const node of nodes) node.start();
+    });
+
+    after(async () => {
+      await Promise.all(nodes.map((node) => node.kill("SIGKILL")));
+      client?.close();
+      if (dataRoot !== "") await rm(dataRoot, { recursive: true, force: true });
+    });
+
+    test("the client API, forwarding and raft traffic run over TLS", async () => {
+      // Electing a leader needs raft traffic, which is TLS between the nodes too.
+      const leader = await waitForLeader(nodes.map((node) => node.url), {
+        timeoutMs: 15_000,
+        init: { client } as RequestInit,
+      }).catch((error) => {
+        throw new Error(`${error}\n${nodes.map((node) => node.output).join("\n")}`);
+      });
+      assert.equal(leader.leaderUrl?.startsWith("https://"), true);
+      const follower = nodes.find((node) => node.id !== leader.id)!;
+      const init = (extra: RequestInit = {}) => ({ client, ...extra }) as RequestInit;
+      const put = await fetch(`${follower.url}/kv/secret`, init({ method: "PUT", body: "s3cr3t" }));
+      assert.equal(put.status, 200, await put.clone().text());
+      assert.equal(put.headers.get("x-kv-forwarded-to"), leader.id);
+      await put.body?.cancel();
+      const got = await fetch(`${follower.url}/kv/secret`, init());
+      assert.equal(await got.text(), "s3cr3t");
+      // Plain http to a TLS port gets no answer from the API.
+      const plain = await fetch(follower.url.replace("https:", "http:") + "/kv/secret", {
+        signal: AbortSignal.timeout(5000),
+      }).then(async (response) => `${response.status} ${await response.text()}`, String);
+      assert.notEqual(plain, "200 s3cr3t");
+    });
+  });
+}

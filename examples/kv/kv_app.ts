@@ -1,6 +1,6 @@
 import { NotLeaderError, type Server } from "@tsraft/core";
 import type { Hono } from "hono";
-import type { KvOp, KvStore } from "./kv_store.ts";
+import { isKvOp, type KvOp, type KvStore } from "./kv_store.ts";
 import {
   errorReply,
   FORWARD_PATH,
@@ -115,7 +115,14 @@ async function readBody(request: Request, limit: number, what: string) {
   let total = 0;
   const reader = request.body.getReader();
   for (;;) {
-    const { done, value } = await reader.read();
+    let chunk: ReadableStreamReadResult<Uint8Array>;
+    try {
+      chunk = await reader.read();
+    } catch {
+      // Malformed chunked encoding, a connection cut mid-body: the client's fault.
+      return new Refusal(400, "bad_request", `Cannot read ${what.toLowerCase()}`);
+    }
+    const { done, value } = chunk;
     if (done) break;
     total += value.byteLength;
     if (total > limit) {
@@ -430,8 +437,8 @@ export function createKvHandler(options: KvRoutesOptions): KvHandler {
     const refusals = items.map((item: unknown) => {
       const op = (item as { op?: unknown } | null)?.op;
       if (op === undefined) return undefined;
-      const refusal = Array.isArray(op) ? checkOp(op as unknown as KvOp) : undefined;
-      return refusal;
+      // A malformed op is refused by serveForwarded; only well-formed ones have sizes.
+      return isKvOp(op) ? checkOp(op) : undefined;
     });
     const served = await service.serveForwarded(
       items.map((item, i) => refusals[i] === undefined ? item : null),

@@ -4,10 +4,10 @@ import process from "node:process";
 import { createServer, type PeerInfo, type Server, type Storage } from "@tsraft/core";
 import { FileStorage } from "@tsraft/storage-file";
 import { KvStorage } from "@tsraft/storage-kv";
-import { HttpTransporter } from "@tsraft/transport-http";
+import { HttpTransporter, makeHttpClient } from "@tsraft/transport-http";
 import { TcpTransporter } from "@tsraft/transport-tcp";
 import { Hono } from "hono";
-import { installAdminRoutes, installKvRoutes } from "./kv_app.ts";
+import { installAdminRoutes, installKvRoutes, nodeUrl } from "./kv_app.ts";
 import { kvRegistry, KvStore } from "./kv_store.ts";
 import { PartitionableTransporter } from "./partitionable_transporter.ts";
 
@@ -108,21 +108,41 @@ export async function startKvNode(options: KvNodeOptions): Promise<KvNode> {
     ? new FileStorage(join(options.dataDir, "raft"))
     : new KvStorage({ path: join(options.dataDir, "raft.sqlite") });
 
+  const tls = options.tls;
+  // With TLS, raft traffic is encrypted too: the tcp transport dials and listens with TLS,
+  // the http transport shares the https client port.
   const tcp = transportKind === "tcp"
-    ? new TcpTransporter({ clusterId, ...secret, timeoutMs: 1000 })
+    ? new TcpTransporter({
+      clusterId,
+      ...secret,
+      timeoutMs: 1000,
+      ...(tls === undefined ? {} : {
+        tls: { cert: tls.cert, key: tls.key, ...(tls.ca === undefined ? {} : { ca: tls.ca }) },
+      }),
+    })
     : undefined;
   const http = transportKind === "http"
-    ? new HttpTransporter({ clusterId, ...secret, timeoutMs: 1000 })
+    ? new HttpTransporter({
+      clusterId,
+      ...secret,
+      ...(tls?.ca === undefined
+        ? { timeoutMs: 1000 }
+        : { client: makeHttpClient(1000, { tls: { ca: tls.ca } }) }),
+    })
     : undefined;
   const raftAddresses = new Map<string, PeerInfo>();
+  const raftAddress = (peer: PeerInfo): string => {
+    if (tcp !== undefined) return shiftPort(peer.connectionString, offset);
+    return tls === undefined ? peer.connectionString : nodeUrl(peer.connectionString, "https");
+  };
   const partition = new PartitionableTransporter((tcp ?? http)!, {
-    // Members advertise their client address; TCP raft traffic lives `offset` ports higher.
-    // Cached: this runs for every message sent.
-    resolve: tcp === undefined ? undefined : (peer) => {
+    // Members advertise their client address; TCP raft traffic lives `offset` ports higher,
+    // and http raft traffic over TLS needs an https URL. Cached: this runs for every message.
+    resolve: (peer) => {
       const key = `${peer.name}\n${peer.connectionString}`;
       let resolved = raftAddresses.get(key);
       if (resolved === undefined) {
-        resolved = { name: peer.name, connectionString: shiftPort(peer.connectionString, offset) };
+        resolved = { name: peer.name, connectionString: raftAddress(peer) };
         raftAddresses.set(key, resolved);
       }
       return resolved;
@@ -144,7 +164,6 @@ export async function startKvNode(options: KvNodeOptions): Promise<KvNode> {
     trailingLogEntries: options.trailingLogEntries ?? 200,
   });
 
-  const tls = options.tls;
   const app = new Hono();
   const kv = installKvRoutes(app, {
     server,

@@ -38,6 +38,8 @@ export interface LocalClusterSpec {
   onOutput?: (id: string, line: string) => void;
   /** Entry point to run instead of {@link MAIN_PATH} (the bench's baseline build). */
   mainPath?: string;
+  /** Scheme of the client API: `https` when the nodes run with `--tls-cert`. @default "http" */
+  scheme?: "http" | "https";
   /** Environment variables added to every node's (e.g. `TSRAFT_KV_ADMIN_TOKEN`). */
   env?: Record<string, string>;
   /** Runtime flags for one node, before the script (e.g. `--inspect=127.0.0.1:9229`). */
@@ -113,7 +115,7 @@ export class NodeProcess {
     if (self === undefined) throw new RangeError(`No node ${id} in the cluster`);
     this.#spec = spec;
     this.id = id;
-    this.url = `http://127.0.0.1:${self.port}`;
+    this.url = `${spec.scheme ?? "http"}://127.0.0.1:${self.port}`;
     this.adminUrl = `http://127.0.0.1:${self.port + ADMIN_PORT_OFFSET}`;
   }
 
@@ -254,11 +256,19 @@ export interface NodeStatus {
  * Fetches a node's status.
  * @param url the node's base URL
  * @param timeoutMs give up after this long
+ * @param init more fetch options (e.g. `{ client }` trusting a private CA on Deno)
  * @returns the status, or undefined when the node does not answer
  */
-export async function fetchStatus(url: string, timeoutMs = 1000): Promise<NodeStatus | undefined> {
+export async function fetchStatus(
+  url: string,
+  timeoutMs = 1000,
+  init: RequestInit = {},
+): Promise<NodeStatus | undefined> {
   try {
-    const response = await fetch(`${url}/status`, { signal: AbortSignal.timeout(timeoutMs) });
+    const response = await fetch(`${url}/status`, {
+      ...init,
+      signal: AbortSignal.timeout(timeoutMs),
+    });
     if (!response.ok) {
       await response.body?.cancel();
       return undefined;
@@ -301,10 +311,10 @@ export async function waitFor<T>(
  */
 export async function waitForLeader(
   urls: string[],
-  options: { timeoutMs?: number; exclude?: string } = {},
+  options: { timeoutMs?: number; exclude?: string; init?: RequestInit } = {},
 ): Promise<NodeStatus> {
   return await waitFor(async () => {
-    const statuses = (await Promise.all(urls.map((url) => fetchStatus(url, 500))))
+    const statuses = (await Promise.all(urls.map((url) => fetchStatus(url, 500, options.init))))
       .filter((status): status is NodeStatus => status !== undefined);
     const leader = statuses.find((status) =>
       status.state === "leader" && status.id !== options.exclude
