@@ -10,12 +10,13 @@
  * deno task mutate --list                # the table of mutations, without running anything
  * deno task mutate --only figure8        # one mutation (repeat --only, or a comma list)
  * deno task mutate --working-tree        # copy the working tree (uncommitted changes) instead
+ * deno task mutate --rev a604431^        # copy another commit (did its tests catch these?)
  * deno task mutate --no-baseline         # skip checking that each command passes unmutated
  * deno task mutate --thorough            # a survivor also gets the whole suite (deno task test)
  * deno task mutate --timeout 300         # per command, in seconds; a hang counts as caught
  * ```
  *
- * The copy is a `git archive` of HEAD (or, with --working-tree, the tracked and untracked
+ * The copy is a `git archive` of HEAD (or of --rev; with --working-tree, the tracked and untracked
  * files that git does not ignore) in a temporary directory; the repository itself is never
  * modified. Before the mutations, each command is run once on the unmutated copy: a command
  * that fails there cannot tell anything, and the run stops.
@@ -31,6 +32,7 @@ interface Args {
   list: boolean;
   only: string[];
   workingTree: boolean;
+  rev: string;
   baseline: boolean;
   timeoutMs: number;
   keep: boolean;
@@ -38,7 +40,7 @@ interface Args {
 }
 
 const USAGE =
-  "usage: deno task mutate [--list] [--only id[,id]] [--working-tree] [--no-baseline] [--thorough] [--timeout S] [--keep]";
+  "usage: deno task mutate [--list] [--only id[,id]] [--working-tree | --rev R] [--no-baseline] [--thorough] [--timeout S] [--keep]";
 
 /** What `deno task test` runs: with --thorough, the last word on a mutation nothing else caught. */
 const FULL_SUITE: Catcher = { test: ["packages", "examples", "bench"] };
@@ -48,6 +50,7 @@ function parseArgs(argv: string[]): Args {
     list: false,
     only: [],
     workingTree: false,
+    rev: "HEAD",
     baseline: true,
     timeoutMs: 300_000,
     keep: false,
@@ -64,6 +67,7 @@ function parseArgs(argv: string[]): Args {
     else if (flag === "--only") args.only.push(...value().split(","));
     else if (flag.startsWith("--only=")) args.only.push(...flag.slice(7).split(","));
     else if (flag === "--working-tree") args.workingTree = true;
+    else if (flag === "--rev") args.rev = value();
     else if (flag === "--no-baseline") args.baseline = false;
     else if (flag === "--keep") args.keep = true;
     else if (flag === "--thorough") args.thorough = true;
@@ -217,13 +221,13 @@ function lastLines(output: string): string {
   return output.trim().split("\n").slice(-2).join(" / ").slice(0, 200);
 }
 
-function copyRepository(workingTree: boolean): string {
+function copyRepository(workingTree: boolean, rev: string): string {
   const dir = mkdtempSync(join(tmpdir(), "tsraft-mutate-"));
   const script = workingTree
     // Tracked and untracked files git does not ignore; a file deleted in the working tree is
     // skipped (--ignore-failed-read).
     ? `git ls-files -z -co --exclude-standard | tar --null -T - --ignore-failed-read -cf - 2>/dev/null | tar -xf - -C "${dir}"`
-    : `git archive --format=tar HEAD | tar -xf - -C "${dir}"`;
+    : `git archive --format=tar "${rev.replaceAll('"', "")}" | tar -xf - -C "${dir}"`;
   const result = new Deno.Command("sh", { args: ["-c", script], cwd: REPO_ROOT }).outputSync();
   if (!result.success) {
     throw new Error(`Cannot copy the repository: ${new TextDecoder().decode(result.stderr)}`);
@@ -302,8 +306,8 @@ async function main(): Promise<number> {
     return 0;
   }
 
-  const dir = copyRepository(args.workingTree);
-  console.log(`mutate: copy of ${args.workingTree ? "the working tree" : "HEAD"} in ${dir}`);
+  const dir = copyRepository(args.workingTree, args.rev);
+  console.log(`mutate: copy of ${args.workingTree ? "the working tree" : args.rev} in ${dir}`);
   try {
     if (args.baseline) {
       const distinct = new Map<string, Catcher>();
