@@ -4,6 +4,8 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { runBenchmarks } from "./main.ts";
 import { benchProcessCluster } from "./cluster_bench.ts";
+import { spawnSync } from "node:child_process";
+import { benchKvService, KV_SERVICE_CASES, kvServiceRows } from "./kv_service_bench.ts";
 
 describe("bench", () => {
   test("runBenchmarks() --quick --only a measures the memory cluster for 1 and 32 clients", async () => {
@@ -31,5 +33,31 @@ describe("bench", () => {
     assert.ok(run.result.commits > 0);
     assert.equal(run.followers?.length, 2);
     assert.ok((run.appendBreakdown?.count ?? 0) > 0);
+  });
+});
+
+describe("bench (e) kv service", () => {
+  const deno = (globalThis as { Deno?: unknown }).Deno !== undefined;
+  const wrk = spawnSync("wrk", ["--version"]).error === undefined;
+  const skip = !deno ? "the kv nodes run on Deno" : !wrk ? "wrk is missing" : false;
+  if (skip) console.log(`bench (e) smoke test skipped: ${skip}`);
+
+  test("benchKvService() drives the kv service with wrk and reports CPU per request", {
+    skip,
+  }, async () => {
+    const results = await benchKvService({
+      durationMs: 1000,
+      warmupMs: 500,
+      cases: KV_SERVICE_CASES.filter((c) =>
+        (c.name === "PUT leader" && c.clients === 32) || c.name === "GET follower"
+      ),
+    });
+    assert.deepEqual(results.runs.map((run) => run.case), ["PUT leader", "GET follower"]);
+    for (const run of results.runs) {
+      assert.ok(run.requests > 0, `${run.case}: no requests`);
+      assert.ok(run.clusterCpuUsPerRequest > 0, `${run.case}: no CPU measured`);
+    }
+    assert.ok(results.runs[0]!.writesPerEntry >= 1);
+    assert.equal(kvServiceRows(results).length, 2);
   });
 });

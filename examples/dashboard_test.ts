@@ -31,7 +31,7 @@ const skip = existsSync(CHROMIUM)
   : `${CHROMIUM} is missing: install it with \`apt-get install -y chromium\``;
 if (skip) console.log(`dashboard test skipped: ${skip}`);
 
-test("the cluster dashboard shows a leader, serves KV requests and kills a node", {
+test("the cluster dashboard shows a leader, serves KV requests, partitions and kills a node", {
   skip,
 }, async () => {
   const { chromium } = await import("playwright-core");
@@ -97,6 +97,21 @@ test("the cluster dashboard shows a leader, serves KV requests and kills a node"
     assert.deepEqual([...png.subarray(0, 8)], PNG_SIGNATURE);
     assert.ok(png.length > 10_000, `screenshot is ${png.length} bytes`);
     console.log(`dashboard screenshot: ${screenshot} (${png.length} bytes)`);
+
+    // Partition a node and heal it from its card: the launcher calls the node's admin API
+    // (loopback, with the token only the launcher knows).
+    const partitioned = await page.locator('.node[data-role="follower"]').first()
+      .getAttribute("data-id");
+    await page.click(`.node[data-id="${partitioned}"] button[data-act="partition"]`);
+    await waitFor(
+      async () => await page.locator(`.node[data-id="${partitioned}"] .cut`).count() === 1,
+      { timeoutMs: 15_000, message: `${partitioned} shows as partitioned` },
+    );
+    await page.click(`.node[data-id="${partitioned}"] button[data-act="heal"]`);
+    await waitFor(
+      async () => await page.locator(`.node[data-id="${partitioned}"] .cut`).count() === 0,
+      { timeoutMs: 15_000, message: `${partitioned} shows as healed` },
+    );
 
     // Kill the leader from its card; another node takes over and the card shows it down.
     const leaderId = await page.locator('.node[data-role="leader"]').getAttribute("data-id");

@@ -46,7 +46,7 @@ export interface KvRoutesOptions {
   scheme?: "http" | "https";
   /** Fetch options for forwarding over https with a private CA (`{ client }` on Deno). */
   forwardInit?: RequestInit;
-  /** Log entries of batched writes in flight at once. @default 2 */
+  /** Log entries of batched writes in flight at once. @default 1 */
   maxInflightBatches?: number;
 }
 

@@ -54,7 +54,7 @@ export interface KvNodeOptions {
    * @default plain http
    */
   tls?: { cert: string; key: string; ca?: string };
-  /** Batched log entries in flight (see KvService). @default 2 */
+  /** Batched log entries in flight (see KvService). @default 1 */
   maxInflightBatches?: number;
 }
 

@@ -38,7 +38,7 @@ One node of a replicated key-value store built on tsraft.
                             is read from $TSRAFT_KV_ADMIN_TOKEN or --admin-token-file
   --admin-listen HOST:PORT  admin API address (default 127.0.0.1:<listen port + 2000>)
   --admin-token-file FILE   file holding the admin token
-  --batch-inflight N        batched log entries of writes in flight (default 2)
+  --batch-inflight N        batched log entries of writes in flight (default 1)
   -h, --help                this text
 
 Client API (the same on every node; followers forward to the leader):
@@ -158,7 +158,7 @@ const node = await startKvNode({
   ...(admin === undefined ? {} : { admin }),
   ...(values["batch-inflight"] === undefined
     ? {}
-    : { maxInflightBatches: integer(values["batch-inflight"], "--batch-inflight", 2) || 1 }),
+    : { maxInflightBatches: integer(values["batch-inflight"], "--batch-inflight", 1) || 1 }),
 });
 console.log(`${values.id}: listening on ${node.url} (${values.transport}, ${values.storage})`);
 if (node.adminUrl !== undefined) console.log(`${values.id}: admin API on ${node.adminUrl}`);
