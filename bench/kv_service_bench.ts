@@ -53,6 +53,7 @@ export const KV_SERVICE_CASES: KvServiceCase[] = [
 /** One case run on one build of the service. */
 export interface KvServiceRun extends WrkResult {
   case: string;
+  method: "GET" | "PUT";
   via: "leader" | "follower";
   /** `current`, or the baseline revision. */
   build: string;
@@ -70,6 +71,8 @@ export interface KvServiceRun extends WrkResult {
   entryMs: number;
   /** Reads served per ReadIndex round on the leader. */
   readsPerRound: number;
+  /** Requests per message on the follower's forwarding link. */
+  forwardedPerMessage: number;
 }
 
 /** The leader's batching counters (`service` of `GET /status`), if it reports them. */
@@ -261,6 +264,7 @@ export async function benchKvService(options: KvServiceOptions): Promise<KvServi
         const ordered = [leader, ...cluster.nodes.filter((node) => node !== leader)];
         const before = ordered.map((node) => processCpuMs(node.pid ?? -1));
         const statsBefore = await serviceStats(leader);
+        const entryBefore = await serviceStats(entry);
         // Profile the node the clients talk to, and the leader when that is another node.
         const profiled = inspectBase !== undefined && cluster.build === "current"
           ? [...new Set([entry, leader])]
@@ -283,12 +287,16 @@ export async function benchKvService(options: KvServiceOptions): Promise<KvServi
         }
         const spent = ordered.map((node, i) => processCpuMs(node.pid ?? -1) - before[i]!);
         const statsAfter = await serviceStats(leader);
+        const entryAfter = await serviceStats(entry);
+        const entryDelta = (key: string) =>
+          (entryAfter?.[key] ?? NaN) - (entryBefore?.[key] ?? NaN);
         const delta = (key: string) => (statsAfter?.[key] ?? NaN) - (statsBefore?.[key] ?? NaN);
         const perRequest = (ms: number) =>
           result.requests > 0 ? Math.round((ms * 1000) / result.requests) : NaN;
         results.runs.push({
           ...result,
           case: spec.name,
+          method: spec.method,
           via: spec.via,
           build: cluster.build,
           clusterCpuUsPerRequest: perRequest(spent.reduce((a, b) => a + b, 0)),
@@ -298,6 +306,9 @@ export async function benchKvService(options: KvServiceOptions): Promise<KvServi
           writesPerEntry: Math.round((delta("writes") / delta("batches")) * 10) / 10,
           entryMs: Math.round((delta("batchMs") / delta("batches")) * 100) / 100,
           readsPerRound: Math.round((delta("reads") / delta("readRounds")) * 10) / 10,
+          forwardedPerMessage: Math.round(
+            (entryDelta("forwarded") / entryDelta("forwardMessages")) * 10,
+          ) / 10,
         });
       }
     }
@@ -348,9 +359,16 @@ export function kvServiceRows(results: KvServiceResults): Record<string, string 
       "entry node µs/req": run.entryCpuUsPerRequest,
       "wrk µs/req": run.loadCpuUsPerRequest,
       "node CPU %": run.nodeCpuPercent.join("/"),
-      "writes/entry": Number.isNaN(run.writesPerEntry) ? "" : run.writesPerEntry,
-      "entry ms": Number.isNaN(run.entryMs) ? "" : run.entryMs,
-      "reads/round": Number.isNaN(run.readsPerRound) ? "" : run.readsPerRound,
+      "writes/entry": run.method === "PUT" && Number.isFinite(run.writesPerEntry)
+        ? run.writesPerEntry
+        : "",
+      "entry ms": run.method === "PUT" && Number.isFinite(run.entryMs) ? run.entryMs : "",
+      "reads/round": run.method === "GET" && Number.isFinite(run.readsPerRound)
+        ? run.readsPerRound
+        : "",
+      "fwd/msg": run.via === "follower" && Number.isFinite(run.forwardedPerMessage)
+        ? run.forwardedPerMessage
+        : "",
       target,
     };
   });

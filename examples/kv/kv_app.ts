@@ -111,6 +111,14 @@ async function readBody(request: Request, limit: number, what: string) {
   const declared = request.headers.get("content-length");
   if (declared !== null && !(Number(declared) <= limit)) return tooLarge(what, limit);
   if (request.body === null) return new Uint8Array(0);
+  if (declared !== null) {
+    // The server holds the body to its declared length: one read, no stream loop.
+    try {
+      return new Uint8Array(await request.arrayBuffer());
+    } catch {
+      return new Refusal(400, "bad_request", `Cannot read ${what.toLowerCase()}`);
+    }
+  }
   const chunks: Uint8Array[] = [];
   let total = 0;
   const reader = request.body.getReader();

@@ -321,6 +321,9 @@ class LeaderLink {
     this.#queue.replies.push(reply);
     if (!this.#scheduled) {
       this.#scheduled = true;
+      // A microtask: requests handled in the same turn share a message. (A timer would gather
+      // more, 30 a message at 32 clients, but Deno's setTimeout(0) costs about a millisecond:
+      // four times the latency at one client, an eighth of the throughput at 32.)
       queueMicrotask(() => void this.#flush());
     }
     return reply.promise;
