@@ -30,6 +30,8 @@ import { ensureWrk, processCpuMs, runWrk, type WrkResult } from "./_wrk.ts";
 const REPO_ROOT = fileURLToPath(new URL("../", import.meta.url));
 /** As in the other cluster benches: a loaded 2-core machine keeps its leader. */
 const ELECTION_TIMEOUT_MS = 500;
+/** Keys the load cycles through (wrk's default). */
+const KEYS = 1000;
 
 /** One measured case of the kv service. */
 export interface KvServiceCase {
@@ -146,7 +148,16 @@ async function startCluster(
   const nodes = spec.nodes.map((node) => new NodeProcess(spec, node.id));
   for (const node of nodes) node.start();
   try {
-    await waitForLeader(nodes.map((node) => node.url), { timeoutMs: 30_000 });
+    const leader = await waitForLeader(nodes.map((node) => node.url), { timeoutMs: 30_000 });
+    // Every key the GET cases read exists (404s would count as errors).
+    const url = nodes.find((node) => node.id === leader.id)!.url;
+    let next = 0;
+    await Promise.all(Array.from({ length: 32 }, async () => {
+      while (next < KEYS) {
+        const response = await fetch(`${url}/kv/k${next++}`, { method: "PUT", body: "v" });
+        await response.body?.cancel();
+      }
+    }));
   } catch (error) {
     for (const node of nodes) console.error(`--- ${build} ${node.id}\n${node.output}`);
     await stopCluster({ build, nodes, dataRoot });
@@ -305,7 +316,10 @@ export async function benchKvService(options: KvServiceOptions): Promise<KvServi
           nodeCpuPercent: spent.map((ms) => Math.round((ms / result.elapsedMs) * 100)),
           writesPerEntry: Math.round((delta("writes") / delta("batches")) * 10) / 10,
           entryMs: Math.round((delta("batchMs") / delta("batches")) * 100) / 100,
-          readsPerRound: Math.round((delta("reads") / delta("readRounds")) * 10) / 10,
+          // A follower counts its own rounds (read indexes asked of the leader).
+          readsPerRound: spec.via === "leader"
+            ? Math.round((delta("reads") / delta("readRounds")) * 10) / 10
+            : Math.round((entryDelta("reads") / entryDelta("readRounds")) * 10) / 10,
           forwardedPerMessage: Math.round(
             (entryDelta("forwarded") / entryDelta("forwardMessages")) * 10,
           ) / 10,

@@ -251,6 +251,10 @@ export function createKvHandler(options: KvRoutesOptions): KvHandler {
         headers: { "content-type": "text/plain; charset=UTF-8", [NODE_HEADER]: node, ...extra },
       });
     }
+    if ("index" in reply) {
+      // Only the follower's own read path asks for an index; it never renders one.
+      return json(500, { error: "internal", reason: "Unexpected read index" }, node, extra);
+    }
     return json(reply.status, { error: reply.error, reason: reply.reason }, node, extra);
   }
 
@@ -286,8 +290,20 @@ export function createKvHandler(options: KvRoutesOptions): KvHandler {
         location,
       });
     }
-    const reply = await service.forward(leaderUrl, item);
-    return render(reply, key, { [FORWARDED_TO_HEADER]: leader.leader });
+    const forwardedTo = { [FORWARDED_TO_HEADER]: leader.leader };
+    if ("read" in item) {
+      // Raft thesis §6.4: ask the leader for a read index (one request shared by every read
+      // waiting for it), wait until this node has applied it, then read the local copy.
+      const reply = await service.remoteReadIndex(leaderUrl);
+      if (!("index" in reply)) return render(reply, key, forwardedTo);
+      try {
+        await service.waitApplied(reply.index);
+      } catch (error) {
+        return render(errorReply(error, true), key, forwardedTo);
+      }
+      return render({ value: store.get(key) ?? null }, key, forwardedTo);
+    }
+    return render(await service.forward(leaderUrl, item), key, forwardedTo);
   }
 
   /**

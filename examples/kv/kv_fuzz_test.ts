@@ -124,7 +124,7 @@ function body(g: Gen): string | Uint8Array<ArrayBuffer> | undefined {
           [{ op: ["put", `f${g.int(5)}`, "fwd", "", 0] }],
           [{ op: ["put", "k".repeat(MAX_KEY_BYTES + 1), "v", "", 0] }],
           [{ op: ["drop", "k"] }, { read: 3 }, null, 7],
-          [{ read: `f${g.int(5)}` }],
+          [{ read: `f${g.int(5)}` }, { readIndex: true }],
           "nope",
         ]),
       });

@@ -25,13 +25,17 @@ export interface KvServiceOptions {
   forwardInit?: RequestInit;
 }
 
-/** What a follower forwards: a write, or a linearizable read of a key. */
-export type ForwardItem = { op: KvOp } | { read: string };
+/**
+ * What a follower sends the leader: a write, a linearizable read of a key, or a request for
+ * a read index (the follower then serves the reads waiting for it itself, Raft thesis §6.4).
+ */
+export type ForwardItem = { op: KvOp } | { read: string } | { readIndex: true };
 
 /** The leader's answer to one {@link ForwardItem}. */
 export type ForwardReply =
   | { result: KvResult }
   | { value: string | null }
+  | { index: number }
   | { error: string; status: number; reason: string };
 
 /** Path of the leader's endpoint for forwarded requests (POST, or a WebSocket on Deno). */
@@ -98,7 +102,11 @@ export class KvService {
   #inflight = 0;
   #flushScheduled = false;
   #readRunning = false;
-  #readWaiting: Deferred<void> | undefined;
+  #readWaiting: Deferred<number> | undefined;
+  #remoteRunning = false;
+  #remoteWaiting: { url: string; done: Deferred<ForwardReply> } | undefined;
+  #appliedWaiters: { index: number; done: Deferred<void> }[] = [];
+  #appliedPoll: ReturnType<typeof setInterval> | undefined;
   #link: LeaderLink | undefined;
   #readGroupSize = 0;
   /** Counters since start. */
@@ -173,10 +181,10 @@ export class KvService {
    * flight at a time).
    * @throws NotLeaderError, CommandTimeoutError, StopError as `server.readIndex` does
    */
-  readBarrier(): Promise<void> {
+  readBarrier(): Promise<number> {
     this.#readGroupSize++;
     if (this.#readWaiting === undefined) {
-      this.#readWaiting = deferred<void>();
+      this.#readWaiting = deferred<number>();
       if (!this.#readRunning) queueMicrotask(() => this.#startRead());
     }
     return this.#readWaiting.promise;
@@ -191,13 +199,83 @@ export class KvService {
     this.stats.reads += this.#readGroupSize;
     this.#readGroupSize = 0;
     withTimeout(this.timeoutMs, (signal) => this.server.readIndex({ signal })).then(
-      () => group.resolve(),
+      (index) => group.resolve(index),
       (error) => group.reject(error),
     ).finally(() => {
       this.#readRunning = false;
       this.#startRead();
     });
   }
+
+  /**
+   * On a follower: a read index from the leader, one request in flight at a time shared by
+   * every read waiting for it (a read arriving meanwhile waits for the next request, whose
+   * index the leader takes after the read arrived).
+   * @param leaderUrl the leader's client URL
+   * @returns `{ index }`, or the error reply
+   */
+  remoteReadIndex(leaderUrl: string): Promise<ForwardReply> {
+    this.#readGroupSize++;
+    if (this.#remoteWaiting === undefined) {
+      this.#remoteWaiting = { url: leaderUrl, done: deferred<ForwardReply>() };
+      if (!this.#remoteRunning) queueMicrotask(() => this.#startRemoteRead());
+    }
+    return this.#remoteWaiting.done.promise;
+  }
+
+  #startRemoteRead(): void {
+    const group = this.#remoteWaiting;
+    if (group === undefined || this.#remoteRunning) return;
+    this.#remoteWaiting = undefined;
+    this.#remoteRunning = true;
+    this.stats.readRounds++;
+    this.stats.reads += this.#readGroupSize;
+    this.#readGroupSize = 0;
+    this.forward(group.url, { readIndex: true }).then((reply) => group.done.resolve(reply))
+      .finally(() => {
+        this.#remoteRunning = false;
+        this.#startRemoteRead();
+      });
+  }
+
+  /**
+   * Waits until this node has applied `index`.
+   * @param index a read index
+   * @throws CommandTimeoutError after the request timeout
+   */
+  waitApplied(index: number): Promise<void> {
+    if (this.server.appliedIndex >= index) return Promise.resolve();
+    const done = deferred<void>();
+    this.#appliedWaiters.push({ index, done });
+    if (this.#appliedWaiters.length === 1) {
+      this.server.addEventListener("commit", this.#onApplied);
+      // A snapshot installed from the leader moves the applied index without commit events.
+      this.#appliedPoll = setInterval(this.#onApplied, 20);
+    }
+    return withTimeout(this.timeoutMs, (signal) =>
+      new Promise<void>((resolve, reject) => {
+        signal.addEventListener("abort", () => {
+          this.#appliedWaiters = this.#appliedWaiters.filter((waiter) => waiter.done !== done);
+          this.#onApplied();
+          reject(new CommandTimeoutError(`Index ${index} was not applied in time`));
+        }, { once: true });
+        done.promise.then(resolve, reject);
+      }));
+  }
+
+  readonly #onApplied = (): void => {
+    const applied = this.server.appliedIndex;
+    const ready = this.#appliedWaiters.filter((waiter) => waiter.index <= applied);
+    if (ready.length > 0) {
+      this.#appliedWaiters = this.#appliedWaiters.filter((waiter) => waiter.index > applied);
+      for (const waiter of ready) waiter.done.resolve();
+    }
+    if (this.#appliedWaiters.length === 0 && this.#appliedPoll !== undefined) {
+      this.server.removeEventListener("commit", this.#onApplied);
+      clearInterval(this.#appliedPoll);
+      this.#appliedPoll = undefined;
+    }
+  };
 
   /**
    * Serves requests a follower forwarded: never forwards them again.
@@ -215,6 +293,9 @@ export class KvService {
         if (typeof record === "object" && record !== null && typeof record.read === "string") {
           await this.readBarrier();
           return { value: this.store.get(record.read) ?? null };
+        }
+        if (typeof record === "object" && record !== null && record.readIndex === true) {
+          return { index: await this.readBarrier() };
         }
         return { error: "bad_request", status: 400, reason: "Malformed forwarded request" };
       } catch (error) {
@@ -254,10 +335,14 @@ export class KvService {
     return { name, connectionString: member.connectionString };
   }
 
-  /** Closes the forwarding link. */
+  /** Closes the forwarding link and fails reads waiting to be applied. */
   close(): void {
     this.#link?.close();
     this.#link = undefined;
+    for (const waiter of this.#appliedWaiters) waiter.done.reject(new StopError());
+    this.#appliedWaiters = [];
+    if (this.#appliedPoll !== undefined) clearInterval(this.#appliedPoll);
+    this.#appliedPoll = undefined;
   }
 }
 
