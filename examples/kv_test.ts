@@ -212,6 +212,16 @@ describe("examples/kv over tcp + file (3 processes)", () => {
     assert.equal(read.status, 200);
     assert.equal(read.text, "v1");
     assert.equal(read.headers.get("x-kv-forwarded-to"), leader.id);
+    // A read through a follower right after a write acknowledged by the leader sees it: the
+    // follower serves it from its own copy only after applying the leader's read index.
+    for (let i = 0; i < 20; i++) {
+      const key = `read-your-write-${i}`;
+      assert.equal(
+        (await call(`${leader.url}/kv/${key}`, { method: "PUT", body: `w${i}` })).status,
+        200,
+      );
+      assert.equal((await call(`${follower.url}/kv/${key}`)).text, `w${i}`);
+    }
     const deleted = await call(`${follower.url}/kv/forwarded`, { method: "DELETE" });
     assert.equal(deleted.status, 200);
     assert.equal((await call(`${leader.url}/kv/forwarded`)).status, 404);
