@@ -38,19 +38,18 @@ export class TcpClient {
   }
 
   /**
-   * Sends one request to `peer` and resolves with its response. The sender is not sent:
-   * the peer knows it by its connection.
+   * Sends one request to `to.peer` and resolves with its response. `to.sender` is not
+   * sent: the peer knows it by its connection.
    * @throws {TypeError|RangeError} when `request` does not encode (the caller's bug)
    * @throws {TransportError} when closed, the request is over `maxFrameBytes`, the
    * connection string is malformed, or the peer cannot answer in time
    */
   send<K extends RequestKind>(
-    _sender: TransportSender,
     rpc: Rpc<K>,
-    peer: PeerInfo,
     request: MessageMap[K],
-    signal: AbortSignal | undefined,
+    to: { sender: TransportSender; peer: PeerInfo; signal: AbortSignal | undefined },
   ): Promise<MessageMap[ResponseKind<K>]> {
+    const { peer, signal } = to;
     if (this.#closed) return Promise.reject(new TransportError("TcpTransporter is closed"));
     const { maxFrameBytes, timeoutMs, snapshotTimeoutMs } = this.#settings;
     let payload: Uint8Array;

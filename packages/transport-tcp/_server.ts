@@ -87,7 +87,7 @@ export class TcpServer {
     const conn = new TimeoutConn(socket, { readTimeoutMs: 0, writeTimeoutMs: settings.timeoutMs });
     this.#conns.add(conn);
     socket.once("close", () => this.#conns.delete(conn));
-    serveConnection(conn, handler, settings).catch((error: unknown) => {
+    serveConnection(conn, { handler, settings }).catch((error: unknown) => {
       // Reaching here means a bug, not a bad peer: serveConnection handles those.
       settings.logger(`Connection from ${describeAddr(conn)} failed: ${describe(error)}`);
       conn.close();
@@ -98,9 +98,9 @@ export class TcpServer {
 /** Serves one incoming connection until it ends; never rejects for a misbehaving peer. */
 async function serveConnection(
   conn: TimeoutConn,
-  handler: RaftHandler,
-  settings: Settings,
+  options: { handler: RaftHandler; settings: Settings },
 ): Promise<void> {
+  const { handler, settings } = options;
   const peer = describeAddr(conn);
   const { maxFrameBytes, maxInFlightPerConnection } = settings;
   let inFlight = 0;
@@ -119,7 +119,7 @@ async function serveConnection(
         const rpc: Rpc = RPCS[kind];
         const request = decodeMessage(kind, frame.payload, { maxBytes: maxFrameBytes });
         inFlight++;
-        serveRequest(conn, handler, rpc, { id: frame.id, request }).finally(() => {
+        serveRequest(conn, { handler, rpc, id: frame.id, request }).finally(() => {
           inFlight--;
           wake?.();
         });
@@ -151,18 +151,17 @@ async function serveConnection(
 /** Runs one request through its handler method and writes the response (or the error). */
 async function serveRequest(
   conn: TimeoutConn,
-  handler: RaftHandler,
-  rpc: Rpc,
-  frame: { id: number; request: unknown },
+  call: { handler: RaftHandler; rpc: Rpc; id: number; request: unknown },
 ): Promise<void> {
+  const { handler, rpc, id, request } = call;
   const code = kindCode(rpc.response);
   let out: Uint8Array;
   try {
-    const response = await rpc.serve(handler, frame.request as never);
-    out = encodeFrame(frame.id, code, 0, encodeMessage(rpc.response, response as never));
+    const response = await rpc.serve(handler, request as never);
+    out = encodeFrame(id, code, 0, encodeMessage(rpc.response, response as never));
   } catch (error) {
     const text = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-    out = encodeFrame(frame.id, code, FLAG_ERROR, encodeText(text));
+    out = encodeFrame(id, code, FLAG_ERROR, encodeText(text));
   }
   // A failed write means the connection is gone; its reader notices and cleans up.
   await conn.write(out).catch(() => {});

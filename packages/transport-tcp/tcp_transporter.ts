@@ -251,7 +251,11 @@ export class TcpTransporter implements Transporter {
     req: RequestVoteRequest,
     options?: SendOptions,
   ): Promise<RequestVoteResponse> {
-    return this.#client.send(sender, RPCS.requestVoteRequest, peer, req, options?.signal);
+    return this.#client.send(RPCS.requestVoteRequest, req, {
+      sender,
+      peer,
+      signal: options?.signal,
+    });
   }
 
   /**
@@ -269,7 +273,11 @@ export class TcpTransporter implements Transporter {
     req: AppendEntriesRequest,
     options?: SendOptions,
   ): Promise<AppendEntriesResponse> {
-    return this.#client.send(sender, RPCS.appendEntriesRequest, peer, req, options?.signal);
+    return this.#client.send(RPCS.appendEntriesRequest, req, {
+      sender,
+      peer,
+      signal: options?.signal,
+    });
   }
 
   /**
@@ -287,7 +295,7 @@ export class TcpTransporter implements Transporter {
     req: SnapshotRequest,
     options?: SendOptions,
   ): Promise<SnapshotResponse> {
-    return this.#client.send(sender, RPCS.snapshotRequest, peer, req, options?.signal);
+    return this.#client.send(RPCS.snapshotRequest, req, { sender, peer, signal: options?.signal });
   }
 
   /**
@@ -305,7 +313,11 @@ export class TcpTransporter implements Transporter {
     req: SnapshotRecoveryRequest,
     options?: SendOptions,
   ): Promise<SnapshotRecoveryResponse> {
-    return this.#client.send(sender, RPCS.snapshotRecoveryRequest, peer, req, options?.signal);
+    return this.#client.send(RPCS.snapshotRecoveryRequest, req, {
+      sender,
+      peer,
+      signal: options?.signal,
+    });
   }
 
   /**
@@ -323,7 +335,11 @@ export class TcpTransporter implements Transporter {
     req: TimeoutNowRequest,
     options?: SendOptions,
   ): Promise<TimeoutNowResponse> {
-    return this.#client.send(sender, RPCS.timeoutNowRequest, peer, req, options?.signal);
+    return this.#client.send(RPCS.timeoutNowRequest, req, {
+      sender,
+      peer,
+      signal: options?.signal,
+    });
   }
 
   /**
