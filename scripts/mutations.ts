@@ -140,6 +140,16 @@ export const MUTATIONS: Mutation[] = [
     }],
     catchers: [{ test: ["packages/transport-http"] }],
   },
+  {
+    id: "no-request-body-limit",
+    description: "HttpTransporter's routes read request bodies of any size (no 413)",
+    edits: [{
+      file: "packages/transport-http/http_transporter.ts",
+      find: "bytes = await readBodyLimited(request, this.#maxBodyBytes);",
+      replace: "bytes = await readBodyLimited(request, Number.MAX_SAFE_INTEGER);",
+    }],
+    catchers: [{ test: ["packages/transport-http"] }],
+  },
   // Issue 11: each fix of cd44ebf reverted at its key lines.
   {
     id: "i11-membership-before-commit",
