@@ -13,6 +13,7 @@
  * deno task mutate --rev a604431^        # copy another commit (did its tests catch these?)
  * deno task mutate --no-baseline         # skip checking that each command passes unmutated
  * deno task mutate --thorough            # a survivor also gets the whole suite (deno task test)
+ * deno task mutate --every               # run every command, not only up to the first catch
  * deno task mutate --timeout 300         # per command, in seconds; a hang counts as caught
  * ```
  *
@@ -37,10 +38,11 @@ interface Args {
   timeoutMs: number;
   keep: boolean;
   thorough: boolean;
+  every: boolean;
 }
 
 const USAGE =
-  "usage: deno task mutate [--list] [--only id[,id]] [--working-tree | --rev R] [--no-baseline] [--thorough] [--timeout S] [--keep]";
+  "usage: deno task mutate [--list] [--only id[,id]] [--working-tree | --rev R] [--no-baseline] [--thorough] [--every] [--timeout S] [--keep]";
 
 /** What `deno task test` runs: with --thorough, the last word on a mutation nothing else caught. */
 const FULL_SUITE: Catcher = { test: ["packages", "examples", "bench"] };
@@ -55,6 +57,7 @@ function parseArgs(argv: string[]): Args {
     timeoutMs: 300_000,
     keep: false,
     thorough: false,
+    every: false,
   };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i]!;
@@ -71,6 +74,7 @@ function parseArgs(argv: string[]): Args {
     else if (flag === "--no-baseline") args.baseline = false;
     else if (flag === "--keep") args.keep = true;
     else if (flag === "--thorough") args.thorough = true;
+    else if (flag === "--every") args.every = true;
     else if (flag === "--timeout") args.timeoutMs = Number(value()) * 1000;
     else throw new RangeError(`Unknown flag ${flag} (${USAGE})`);
   }
@@ -342,8 +346,11 @@ async function main(): Promise<number> {
             } (${outcome.seconds} s) ${outcome.failed ? outcome.detail : ""}`,
           );
           if (outcome.failed) {
-            row = { mutation, result: "caught", by: `${catcherName(catcher)}: ${outcome.detail}` };
-            break;
+            const by = `${catcherName(catcher)}: ${outcome.detail}`;
+            row = row === undefined
+              ? { mutation, result: "caught", by }
+              : { ...row, by: `${row.by}; ${by}` };
+            if (!args.every) break;
           }
         }
         rows.push(
