@@ -452,6 +452,58 @@ for (const native of PATHS) {
       assert.equal(await countConnections(p.port), 1);
     });
 
+    test("TcpTransporter gives snapshot chunks snapshotTimeoutMs and other RPCs timeoutMs (RPCS timeout class)", async () => {
+      const clock = new ManualClock();
+      const handler = echoHandler();
+      handler.requestSnapshot = () => new Promise(() => {});
+      handler.snapshotRecoveryRequest = () => new Promise(() => {});
+      await using p = await pair(
+        native,
+        {},
+        { clock, timeoutMs: 100, snapshotTimeoutMs: 5000 },
+        handler,
+      );
+      await p.client.sendAppendEntriesRequest(SENDER, p.peer, heartbeat(0)); // connected
+      const outcomes = new Map<string, unknown>();
+      const track = (name: string, sent: Promise<unknown>) =>
+        sent.then(() => outcomes.set(name, "answered"), (error) => outcomes.set(name, error));
+      const announcement = track(
+        "snapshot",
+        p.client.sendSnapshotRequest(SENDER, p.peer, {
+          term: 1,
+          leaderName: "a",
+          lastIndex: 5,
+          lastTerm: 1,
+          size: 3,
+        }),
+      );
+      const chunk = track(
+        "chunk",
+        p.client.sendSnapshotRecoveryRequest(SENDER, p.peer, {
+          term: 1,
+          leaderName: "a",
+          lastIndex: 5,
+          lastTerm: 1,
+          peers: [],
+          offset: 0,
+          data: new Uint8Array([1, 2, 3]),
+          done: true,
+          checksum: 0,
+        }),
+      );
+      clock.advance(100);
+      await announcement;
+      assert.match(String(outcomes.get("snapshot")), /snapshotRequest .* timed out after 100 ms/);
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.equal(outcomes.has("chunk"), false, "the chunk got the short timeout");
+      clock.advance(4900);
+      await chunk;
+      assert.match(
+        String(outcomes.get("chunk")),
+        /snapshotRecoveryRequest .* timed out after 5000 ms/,
+      );
+    });
+
     test("TcpTransporter backs off reconnects on its injected clock, doubling up to the maximum", async () => {
       const clock = new ManualClock();
       const port = await freePort(); // nothing listens there
