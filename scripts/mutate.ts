@@ -98,9 +98,14 @@ interface Outcome {
   seconds: number;
 }
 
-const hasSetsid =
-  new Deno.Command("setsid", { args: ["--version"], stdout: "null", stderr: "null" })
-    .outputSync().success;
+const hasSetsid = (() => {
+  try {
+    return new Deno.Command("setsid", { args: ["--version"], stdout: "null", stderr: "null" })
+      .outputSync().success;
+  } catch {
+    return false; // Not installed: the child runs in this process group.
+  }
+})();
 
 /**
  * Runs a command in its own process group, killing the group after `timeoutMs`, or as soon as

@@ -100,6 +100,9 @@ const ci = takeFlag(args, "ci");
 const minimum = !takeFlag(args, "no-minimum");
 const fileMs = Number(takeOption(args, "file-timeout") ?? 180) * 1000;
 const totalMs = Number(takeOption(args, "total-timeout") ?? 600) * 1000;
+if (!(fileMs > 0) || !(totalMs > 0)) {
+  throw new RangeError("--file-timeout and --total-timeout take a positive number of seconds");
+}
 const work = mkdtempSync(join(tmpdir(), "tsraft-bun-run-"));
 const junitPath = join(work, "junit.xml");
 

@@ -48,6 +48,9 @@ const ci = takeFlag(args, "ci");
 const minimum = !takeFlag(args, "no-minimum");
 const fileMs = Number(takeOption(args, "file-timeout") ?? 180) * 1000;
 const totalMs = Number(takeOption(args, "total-timeout") ?? 600) * 1000;
+if (!(fileMs > 0) || !(totalMs > 0)) {
+  throw new RangeError("--file-timeout and --total-timeout take a positive number of seconds");
+}
 
 const work = mkdtempSync(join(tmpdir(), "tsraft-test-run-"));
 const junitPath = join(work, "junit.xml");
@@ -56,9 +59,14 @@ const preload = new URL("./_skip_recorder.ts", import.meta.url).pathname;
 const testArgs = ["test", `--junit-path=${junitPath}`, `--preload=${preload}`, ...args];
 
 // Its own session and process group, so a timeout kills the nodes tests spawned as well.
-const hasSetsid =
-  new Deno.Command("setsid", { args: ["--version"], stdout: "null", stderr: "null" })
-    .outputSync().success;
+const hasSetsid = (() => {
+  try {
+    return new Deno.Command("setsid", { args: ["--version"], stdout: "null", stderr: "null" })
+      .outputSync().success;
+  } catch {
+    return false; // Not installed: the child runs in this process group.
+  }
+})();
 const child = new Deno.Command(hasSetsid ? "setsid" : Deno.execPath(), {
   args: hasSetsid ? [Deno.execPath(), ...testArgs] : testArgs,
   stdout: "piped",
