@@ -1,6 +1,7 @@
 // The clients of examples/chaos.ts: each one sends get/put/cas/delete requests over HTTP to
 // the nodes and records what it invoked and what it saw in a shared HistoryRecorder.
-import type { HistoryRecorder, KvInput, KvOutput, SeededRandom } from "@tsraft/core/testing";
+import type { SeededRandom } from "@tsraft/core/testing";
+import type { HistoryRecorder, KvInput, KvOutput } from "@tsraft/sim";
 import { CLIENT_ID_HEADER, REQUEST_SEQ_HEADER } from "./kv/kv_app.ts";
 
 /** What the clients counted, for the report. */

@@ -3,7 +3,7 @@
  * processes in their own network namespaces, joined by a bridge; a nemesis cuts the network
  * with iptables (partitions, one-way drops, packet loss) and kills nodes with SIGKILL while
  * concurrent clients read and write over HTTP. At the end the history the clients saw is
- * checked with the linearizability checker of `@tsraft/core/testing`. Linux and root only;
+ * checked with the linearizability checker of `@tsraft/sim`. Linux and root only;
  * elsewhere it prints why it is skipped and exits 0. `--help` lists the options.
  * @module
  */
@@ -12,14 +12,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { parseArgs } from "node:util";
+import { SeededRandom } from "@tsraft/core/testing";
 import {
   checkLinearizability,
   HistoryRecorder,
   type KvInput,
   kvModel,
   type KvOutput,
-  SeededRandom,
-} from "@tsraft/core/testing";
+} from "@tsraft/sim";
 import { type AttemptRecord, newClientStats, runClient } from "./_chaos_client.ts";
 import { ChaosNet, chaosUnsupported, run } from "./_chaos_net.ts";
 import { ChaosNode } from "./_chaos_node.ts";

@@ -18,6 +18,8 @@ type Write = (state: DiskState) => void;
 
 interface PendingWrite {
   write: Write;
+  /** The write cut short: only its first `keep` entries reach the disk. */
+  torn: ((keep: number) => Write) | undefined;
   resolve: () => void;
   reject: (error: unknown) => void;
 }
@@ -38,13 +40,13 @@ class DiskCore {
   saveCount = 0;
 
   /** Applies an already-validated write: at once, or later when writes are held. */
-  write(write: Write): Promise<void> {
+  write(write: Write, torn?: (keep: number) => Write): Promise<void> {
     write(this.visible);
     if (!this.holding) {
       write(this.durable);
       return Promise.resolve();
     }
-    return new Promise((resolve, reject) => this.pending.push({ write, resolve, reject }));
+    return new Promise((resolve, reject) => this.pending.push({ write, torn, resolve, reject }));
   }
 
   flush(count: number): number {
@@ -72,6 +74,25 @@ export interface CrashOptions {
    * @default 0
    */
   keepWrites?: number;
+  /**
+   * Tears the first lost write: when it is a `save` of more than `tornEntries` entries, its
+   * hard state and its first `tornEntries` entries reach the disk (a torn tail that the
+   * storage repairs to a prefix). Its promise still rejects.
+   * @default 0
+   */
+  tornEntries?: number;
+}
+
+/** What a {@link MemoryDisk} holds durably: what a crash now would leave. */
+export interface DurableView {
+  /** Persisted term and vote. */
+  hardState: HardState;
+  /** Metadata of the stored snapshot. */
+  snapshot: SnapshotMeta | undefined;
+  /** Index of the first entry of `entries`. */
+  firstIndex: number;
+  /** The durable log, in index order (shared, read-only: do not modify). */
+  entries: readonly LogEntry[];
 }
 
 /**
@@ -107,6 +128,20 @@ export class MemoryDisk {
   /** Number of completed or pending `save` calls on this disk (to check write batching). */
   get saveCount(): number {
     return coreOf(this).saveCount;
+  }
+
+  /**
+   * What is durable now, i.e. what a {@link MemoryDisk.crash} now would leave (held writes
+   * not included). For checkers: read it, never modify it.
+   */
+  durable(): DurableView {
+    const state = coreOf(this).durable;
+    return {
+      hardState: { ...state.hardState },
+      snapshot: state.snapshot === undefined ? undefined : copyMeta(state.snapshot.meta),
+      firstIndex: state.firstIndex,
+      entries: state.entries.slice(),
+    };
   }
 
   /** Number of held writes not yet durable. */
@@ -148,9 +183,13 @@ export class MemoryDisk {
   crash(options: CrashOptions = {}): void {
     const keepWrites = options.keepWrites ?? 0;
     if (!(keepWrites >= 0)) throw new RangeError(`Cannot keep ${keepWrites} writes`);
+    const tornEntries = options.tornEntries ?? 0;
+    if (!(tornEntries >= 0)) throw new RangeError(`Cannot keep ${tornEntries} torn entries`);
     const core = coreOf(this);
     const lost = core.pending.splice(keepWrites);
     core.flush(Infinity);
+    const torn = lost[0]?.torn;
+    if (torn !== undefined && tornEntries > 0) torn(tornEntries)(core.durable);
     core.visible = cloneState(core.durable);
     core.owner = undefined;
     for (const { reject } of lost) {
@@ -240,12 +279,17 @@ export class MemoryStorage implements Storage {
       }
     }
     this.#core.saveCount++;
-    await this.#core.write((target) => {
+    const writeEntries = (kept: readonly LogEntry[]): Write => (target) => {
       if (hardState !== undefined) target.hardState = { ...hardState };
       if (first === undefined) return;
       target.entries.length = first.index - target.firstIndex;
-      target.entries.push(...entries);
-    });
+      target.entries.push(...kept);
+    };
+    await this.#core.write(
+      writeEntries(entries),
+      // Only a proper prefix is a torn write; keeping them all is keeping the write.
+      (keep) => writeEntries(entries.slice(0, Math.min(keep, entries.length - 1))),
+    );
   }
 
   /**

@@ -53,6 +53,14 @@ export interface DelayRange {
   maxMs: number;
 }
 
+/** Occasional long delays on top of {@link DelayRange}: a message held back in a queue. */
+export interface LongDelay {
+  /** Chance that a message is held back. */
+  rate: number;
+  /** Longest extra delay in ms (inclusive); each held-back message draws its own. */
+  maxMs: number;
+}
+
 /** Options of a {@link MemoryNetwork}. */
 export interface MemoryNetworkOptions {
   /**
@@ -125,6 +133,7 @@ export class MemoryNetwork {
   #dropRate = 0;
   #duplicateRate = 0;
   #delay: DelayRange = { minMs: 0, maxMs: 0 };
+  #longDelay: LongDelay = { rate: 0, maxMs: 0 };
   #stats: NetworkStats = emptyStats();
   // A Map, so that a server named "__proto__" cannot reach the prototype.
   #sentTo = new Map<string, number>();
@@ -244,6 +253,20 @@ export class MemoryNetwork {
       throw new RangeError(`Invalid delay range [${minMs}, ${maxMs}] ms`);
     }
     this.#delay = { minMs, maxMs };
+  }
+
+  /**
+   * Holds back each request and each response, with probability `rate`, by an extra delay
+   * drawn uniformly from `[0, maxMs]` ms (a long queue, a retransmission): such a message
+   * overtakes nothing but is overtaken by many.
+   * @throws RangeError unless `0 <= rate <= 1` and `maxMs >= 0`
+   */
+  setLongDelay(longDelay: LongDelay): void {
+    const rate = checkProbability(longDelay.rate, "long delay rate");
+    if (!(longDelay.maxMs >= 0 && Number.isFinite(longDelay.maxMs))) {
+      throw new RangeError(`Invalid long delay ${longDelay.maxMs} ms`);
+    }
+    this.#longDelay = { rate, maxMs: longDelay.maxMs };
   }
 
   /** A copy of the counters. */
@@ -370,6 +393,8 @@ export class MemoryNetwork {
     this.#schedule(() => {
       const handler = this.#handlers.get(to);
       if (handler === undefined) return outcome.lost("request lost: receiver is gone");
+      // A partition or cut made while the message was in flight loses it too.
+      if (!this.canReach(from, to)) return outcome.lost("request lost: link cut in flight");
       this.#stats.delivered++;
       let handled: Promise<unknown>;
       try {
@@ -379,6 +404,10 @@ export class MemoryNetwork {
       }
       handled.then(
         (response) => {
+          // A reply from a process that has since crashed (unregistered) never arrives.
+          if (this.#handlers.get(to) !== handler) {
+            return outcome.lost("response lost: receiver is gone");
+          }
           let copy: unknown;
           try {
             copy = structuredClone(response);
@@ -393,6 +422,9 @@ export class MemoryNetwork {
           this.#respond(to, from, outcome, () => outcome.succeed(copy));
         },
         (error: unknown) => {
+          if (this.#handlers.get(to) !== handler) {
+            return outcome.lost("response lost: receiver is gone");
+          }
           this.#respond(to, from, outcome, () =>
             outcome.fail(
               new TransportError(`${to} failed to handle ${kind}: ${describe(error)}`, {
@@ -412,12 +444,18 @@ export class MemoryNetwork {
   ): void {
     if (!this.canReach(from, to)) return outcome.lost("response lost: no link");
     if (this.#chance(this.#dropRate)) return outcome.lost("response dropped");
-    this.#schedule(arrive);
+    this.#schedule(() => {
+      if (!this.canReach(from, to)) return outcome.lost("response lost: link cut in flight");
+      arrive();
+    });
   }
 
   #schedule(callback: () => void): void {
     const { minMs, maxMs } = this.#delay;
-    const delayMs = maxMs === 0 ? 0 : minMs + Math.floor(this.#random.next() * (maxMs - minMs + 1));
+    let delayMs = maxMs === 0 ? 0 : minMs + Math.floor(this.#random.next() * (maxMs - minMs + 1));
+    if (this.#chance(this.#longDelay.rate)) {
+      delayMs += Math.floor(this.#random.next() * (this.#longDelay.maxMs + 1));
+    }
     if (delayMs === 0) {
       queueMicrotask(callback);
       return;

@@ -1,7 +1,7 @@
 /**
  * Test tools for tsraft: a manual clock, seeded randomness, memory storage and transport
- * with fault injection, conformance suites for adapters, the cluster simulator and a
- * linearizability checker.
+ * with fault injection, conformance suites for adapters and `TestCluster`. The cluster
+ * simulator and the linearizability checker are in `@tsraft/sim`.
  *
  * @example
  * ```ts
@@ -12,29 +12,16 @@
  * ```
  * @module
  */
-export {
-  checkLinearizability,
-  type CheckLinearizabilityOptions,
-  HistoryRecorder,
-  type HistoryRecorderOptions,
-  type IllegalExplanation,
-  type KvInput,
-  kvModel,
-  type KvOutput,
-  type KvState,
-  type LinearizabilityResult,
-  type Model,
-  type Operation,
-  type OperationHandle,
-  type RegisterInput,
-  registerModel,
-  type RegisterOutput,
-  type StepResult,
-} from "./linearizability.ts";
 export { ManualClock } from "./manual_clock.ts";
-export { type CrashOptions, MemoryDisk, MemoryStorage } from "./memory_storage.ts";
+export {
+  type CrashOptions,
+  type DurableView,
+  MemoryDisk,
+  MemoryStorage,
+} from "./memory_storage.ts";
 export {
   type DelayRange,
+  type LongDelay,
   MemoryNetwork,
   type MemoryNetworkOptions,
   type NetworkStats,
@@ -49,20 +36,6 @@ export {
   TestCluster,
   type TestClusterOptions,
 } from "./test_cluster.ts";
-export {
-  type ClientReply,
-  type NetworkFaults,
-  runSimulation,
-  type RunSimulationOptions,
-  type SimNodeInfo,
-  type SimStats,
-  type SimulationConfig,
-  simulationConfig,
-  type SimulationCoverage,
-  type SimulationResult,
-  Simulator,
-  type SimulatorOptions,
-} from "./simulator.ts";
 export { waitUntil } from "./wait_until.ts";
 export { checkClusterCommits } from "./cluster_check.ts";
 // Every type of @tsraft/core, re-exported (as types only) so that this entrypoint's

@@ -1,6 +1,6 @@
-// Safety checkers of the simulator: the Raft properties of Figure 3 of the paper, checked
-// on observations of every node after every step and on the durable logs.
-import type { LogEntry } from "../types.ts";
+// Safety checkers of the simulator: the Raft properties of Figure 3 of the paper, checked on
+// what the servers show through their public API and events, and on their durable logs.
+import type { LogEntry } from "@tsraft/core";
 
 const decoder = new TextDecoder();
 
@@ -39,7 +39,11 @@ export class SafetyChecker {
 
   violation(text: string): void {
     if (this.violations.length < 25) this.violations.push(`t=${this.#now()}ms: ${text}`);
+    this.onViolation?.(text);
   }
+
+  /** Called with each violation as it is found (the simulator traces it). */
+  onViolation: ((text: string) => void) | undefined;
 
   /** Number of terms that had a leader. */
   get leaderTerms(): number {

@@ -12,7 +12,7 @@ import {
   registerModel,
   type RegisterOutput,
 } from "./linearizability.ts";
-import { SeededRandom } from "./seeded_random.ts";
+import { SeededRandom } from "@tsraft/core/testing";
 
 type KvOp = Operation<KvInput, KvOutput>;
 type RegOp = Operation<RegisterInput, RegisterOutput>;

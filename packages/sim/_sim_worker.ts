@@ -1,0 +1,19 @@
+// Runs seeds for sim_main in a worker, so that the main thread can stop a run that never
+// yields again (a busy loop in a server's microtasks cannot be interrupted from inside).
+import { runSimulation, type RunSimulationOptions } from "./run_simulation.ts";
+
+interface Job {
+  seed: number;
+  options: RunSimulationOptions;
+}
+
+const scope = self as unknown as {
+  onmessage: ((event: MessageEvent<Job>) => void) | null;
+  postMessage(message: unknown): void;
+};
+
+scope.onmessage = async (event) => {
+  const { seed, options } = event.data;
+  const result = await runSimulation(seed, options);
+  scope.postMessage(result);
+};

@@ -1,0 +1,123 @@
+import {
+  type RunSimulationOptions,
+  simulationConfig,
+  type SimulationResult,
+} from "./run_simulation.ts";
+
+/** Real time a seed may take before it counts as hung (a busy loop that never yields). */
+const SEED_WATCHDOG_MS = 60_000;
+
+/**
+ * Runs seeds one at a time in a worker, so that a seed whose servers spin in microtasks
+ * forever (which nothing on the same thread can interrupt) is reported as a failure after
+ * a real-time watchdog, and the worker replaced.
+ * @example
+ * ```ts
+ * import { SeedRunner } from "@tsraft/sim";
+ * const runner = new SeedRunner();
+ * const result = await runner.run(3, { nodes: 3 });
+ * runner.close();
+ * if (!result.ok) throw new Error(result.violations.join("\n"));
+ * ```
+ */
+export class SeedRunner {
+  readonly #watchdogMs: number;
+
+  /** Creates a runner. @param watchdogMs real time a seed may take @default 30000 */
+  constructor(watchdogMs: number = SEED_WATCHDOG_MS) {
+    this.#watchdogMs = watchdogMs;
+  }
+
+  #worker: Worker | undefined;
+
+  /**
+   * Runs one seed (without `log`: trace lines stay in the worker).
+   * @returns its result, or a failed one when the watchdog fired
+   */
+  run(seed: number, options: RunSimulationOptions): Promise<SimulationResult> {
+    const worker = this.#worker ??= new Worker(new URL("./_sim_worker.ts", import.meta.url), {
+      type: "module",
+    });
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        worker.terminate();
+        this.#worker = undefined;
+        resolve(hung(seed, options, this.#watchdogMs));
+      }, this.#watchdogMs);
+      worker.onmessage = (event: MessageEvent<SimulationResult>) => {
+        clearTimeout(timer);
+        resolve(event.data);
+      };
+      worker.onerror = (event) => {
+        event.preventDefault();
+        clearTimeout(timer);
+        worker.terminate();
+        this.#worker = undefined;
+        resolve(hung(seed, options, this.#watchdogMs, `the run threw: ${event.message}`));
+      };
+      worker.postMessage({ seed, options: { ...options, log: undefined } });
+    });
+  }
+
+  /** Ends the worker. */
+  close(): void {
+    this.#worker?.terminate();
+  }
+}
+
+function hung(
+  seed: number,
+  options: RunSimulationOptions,
+  watchdogMs: number,
+  why?: string,
+): SimulationResult {
+  const config = simulationConfig(seed, options.nodes);
+  return {
+    seed,
+    nodes: config.nodes,
+    ok: false,
+    violations: [
+      why ??
+        `no progress: the run did not finish within ${watchdogMs / 1000} s of real time ` +
+          `(a server spins in microtasks without yielding; replay the seed to see where)`,
+    ],
+    warnings: [],
+    trace: [],
+    traceHash: "",
+    simulatedMs: 0,
+    stats: {
+      crashes: 0,
+      crashesLostWrites: 0,
+      restarts: 0,
+      stopStarts: 0,
+      selfStops: 0,
+      diskFaults: 0,
+      partitions: 0,
+      oneWayCuts: 0,
+      peersAdded: 0,
+      peersRemoved: 0,
+      transfers: 0,
+      snapshotsInstalled: 0,
+      snapshotsTaken: 0,
+      events: 0,
+    },
+    coverage: {
+      crashes: false,
+      crashLostWrites: false,
+      stopStart: false,
+      storageErrors: false,
+      partitions: false,
+      oneWayLinks: false,
+      snapshotsInstalled: false,
+      addPeer: false,
+      removePeer: false,
+      transfers: false,
+      leadershipChanges: false,
+      leaseReads: false,
+    },
+    operations: 0,
+    unknownOperations: 0,
+    replay: `deno task sim --seed ${seed} --nodes ${config.nodes}`,
+    config,
+  };
+}
