@@ -9,6 +9,7 @@ import {
   type ApplyContext,
   createServer,
   defineCommand,
+  NotLeaderError,
   registerCommand,
   type Server,
 } from "@tsraft/core";
@@ -39,16 +40,20 @@ const Add = defineCommand({
 });
 registerCommand(Add);
 
-/** A port the OS reports free (listen on 0, close). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createNetServer();
-    probe.on("error", reject);
-    probe.listen(0, "127.0.0.1", () => {
-      const address = probe.address();
-      probe.close(() => resolve(typeof address === "object" && address ? address.port : 0));
-    });
-  });
+/** `count` ports the OS reports free: all listened on (port 0) at once, then closed. */
+async function freePorts(count: number): Promise<number[]> {
+  const probes = Array.from({ length: count }, () => createNetServer());
+  const ports = await Promise.all(probes.map((probe) =>
+    new Promise<number>((resolve, reject) => {
+      probe.on("error", reject);
+      probe.listen(0, "127.0.0.1", () => {
+        const address = probe.address();
+        resolve(typeof address === "object" && address ? address.port : 0);
+      });
+    })
+  ));
+  await Promise.all(probes.map((probe) => new Promise((resolve) => probe.close(resolve))));
+  return ports;
 }
 
 const runtime = "Bun" in globalThis
@@ -63,7 +68,7 @@ const deadline = setTimeout(() => {
 
 const dir = await mkdtemp(join(tmpdir(), "tsraft-app-"));
 const names = ["n1", "n2", "n3"];
-const ports = [await freePort(), await freePort(), await freePort()];
+const ports = await freePorts(names.length);
 const peers = names.map((name, i) => ({ name, connectionString: `127.0.0.1:${ports[i]}` }));
 const transporters = names.map(() => new TcpTransporter({ clusterId: "consumer-check" }));
 const servers: Server<Counter>[] = names.map((name, i) =>
@@ -76,19 +81,37 @@ const servers: Server<Counter>[] = names.map((name, i) =>
     stateMachine: new Counter(),
   })
 );
+/**
+ * Runs `action` on the leader, again on the next one if it rejects with NotLeaderError (the
+ * leader lost its role, and a proposal it took is then certainly not applied).
+ */
+async function onLeader<T>(action: (leader: Server<Counter>) => Promise<T>): Promise<T> {
+  for (;;) {
+    const leader = servers.find((server) => server.state === "leader");
+    if (leader !== undefined) {
+      try {
+        return await action(leader);
+      } catch (error) {
+        if (!(error instanceof NotLeaderError)) throw error;
+      }
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
 try {
   for (const [i, server] of servers.entries()) {
     await transporters[i]!.listen(server, { hostname: "127.0.0.1", port: ports[i]! });
   }
   await Promise.all(servers.map((server) => server.start()));
-  let leader: Server<Counter> | undefined;
-  while ((leader = servers.find((server) => server.state === "leader")) === undefined) {
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-  const wrote = await leader.do(Add({ amount: 5 }), { signal: AbortSignal.timeout(5000) });
-  await leader.readIndex({ signal: AbortSignal.timeout(5000) });
-  const read = leader.stateMachine?.value;
-  console.log(`RESULT ${JSON.stringify({ runtime, leader: leader.name, wrote, read })}`);
+  const wrote = await onLeader((leader) =>
+    leader.do(Add({ amount: 5 }), { signal: AbortSignal.timeout(5000) })
+  );
+  const [leader, read] = await onLeader(async (leader) => {
+    await leader.readIndex({ signal: AbortSignal.timeout(5000) });
+    return [leader.name, leader.stateMachine?.value] as const;
+  });
+  console.log(`RESULT ${JSON.stringify({ runtime, leader, wrote, read })}`);
   if (wrote !== 5 || read !== 5) process.exitCode = 1;
 } finally {
   for (const server of servers) await server.stop();

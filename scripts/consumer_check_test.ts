@@ -5,6 +5,9 @@ import { CONSUMER_KINDS, prepare, runConsumer } from "./consumer_check.ts";
 
 // Fresh apps outside the repository install the packages with one command each and run a
 // 3-node cluster: see consumer_check.ts. Needs npm and the npm registry.
+/** Node 20 or later. */
+const NODE = /^node v(2[0-9]|[3-9][0-9])\./;
+
 describe("packages installed into fresh apps", () => {
   let work = "";
   let built: BuiltPackage[] = [];
@@ -21,7 +24,8 @@ describe("packages installed into fresh apps", () => {
       const result = await runConsumer(kind, work, built);
       assert.equal(result.wrote, 5);
       assert.equal(result.read, 5);
-      assert.match(result.runtime, kind === "bun" ? /^bun$/ : /^node v(2[0-9]|[3-9][0-9])\./);
+      const runtime = { deno: /^deno$/, bun: /^bun$/, "node-tsx": NODE, node: NODE }[kind];
+      assert.match(result.runtime, runtime);
     });
   }
 });

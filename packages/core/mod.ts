@@ -20,6 +20,7 @@
  *   type ApplyContext,
  *   createServer,
  *   defineCommand,
+ *   NotLeaderError,
  *   registerCommand,
  *   type Server,
  * } from "@tsraft/core";
@@ -61,15 +62,31 @@
  * for (const server of servers) network.register(server);
  * await Promise.all(servers.map((server) => server.start()));
  *
- * let leader: Server<Counter> | undefined;
- * while ((leader = servers.find((server) => server.state === "leader")) === undefined) {
- *   await new Promise((resolve) => setTimeout(resolve, 10));
+ * // Runs `action` on the leader. A leader that loses its role before a proposal commits
+ * // rejects with NotLeaderError, and the proposal is then certainly not applied: retry.
+ * async function onLeader<T>(action: (leader: Server<Counter>) => Promise<T>): Promise<T> {
+ *   for (;;) {
+ *     const leader = servers.find((server) => server.state === "leader");
+ *     if (leader !== undefined) {
+ *       try {
+ *         return await action(leader);
+ *       } catch (error) {
+ *         if (!(error instanceof NotLeaderError)) throw error;
+ *       }
+ *     }
+ *     await new Promise((resolve) => setTimeout(resolve, 10));
+ *   }
  * }
- * // Resolves once a majority has the entry durably and the leader has applied it.
- * const total = await leader.do(Add({ amount: 5 }), { signal: AbortSignal.timeout(5000) });
- * // Everything committed before this call is now applied here: a linearizable read.
- * await leader.readIndex();
- * if (total !== 5 || leader.stateMachine?.value !== 5) throw new Error("not applied");
+ * // do() resolves once a majority has the entry durably and the leader has applied it.
+ * const total = await onLeader((leader) =>
+ *   leader.do(Add({ amount: 5 }), { signal: AbortSignal.timeout(5000) })
+ * );
+ * // ReadIndex: everything committed before the call is applied here, so the read is linearizable.
+ * const read = await onLeader(async (leader) => {
+ *   await leader.readIndex();
+ *   return leader.stateMachine?.value;
+ * });
+ * if (total !== 5 || read !== 5) throw new Error(`wrote ${total}, read ${read}`);
  * for (const server of servers) await server.stop();
  * ```
  * @module
