@@ -1,4 +1,10 @@
 import { InvalidMessageError, UnknownCommandError } from "./errors.ts";
+import {
+  JOIN_COMMAND_NAME,
+  LEAVE_COMMAND_NAME,
+  NOP_COMMAND_NAME,
+  peerFromJson,
+} from "./membership.ts";
 import type { PeerInfo } from "./types.ts";
 import type { Server } from "./server.ts";
 
@@ -104,15 +110,10 @@ export class CommandRegistry {
 }
 
 function parsePeer(value: unknown, commandName: string): PeerInfo {
-  const record = value as Record<string, unknown> | null;
-  if (
-    typeof record !== "object" || record === null || typeof record.name !== "string" ||
-    record.name === "" ||
-    (record.connectionString !== undefined && typeof record.connectionString !== "string")
-  ) {
-    throw new InvalidMessageError(`${commandName} needs a string name`);
-  }
-  return { name: record.name, connectionString: (record.connectionString as string) ?? "" };
+  // The core reads membership entries with the same parser (membership.ts).
+  const peer = peerFromJson(value);
+  if (peer === undefined) throw new InvalidMessageError(`${commandName} needs a string name`);
+  return peer;
 }
 
 /**
@@ -121,7 +122,7 @@ function parsePeer(value: unknown, commandName: string): PeerInfo {
  */
 export class JoinCommand implements Command<string> {
   /** Name in the log. */
-  static readonly commandName: string = "raft:join";
+  static readonly commandName: string = JOIN_COMMAND_NAME;
   /** Name in the log. */
   readonly commandName: string = JoinCommand.commandName;
   /**
@@ -148,7 +149,7 @@ export class JoinCommand implements Command<string> {
 /** Removes a server from the cluster; applied through the log. */
 export class LeaveCommand implements Command<string> {
   /** Name in the log. */
-  static readonly commandName: string = "raft:leave";
+  static readonly commandName: string = LEAVE_COMMAND_NAME;
   /** Name in the log. */
   readonly commandName: string = LeaveCommand.commandName;
   /** Creates an instance. @param name the leaving server's name */
@@ -170,7 +171,7 @@ export class LeaveCommand implements Command<string> {
 /** Appended by every new leader at the start of its term (Raft §5.4.2, §8). */
 export class NopCommand implements Command<null> {
   /** Name in the log. */
-  static readonly commandName: string = "raft:nop";
+  static readonly commandName: string = NOP_COMMAND_NAME;
   /** Name in the log. */
   readonly commandName: string = NopCommand.commandName;
   /** Decodes a no-op. @returns a NopCommand */

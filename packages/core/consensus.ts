@@ -28,14 +28,20 @@ import type {
   TimeoutNowResponse,
 } from "./types.ts";
 
-/** Names of the membership commands the core interprets itself. */
-export const JOIN_COMMAND_NAME = "raft:join";
-/** Name of the command that removes a member. */
-export const LEAVE_COMMAND_NAME = "raft:leave";
-/** Name of the entry holding a whole membership (written when a cluster bootstraps). */
-export const CONFIG_COMMAND_NAME = "raft:config";
-/** Name of the no-op a new leader appends. */
-export const NOP_COMMAND_NAME = "raft:nop";
+import {
+  CONFIG_COMMAND_NAME,
+  ConfigurationHistory,
+  encodeConfigCommand,
+  JOIN_COMMAND_NAME,
+  LEAVE_COMMAND_NAME,
+  type MembershipDiff,
+  NOP_COMMAND_NAME,
+} from "./membership.ts";
+import { Progress } from "./progress.ts";
+import { RaftLog } from "./raft_log.ts";
+import { leaseHolds, ReadIndexQueue, type ReadyRead } from "./reads.ts";
+
+export { CONFIG_COMMAND_NAME, JOIN_COMMAND_NAME, LEAVE_COMMAND_NAME, NOP_COMMAND_NAME };
 
 /** Options of a {@link Consensus}. */
 export interface ConsensusOptions {
@@ -144,7 +150,6 @@ export interface Ready {
 
 /** Internal role of a {@link Consensus}; `precandidate` is reported as `candidate`. */
 export type Role = "follower" | "precandidate" | "candidate" | "leader";
-type ProgressMode = "probe" | "replicate" | "snapshot";
 
 /** A leader's view of one follower or learner. */
 export interface FollowerProgress {
@@ -163,35 +168,6 @@ export interface FollowerProgress {
   /** AppendEntries carrying entries sent and not yet answered. */
   inflightMessages: number;
 }
-
-interface Progress {
-  peer: PeerInfo;
-  matchIndex: number;
-  nextIndex: number;
-  mode: ProgressMode;
-  /** AppendEntries carrying entries not yet answered. */
-  inflight: number;
-  /** Command bytes in those messages. */
-  inflightBytes: number;
-  lastResponseAtMs: number;
-  ackedHeartbeatSeq: number;
-  /** When the newest heartbeat this follower answered was sent. */
-  ackedHeartbeatSentAtMs: number;
-}
-
-interface ConfigVersion {
-  index: number;
-  members: PeerInfo[];
-}
-
-interface PendingRead {
-  id: number;
-  index: number;
-  heartbeatSeq: number;
-}
-
-const textDecoder = new TextDecoder();
-const textEncoder = new TextEncoder();
 
 /**
  * The Raft state machine of one server. See the module documentation.
@@ -219,54 +195,49 @@ export class Consensus {
   >;
   #maxMessageDelayMs: number | undefined;
   #joinExisting: boolean;
+  #bootstrapPeers: PeerInfo[];
+  #restored = false;
 
+  // Persistent state (Figure 2), made durable through Ready.hardState.
   #term = 0;
   #votedFor = "";
-  #role: Role = "follower";
-  #leader = "";
-
-  // Log: entries after the snapshot point, in memory (bounded by snapshots).
-  #snapshotIndex = 0;
-  #snapshotTerm = 0;
-  #log: LogEntry[] = [];
-  #commitIndex = 0;
-  /** Last index known durable in storage. Invariant: persistedIndex <= lastIndex. */
-  #persistedIndex = 0;
-  /** Lowest index changed since the last takeReady; Infinity when nothing is unstable. */
-  #unstableFrom = Infinity;
   #hardStateDirty = false;
 
-  #configs: ConfigVersion[] = [];
+  #role: Role = "follower";
+  #leader = "";
+  readonly #log = new RaftLog();
+  readonly #configs = new ConfigurationHistory();
 
   #nowMs = 0;
   #electionDeadlineMs = 0;
   #heartbeatDeadlineMs = 0;
   #lastLeaderContactMs = -Infinity;
   #quorumCheckDeadlineMs = 0;
+  /** A restarted server refuses (pre-)votes until then: it may have promised a lease. */
+  #voteRefusalUntilMs = -Infinity;
 
+  // Candidate state.
   #votes = new Map<string, boolean>();
+
+  // Leader state.
   #progress = new Map<string, Progress>();
   #heartbeatSeq = 0;
   /** Send times of recent heartbeat rounds, by sequence number (for leases). */
   #heartbeatSentAtMs = new Map<number, number>();
-  #pendingReads: PendingRead[] = [];
-  #nextReadId = 1;
+  readonly #reads = new ReadIndexQueue();
   #transfer: { target: string; deadlineMs: number; timeoutNowSent: boolean } | undefined;
   /**
    * Lease reads count only heartbeats sent at or after this time: votes granted to a
    * transfer's target bypass the voters' lease.
    */
   #leaseNotBeforeMs = -Infinity;
-  /** A restarted server refuses (pre-)votes until then: it may have promised a lease. */
-  #voteRefusalUntilMs = -Infinity;
-  #restored = false;
 
+  // Outputs, drained by takeReady().
   #messages: OutboundMessage[] = [];
   #replicationPending = false;
   #events: CoreEvent[] = [];
   #snapshotsNeeded: PeerInfo[] = [];
-  #readsReady: { id: number; index: number }[] = [];
-  #bootstrapPeers: PeerInfo[];
+  #readsReady: ReadyRead[] = [];
 
   /** Creates an instance. @param options see {@link ConsensusOptions} */
   constructor(options: ConsensusOptions) {
@@ -319,47 +290,46 @@ export class Consensus {
   }
   /** Highest index known committed. */
   get commitIndex(): number {
-    return this.#commitIndex;
+    return this.#log.commitIndex;
   }
   /** Index of the last log entry (the snapshot index when the log is empty). */
   get lastIndex(): number {
-    return this.#snapshotIndex + this.#log.length;
+    return this.#log.lastIndex;
   }
   /** Term of the last log entry. */
   get lastTerm(): number {
-    return this.#log.length > 0 ? this.#log[this.#log.length - 1]!.term : this.#snapshotTerm;
+    return this.#log.lastTerm;
   }
   /** Index of the newest snapshot point (0 if none). */
   get snapshotIndex(): number {
-    return this.#snapshotIndex;
+    return this.#log.snapshotIndex;
   }
   /** Term at the snapshot point. */
   get snapshotTerm(): number {
-    return this.#snapshotTerm;
+    return this.#log.snapshotTerm;
   }
   /** Last index known durable. */
   get persistedIndex(): number {
-    return this.#persistedIndex;
+    return this.#log.persistedIndex;
   }
   /** The current membership (latest configuration in the log, Raft §6). */
   get members(): PeerInfo[] {
-    return this.#configs[this.#configs.length - 1]?.members ?? [];
+    return this.#configs.members;
   }
   /** Whether a membership change is appended but not committed. */
   get membershipChangePending(): boolean {
-    const latest = this.#configs[this.#configs.length - 1];
-    return latest !== undefined && latest.index > this.#commitIndex;
+    return this.#configs.latestIndex > this.#log.commitIndex;
   }
   /**
    * Whether the entry at the commit index is of the current term: a new leader knows the
    * commit index only from then on (its no-op committed, Raft §8).
    */
   get hasCommittedInTerm(): boolean {
-    return this.termAt(this.#commitIndex) === this.#term;
+    return this.#log.termAt(this.#log.commitIndex) === this.#term;
   }
   /** Whether this server is a voting member of its own current configuration. */
   get isMember(): boolean {
-    return this.members.some((member) => member.name === this.name);
+    return this.#configs.isVoter(this.name);
   }
   /** Number of members. */
   get memberCount(): number {
@@ -367,7 +337,7 @@ export class Consensus {
   }
   /** Votes needed to win an election or commit. */
   get quorumSize(): number {
-    return Math.floor(this.members.length / 2) + 1;
+    return this.#configs.quorumSize;
   }
   /** Target of an ongoing leadership transfer, if any. */
   get transferTarget(): string | undefined {
@@ -380,7 +350,7 @@ export class Consensus {
       matchIndex: p.matchIndex,
       nextIndex: p.nextIndex,
       mode: p.mode,
-      voter: this.#isVoter(p.peer.name),
+      voter: this.#configs.isVoter(p.peer.name),
       lastResponseAtMs: p.lastResponseAtMs,
       inflightMessages: p.inflight,
     }));
@@ -403,9 +373,7 @@ export class Consensus {
    * @returns its term
    */
   termAt(index: number): number | undefined {
-    if (index === this.#snapshotIndex) return this.#snapshotTerm;
-    if (index < this.#snapshotIndex || index > this.lastIndex) return undefined;
-    return this.#log[index - this.#snapshotIndex - 1]!.term;
+    return this.#log.termAt(index);
   }
 
   /**
@@ -413,12 +381,7 @@ export class Consensus {
    * @throws RangeError when the range is compacted or past the end
    */
   entriesBetween(from: number, to: number): LogEntry[] {
-    if (from <= this.#snapshotIndex || to > this.lastIndex + 1 || from > to) {
-      throw new RangeError(
-        `Cannot read entries [${from}, ${to}): log holds (${this.#snapshotIndex}, ${this.lastIndex}]`,
-      );
-    }
-    return this.#log.slice(from - this.#snapshotIndex - 1, to - this.#snapshotIndex - 1);
+    return this.#log.entriesBetween(from, to);
   }
 
   /**
@@ -426,19 +389,17 @@ export class Consensus {
    * @param index log index at or after the snapshot point
    */
   membersAt(index: number): PeerInfo[] {
-    let found: PeerInfo[] = [];
-    for (const config of this.#configs) {
-      if (config.index <= index) found = config.members;
-    }
-    return found;
+    return this.#configs.membersAt(index);
   }
 
   // ---------------------------------------------------------------- inputs
 
   /**
-   * Loads recovered state. Called once before any other input.
+   * Loads recovered state. Called once, before any other input; a restart uses a new
+   * instance.
    * @param state what storage recovered
    * @param nowMs current time
+   * @throws TypeError when called twice
    */
   restore(state: RestoredState, nowMs: number): void {
     if (this.#restored) {
@@ -454,32 +415,32 @@ export class Consensus {
     }
     this.#term = state.hardState.term;
     this.#votedFor = state.hardState.votedFor;
-    this.#snapshotIndex = state.snapshot?.lastIndex ?? 0;
-    this.#snapshotTerm = state.snapshot?.lastTerm ?? 0;
-    this.#log = state.entries.filter((entry) => entry.index > this.#snapshotIndex);
-    for (let i = 0; i < this.#log.length; i++) {
-      if (this.#log[i]!.index !== this.#snapshotIndex + 1 + i) {
-        throw new RangeError(`Restored log is not contiguous at position ${i}`);
-      }
-    }
-    this.#commitIndex = this.#snapshotIndex;
-    this.#persistedIndex = this.lastIndex;
+    this.#log.restore(state.snapshot, state.entries);
     const base = state.snapshot
       ? state.snapshot.peers
       : this.#joinExisting
       ? []
       : this.#withSelf(this.#bootstrapPeers);
-    this.#configs = [{ index: this.#snapshotIndex, members: dedupe(base) }];
-    for (const entry of this.#log) this.#noteConfigEntry(entry);
-    const pristine = state.snapshot === undefined && this.#log.length === 0 && this.#term === 0;
+    this.#configs.reset(this.#log.snapshotIndex, base);
+    for (
+      const entry of this.#log.entriesBetween(this.#log.snapshotIndex + 1, this.#log.lastIndex + 1)
+    ) {
+      this.#configs.noteEntry(entry);
+    }
+    const pristine = state.snapshot === undefined && this.#log.lastIndex === 0 &&
+      this.#term === 0;
     if (pristine && !this.#joinExisting) {
       // Bootstrap (as etcd does): every founding server writes the same first entry holding
       // the founding membership, committed by construction. Servers that join later learn
       // the whole membership from the log instead of from their own options.
-      const command = textEncoder.encode(JSON.stringify({ peers: this.members }));
       this.#setTerm(1);
-      this.#appendLocal([{ index: 1, term: 1, commandName: CONFIG_COMMAND_NAME, command }]);
-      this.#commitIndex = 1;
+      this.#appendLocal([{
+        index: 1,
+        term: 1,
+        commandName: CONFIG_COMMAND_NAME,
+        command: encodeConfigCommand(this.members),
+      }]);
+      this.#log.commitTo(1);
       this.#events = [];
     }
     this.#resetElectionTimer();
@@ -519,12 +480,11 @@ export class Consensus {
    * @returns the new entry's index and term
    * @throws NotLeaderError when not the leader
    * @throws LeadershipTransferError while transferring leadership
-   * @throws MembershipChangeInProgressError for a second uncommitted membership change
+   * @throws MembershipChangeInProgressError for a second uncommitted membership change, or
+   *   for a change before this leader committed an entry of its term
    */
   propose(commandName: string, command: Uint8Array): { index: number; term: number } {
-    if (this.#role !== "leader") {
-      throw new NotLeaderError(this.#leader, this.#peerInfo(this.#leader)?.connectionString ?? "");
-    }
+    if (this.#role !== "leader") throw this.#notLeader();
     if (this.#transfer) {
       throw new LeadershipTransferError(
         `Leadership is being transferred to ${this.#transfer.target}`,
@@ -555,9 +515,7 @@ export class Consensus {
    * @param term term of that entry when it was written
    */
   persisted(index: number, term: number): void {
-    // Ignore completions for entries that were truncated and rewritten in the meantime.
-    if (this.termAt(index) !== term && index !== 0) return;
-    if (index > this.#persistedIndex) this.#persistedIndex = index;
+    this.#log.persisted(index, term);
     if (this.#role === "leader") this.#maybeCommit();
   }
 
@@ -569,25 +527,22 @@ export class Consensus {
     const reply = (success: boolean, index: number, conflictTerm = 0): AppendEntriesResponse => ({
       term: this.#term,
       index,
-      commitIndex: this.#commitIndex,
+      commitIndex: this.#log.commitIndex,
       success,
       conflictTerm,
       heartbeatSeq: req.heartbeatSeq,
     });
     if (req.term < this.#term) return reply(false, this.lastIndex);
-    if (req.term > this.#term || this.#role !== "follower" || this.#leader !== req.leaderName) {
-      this.#becomeFollower(req.term, req.leaderName);
-    }
-    this.#lastLeaderContactMs = this.#nowMs;
-    this.#resetElectionTimer();
+    this.#noteLeaderContact(req.term, req.leaderName);
 
     let prevIndex = req.prevLogIndex;
     let entries = req.entries;
-    if (prevIndex < this.#snapshotIndex) {
+    const snapshotIndex = this.#log.snapshotIndex;
+    if (prevIndex < snapshotIndex) {
       // Entries up to our snapshot are committed and therefore match (Log Matching).
-      const skip = this.#snapshotIndex - prevIndex;
+      const skip = snapshotIndex - prevIndex;
       entries = entries.slice(skip);
-      prevIndex = this.#snapshotIndex;
+      prevIndex = snapshotIndex;
       if (entries.length === 0) {
         return reply(true, Math.max(req.prevLogIndex + req.entries.length, 0));
       }
@@ -595,35 +550,19 @@ export class Consensus {
         return reply(true, req.prevLogIndex + req.entries.length);
       }
     } else {
-      const localTerm = this.termAt(prevIndex);
+      const localTerm = this.#log.termAt(prevIndex);
       if (localTerm === undefined) return reply(false, this.lastIndex, 0);
       if (localTerm !== req.prevLogTerm) {
         // Fast backtracking: point the leader at the first entry of the conflicting term.
-        let first = prevIndex;
-        while (first - 1 > this.#snapshotIndex && this.termAt(first - 1) === localTerm) first--;
-        return reply(false, first, localTerm);
+        return reply(false, this.#log.firstIndexOfTermAt(prevIndex), localTerm);
       }
     }
 
-    const toAppend: LogEntry[] = [];
-    for (let i = 0; i < entries.length; i++) {
-      const entry = entries[i]!;
-      const existing = this.termAt(entry.index);
-      if (existing === entry.term) continue;
-      if (existing !== undefined) {
-        if (entry.index <= this.#commitIndex) {
-          throw new Error(`Invariant violated: leader overwrites committed entry ${entry.index}`);
-        }
-        this.#truncateFrom(entry.index);
-      }
-      toAppend.push(...entries.slice(i));
-      break;
-    }
-    if (toAppend.length > 0) this.#appendLocal(toAppend);
+    const changedFrom = this.#log.mergeFromLeader(entries);
+    if (changedFrom !== undefined) this.#noteLogChange(changedFrom, entries);
     const lastNew = prevIndex + entries.length;
     // Raft Figure 2: commitIndex = min(leaderCommit, index of last new entry).
-    const newCommit = Math.min(req.commitIndex, lastNew);
-    if (newCommit > this.#commitIndex) this.#commitIndex = newCommit;
+    this.#log.commitTo(Math.min(req.commitIndex, lastNew));
     return reply(true, lastNew);
   }
 
@@ -649,15 +588,9 @@ export class Consensus {
     // are in every later leader's log (Leader Completeness). Without it, a follower whose
     // acks were lost and whose conflict hint points below our snapshot would be sent a
     // snapshot it refuses (it already has those entries), forever.
-    if (resp.commitIndex > progress.matchIndex && resp.commitIndex <= this.lastIndex) {
-      progress.matchIndex = resp.commitIndex;
-    }
-    if (progress.mode === "probe") {
-      progress.inflight = 0;
-      progress.inflightBytes = 0;
-    } else if (req.entries.length > 0 && progress.inflight > 0) {
-      progress.inflight--;
-      progress.inflightBytes = Math.max(0, progress.inflightBytes - commandBytes(req.entries));
+    if (resp.commitIndex <= this.lastIndex) progress.ack(resp.commitIndex);
+    if (progress.mode === "probe" || req.entries.length > 0) {
+      progress.freeInflight(entryBytes(req.entries));
     }
     if (resp.heartbeatSeq > progress.ackedHeartbeatSeq) {
       progress.ackedHeartbeatSeq = resp.heartbeatSeq;
@@ -668,41 +601,31 @@ export class Consensus {
     if (progress.mode === "snapshot") {
       // While a snapshot streams, heartbeats check a position below the snapshot that the
       // follower may reject; only the transfer's outcome (snapshotSent) changes the mode.
-      if (resp.success && resp.index > progress.matchIndex && resp.index <= this.lastIndex) {
-        progress.matchIndex = resp.index;
+      if (resp.success && resp.index <= this.lastIndex && progress.ack(resp.index)) {
         this.#maybeCommit();
       }
       return;
     }
     if (resp.success) {
-      if (resp.index > progress.matchIndex) {
-        progress.matchIndex = resp.index;
-        this.#maybeCommit();
-      }
-      if (progress.nextIndex <= progress.matchIndex) progress.nextIndex = progress.matchIndex + 1;
+      if (progress.ack(resp.index)) this.#maybeCommit();
       // Only a success at the probed position proves everything before nextIndex matches;
       // a heartbeat's success (checked at matchIndex) does not.
       if (progress.mode === "probe" && progress.matchIndex >= progress.nextIndex - 1) {
-        progress.mode = "replicate";
+        progress.becomeReplicate();
       }
       if (this.#transfer?.target === from && progress.matchIndex === this.lastIndex) {
         this.#sendTimeoutNow(progress);
       }
     } else {
-      // Stale rejection for a position we already know matches.
-      if (req.prevLogIndex < progress.matchIndex) return;
-      let next: number;
+      let hint: number;
       if (resp.conflictTerm === 0) {
-        next = resp.index + 1;
+        hint = resp.index + 1;
       } else {
-        const lastOfTerm = this.#lastIndexOfTerm(resp.conflictTerm, req.prevLogIndex);
-        next = lastOfTerm !== undefined ? lastOfTerm + 1 : resp.index;
+        const lastOfTerm = this.#log.lastIndexOfTerm(resp.conflictTerm, req.prevLogIndex);
+        hint = lastOfTerm !== undefined ? lastOfTerm + 1 : resp.index;
       }
-      next = Math.max(progress.matchIndex + 1, Math.min(next, req.prevLogIndex));
-      progress.nextIndex = next;
-      progress.mode = "probe";
-      progress.inflight = 0;
-      progress.inflightBytes = 0;
+      // A stale rejection, for a position already known to match, changes nothing.
+      if (!progress.reject(req.prevLogIndex, hint)) return;
     }
     this.#sendAppend(progress, false);
   }
@@ -716,16 +639,13 @@ export class Consensus {
     const progress = this.#progress.get(to);
     if (this.#role !== "leader" || req.term !== this.#term || progress === undefined) return;
     if (progress.mode === "probe") {
-      progress.inflight = 0;
-      progress.inflightBytes = 0;
+      progress.freeInflight(0);
       return;
     }
-    if (req.entries.length === 0) return;
+    // Heartbeats carry nothing to resend, and while a snapshot streams its outcome decides.
+    if (req.entries.length === 0 || progress.mode === "snapshot") return;
     // The pipeline has a hole: fall back to probing from the last known match.
-    progress.mode = "probe";
-    progress.inflight = 0;
-    progress.inflightBytes = 0;
-    progress.nextIndex = progress.matchIndex + 1;
+    progress.becomeProbe();
   }
 
   /**
@@ -733,37 +653,37 @@ export class Consensus {
    * @returns the response, to be returned only after the resulting Ready is durable
    */
   handleRequestVote(req: RequestVoteRequest): RequestVoteResponse {
+    const refuse = (): RequestVoteResponse => ({
+      term: this.#term,
+      voteGranted: false,
+      preVote: req.preVote,
+    });
     const inLease = this.#options.checkQuorum && !req.transfer && (this.#role === "leader" ||
       this.#nowMs < this.#voteRefusalUntilMs ||
       (this.#leader !== "" &&
         this.#nowMs - this.#lastLeaderContactMs < this.#options.electionTimeoutMs));
-    if (req.term > this.#term && inLease) {
-      // A server that hears from a live leader ignores disruptive candidates (thesis §4.2.3).
-      return { term: this.#term, voteGranted: false, preVote: req.preVote };
-    }
+    // A server that hears from a live leader ignores disruptive candidates (thesis §4.2.3).
+    if (req.term > this.#term && inLease) return refuse();
+    // Votes go only to members; a removed or foreign server cannot become leader here.
+    if (!this.#configs.isVoter(req.candidateName)) return refuse();
+    // Raft §5.4.1: only a candidate whose log is at least as up-to-date as ours.
     const logOk = req.lastLogTerm > this.lastTerm ||
       (req.lastLogTerm === this.lastTerm && req.lastLogIndex >= this.lastIndex);
-    if (!this.#isVoter(req.candidateName)) {
-      // Votes go only to members; a removed or foreign server cannot become leader here.
-      return { term: this.#term, voteGranted: false, preVote: req.preVote };
-    }
     if (req.preVote) {
       const granted = logOk && (req.term > this.#term ||
         (req.term === this.#term && this.#role !== "leader" && this.#leader === ""));
       return { term: this.#term, voteGranted: granted, preVote: true };
     }
-    if (req.term < this.#term) return { term: this.#term, voteGranted: false, preVote: false };
+    if (req.term < this.#term) return refuse();
     if (req.term > this.#term) this.#becomeFollower(req.term, "");
     const canVote = this.#votedFor === "" || this.#votedFor === req.candidateName;
-    if (canVote && logOk) {
-      if (this.#votedFor !== req.candidateName) {
-        this.#votedFor = req.candidateName;
-        this.#hardStateDirty = true;
-      }
-      this.#resetElectionTimer();
-      return { term: this.#term, voteGranted: true, preVote: false };
+    if (!canVote || !logOk) return refuse();
+    if (this.#votedFor !== req.candidateName) {
+      this.#votedFor = req.candidateName;
+      this.#hardStateDirty = true;
     }
-    return { term: this.#term, voteGranted: false, preVote: false };
+    this.#resetElectionTimer();
+    return { term: this.#term, voteGranted: true, preVote: false };
   }
 
   /**
@@ -787,9 +707,12 @@ export class Consensus {
       return;
     }
     this.#votes.set(from, resp.voteGranted);
-    const granted =
-      [...this.#votes.entries()].filter(([name, yes]) => yes && this.#isVoter(name)).length;
-    const rejected = [...this.#votes.values()].filter((yes) => !yes).length;
+    let granted = 0;
+    let rejected = 0;
+    for (const [name, yes] of this.#votes) {
+      if (!yes) rejected++;
+      else if (this.#configs.isVoter(name)) granted++;
+    }
     if (granted >= this.quorumSize) {
       if (this.#role === "precandidate") this.#startElection("candidate", req.transfer);
       else this.#becomeLeader();
@@ -817,11 +740,7 @@ export class Consensus {
    */
   handleLeaderContact(term: number, leaderName: string): boolean {
     if (term < this.#term) return false;
-    if (term > this.#term || this.#role !== "follower" || this.#leader !== leaderName) {
-      this.#becomeFollower(term, leaderName);
-    }
-    this.#lastLeaderContactMs = this.#nowMs;
-    this.#resetElectionTimer();
+    this.#noteLeaderContact(term, leaderName);
     return true;
   }
 
@@ -831,47 +750,24 @@ export class Consensus {
    * @returns false when the snapshot is older than what is committed here (nothing changes)
    */
   installSnapshot(meta: SnapshotMeta): boolean {
-    if (meta.lastIndex <= this.#commitIndex) return false;
-    // A stored suffix that is not kept here may survive in storage until the leader
-    // overwrites it; it cannot match any future leader's log (its predecessor's term
-    // differs from the snapshot's), so it never passes a consistency check.
-    const keepSuffix = this.termAt(meta.lastIndex) === meta.lastTerm;
-    this.#log = keepSuffix ? this.#log.slice(meta.lastIndex - this.#snapshotIndex) : [];
-    this.#snapshotIndex = meta.lastIndex;
-    this.#snapshotTerm = meta.lastTerm;
-    this.#commitIndex = meta.lastIndex;
-    this.#persistedIndex = keepSuffix
-      ? Math.max(this.#persistedIndex, meta.lastIndex)
-      : meta.lastIndex;
-    if (!keepSuffix) this.#unstableFrom = Infinity;
-    else if (this.#unstableFrom <= meta.lastIndex) this.#unstableFrom = meta.lastIndex + 1;
-    const later = this.#configs.filter((config) =>
-      config.index > meta.lastIndex && this.termAt(config.index) !== undefined
+    if (!this.#log.installSnapshot(meta.lastIndex, meta.lastTerm)) return false;
+    this.#configs.install(
+      meta.lastIndex,
+      meta.peers,
+      (index) => this.#log.termAt(index) !== undefined,
     );
-    this.#configs = [{ index: meta.lastIndex, members: dedupe(meta.peers) }, ...later];
     return true;
   }
 
   /**
    * Drops in-memory entries up to `index` after a local snapshot covering them is durable.
-   * @param index last index to drop (must be applied and committed)
+   * @param index last index to drop (must be committed)
+   * @throws RangeError when `index` is not committed
    */
   compact(index: number): void {
-    if (index <= this.#snapshotIndex) return;
-    if (index > this.#commitIndex) {
-      throw new RangeError(
-        `Cannot compact through ${index}: committed only to ${this.#commitIndex}`,
-      );
-    }
-    const term = this.termAt(index)!;
-    const membersAtIndex = this.membersAt(index);
-    this.#log = this.#log.slice(index - this.#snapshotIndex);
-    this.#snapshotIndex = index;
-    this.#snapshotTerm = term;
-    this.#configs = [
-      { index, members: membersAtIndex },
-      ...this.#configs.filter((config) => config.index > index),
-    ];
+    if (index <= this.#log.snapshotIndex) return;
+    this.#log.compact(index);
+    this.#configs.compact(index);
   }
 
   /**
@@ -883,20 +779,16 @@ export class Consensus {
   snapshotSent(to: string, lastIndex: number, ok: boolean): void {
     const progress = this.#progress.get(to);
     if (progress === undefined || progress.mode !== "snapshot") return;
-    progress.mode = "probe";
-    progress.inflight = 0;
-    progress.inflightBytes = 0;
     if (ok) {
       progress.lastResponseAtMs = this.#nowMs;
-      progress.matchIndex = Math.max(progress.matchIndex, lastIndex);
-      progress.nextIndex = progress.matchIndex + 1;
+      progress.snapshotDone(lastIndex, true, 0);
       this.#maybeCommit();
     } else {
       // A follower refuses a snapshot that is not ahead of its commit index: it already holds
       // those entries although our matchIndex is stale (its acks were lost), and probing at
       // matchIndex would lead straight back to the snapshot, forever. Probe at the end of
       // the log instead: the answer's hint says where the follower's log ends.
-      progress.nextIndex = Math.max(progress.nextIndex, this.lastIndex + 1);
+      progress.snapshotDone(lastIndex, false, Math.max(progress.nextIndex, this.lastIndex + 1));
     }
     if (this.#role === "leader") this.#sendAppend(progress, false);
   }
@@ -907,16 +799,10 @@ export class Consensus {
    * @throws NotLeaderError when not the leader
    */
   requestRead(): number {
-    if (this.#role !== "leader") {
-      throw new NotLeaderError(this.#leader, this.#peerInfo(this.#leader)?.connectionString ?? "");
-    }
-    const id = this.#nextReadId++;
+    if (this.#role !== "leader") throw this.#notLeader();
     // The commit index is only known to be current once an entry of this term committed.
-    if (!this.hasCommittedInTerm) {
-      this.#pendingReads.push({ id, index: -1, heartbeatSeq: Infinity });
-      return id;
-    }
-    this.#pendingReads.push({ id, index: this.#commitIndex, heartbeatSeq: this.#heartbeatSeq + 1 });
+    if (!this.hasCommittedInTerm) return this.#reads.request(undefined, Infinity);
+    const id = this.#reads.request(this.#log.commitIndex, this.#heartbeatSeq + 1);
     this.#broadcastHeartbeat();
     if (this.quorumSize === 1) this.#confirmReads();
     return id;
@@ -929,11 +815,9 @@ export class Consensus {
    * @throws LeadershipTransferError when the target is not a member
    */
   transferLeadership(target: string): void {
-    if (this.#role !== "leader") {
-      throw new NotLeaderError(this.#leader, this.#peerInfo(this.#leader)?.connectionString ?? "");
-    }
+    if (this.#role !== "leader") throw this.#notLeader();
     const progress = this.#progress.get(target);
-    if (progress === undefined || !this.#isVoter(target)) {
+    if (progress === undefined || !this.#configs.isVoter(target)) {
       throw new LeadershipTransferError(
         `Cannot transfer leadership to ${target}: not a voting peer`,
       );
@@ -955,9 +839,7 @@ export class Consensus {
    * @throws NotLeaderError when not the leader
    */
   addLearner(peer: PeerInfo): void {
-    if (this.#role !== "leader") {
-      throw new NotLeaderError(this.#leader, this.#peerInfo(this.#leader)?.connectionString ?? "");
-    }
+    if (this.#role !== "leader") throw this.#notLeader();
     if (peer.name === this.name || this.#progress.has(peer.name)) return;
     this.#addProgress(peer);
     this.#sendAppend(this.#progress.get(peer.name)!, true);
@@ -968,28 +850,31 @@ export class Consensus {
    * @param name the learner's name
    */
   removeLearner(name: string): void {
-    if (!this.#isVoter(name)) this.#progress.delete(name);
+    if (!this.#configs.isVoter(name)) this.#progress.delete(name);
   }
 
   /**
    * The index a lease read may serve without a heartbeat round, or `undefined` when the
    * lease has lapsed. Safe only with check-quorum on (followers then refuse to vote while
-   * they hear from this leader) and clocks that drift less than `leaseClockDrift`.
+   * they hear from this leader, and for an election timeout after restarting), clocks that
+   * drift less than `leaseClockDrift`, and messages delayed less than `maxMessageDelayMs`.
    * @returns the commit index, when the lease holds
    */
   leaseReadIndex(): number | undefined {
     if (this.#role !== "leader" || !this.#options.checkQuorum || this.#transfer) return undefined;
     if (!this.hasCommittedInTerm) return undefined;
-    const sentTimes: number[] = [];
-    for (const member of this.members) {
-      if (member.name === this.name) sentTimes.push(this.#nowMs);
-      else sentTimes.push(this.#progress.get(member.name)?.ackedHeartbeatSentAtMs ?? -Infinity);
-    }
-    sentTimes.sort((a, b) => b - a);
-    const quorumSentAtMs = sentTimes[this.quorumSize - 1] ?? -Infinity;
-    if (quorumSentAtMs < this.#leaseNotBeforeMs) return undefined;
-    const leaseMs = this.#options.electionTimeoutMs * (1 - this.#options.leaseClockDrift);
-    return this.#nowMs < quorumSentAtMs + leaseMs ? this.#commitIndex : undefined;
+    const ackedSentAtMs = this.members.map((member) =>
+      member.name === this.name
+        ? this.#nowMs
+        : this.#progress.get(member.name)?.ackedHeartbeatSentAtMs ?? -Infinity
+    );
+    const holds = leaseHolds(ackedSentAtMs, this.quorumSize, {
+      nowMs: this.#nowMs,
+      electionTimeoutMs: this.#options.electionTimeoutMs,
+      clockDrift: this.#options.leaseClockDrift,
+      notBeforeMs: this.#leaseNotBeforeMs,
+    });
+    return holds ? this.#log.commitIndex : undefined;
   }
 
   /** Abandons a pending transfer (e.g. after its deadline). */
@@ -1017,24 +902,17 @@ export class Consensus {
   takeReady(): Ready {
     if (this.#replicationPending) {
       this.#replicationPending = false;
-      this.#replicateToAll();
+      for (const progress of this.#progress.values()) this.#sendAppend(progress, false);
     }
-    const entries = this.#unstableFrom <= this.lastIndex
-      ? this.entriesBetween(
-        Math.max(this.#unstableFrom, this.#snapshotIndex + 1),
-        this.lastIndex + 1,
-      )
-      : [];
     const ready: Ready = {
       hardState: this.#hardStateDirty ? { term: this.#term, votedFor: this.#votedFor } : undefined,
-      entries,
+      entries: this.#log.takeUnstable(),
       messages: this.#messages,
-      commitIndex: this.#commitIndex,
+      commitIndex: this.#log.commitIndex,
       snapshotsNeeded: this.#snapshotsNeeded,
       readsReady: this.#readsReady,
       events: this.#events,
     };
-    this.#unstableFrom = Infinity;
     this.#hardStateDirty = false;
     this.#messages = [];
     this.#snapshotsNeeded = [];
@@ -1045,13 +923,12 @@ export class Consensus {
 
   /** Whether {@link takeReady} would return anything. */
   get hasReady(): boolean {
-    return this.#hardStateDirty || this.#replicationPending ||
-      this.#unstableFrom <= this.lastIndex ||
-      this.#messages.length > 0 ||
-      this.#snapshotsNeeded.length > 0 || this.#readsReady.length > 0 || this.#events.length > 0;
+    return this.#hardStateDirty || this.#replicationPending || this.#log.hasUnstable ||
+      this.#messages.length > 0 || this.#snapshotsNeeded.length > 0 ||
+      this.#readsReady.length > 0 || this.#events.length > 0;
   }
 
-  // ---------------------------------------------------------------- internals
+  // ---------------------------------------------------------------- roles
 
   #withSelf(peers: PeerInfo[]): PeerInfo[] {
     if (peers.some((peer) => peer.name === this.name)) return peers;
@@ -1062,8 +939,8 @@ export class Consensus {
     return this.members.find((member) => member.name === name) ?? this.#progress.get(name)?.peer;
   }
 
-  #isVoter(name: string): boolean {
-    return this.members.some((member) => member.name === name);
+  #notLeader(): NotLeaderError {
+    return new NotLeaderError(this.#leader, this.#peerInfo(this.#leader)?.connectionString ?? "");
   }
 
   #resetElectionTimer(): void {
@@ -1093,6 +970,14 @@ export class Consensus {
     this.#hardStateDirty = true;
   }
 
+  #noteLeaderContact(term: number, leaderName: string): void {
+    if (term > this.#term || this.#role !== "follower" || this.#leader !== leaderName) {
+      this.#becomeFollower(term, leaderName);
+    }
+    this.#lastLeaderContactMs = this.#nowMs;
+    this.#resetElectionTimer();
+  }
+
   #becomeFollower(term: number, leader: string): void {
     this.#setTerm(term);
     this.#setRole("follower");
@@ -1100,7 +985,7 @@ export class Consensus {
     this.#progress.clear();
     this.#votes.clear();
     this.#transfer = undefined;
-    this.#pendingReads = [];
+    this.#reads.clear();
     this.#resetElectionTimer();
   }
 
@@ -1160,102 +1045,56 @@ export class Consensus {
   }
 
   #addProgress(peer: PeerInfo): void {
-    this.#progress.set(peer.name, {
-      peer,
-      matchIndex: 0,
-      nextIndex: this.lastIndex + 1,
-      mode: "probe",
-      inflight: 0,
-      inflightBytes: 0,
-      lastResponseAtMs: this.#nowMs,
-      ackedHeartbeatSeq: 0,
-      ackedHeartbeatSentAtMs: -Infinity,
-    });
+    this.#progress.set(peer.name, new Progress(peer, this.lastIndex + 1, this.#nowMs));
   }
+
+  // ---------------------------------------------------------------- log and membership
 
   #appendLocal(entries: LogEntry[]): void {
-    const first = entries[0];
-    if (first === undefined) return;
-    if (first.index !== this.lastIndex + 1) {
-      throw new RangeError(
-        `Cannot append entry at index ${first.index}: log ends at index ${this.lastIndex}`,
-      );
-    }
+    this.#log.append(entries);
+    for (const entry of entries) this.#applyMembershipDiff(this.#configs.noteEntry(entry));
+  }
+
+  /** After the log changed from `from` on (truncated, then `entries` appended). */
+  #noteLogChange(from: number, entries: LogEntry[]): void {
+    this.#applyMembershipDiff(this.#configs.truncateFrom(from));
     for (const entry of entries) {
-      this.#log.push(entry);
-      this.#noteConfigEntry(entry);
+      if (entry.index >= from) this.#applyMembershipDiff(this.#configs.noteEntry(entry));
     }
-    this.#unstableFrom = Math.min(this.#unstableFrom, first.index);
   }
 
-  #truncateFrom(index: number): void {
-    this.#log.length = index - this.#snapshotIndex - 1;
-    this.#unstableFrom = Math.min(this.#unstableFrom, index);
-    if (this.#persistedIndex >= index) this.#persistedIndex = index - 1;
-    const before = this.members;
-    this.#configs = this.#configs.filter((config, i) => i === 0 || config.index < index);
-    this.#emitMembershipDiff(before, this.members);
-  }
-
-  #noteConfigEntry(entry: LogEntry): void {
-    if (entry.commandName === CONFIG_COMMAND_NAME) {
-      const members = parseConfigCommand(entry.command);
-      if (members === undefined) return;
-      const before = this.members;
-      this.#configs.push({ index: entry.index, members });
-      this.#emitMembershipDiff(before, members);
-      return;
-    }
-    if (entry.commandName !== JOIN_COMMAND_NAME && entry.commandName !== LEAVE_COMMAND_NAME) return;
-    const peer = parsePeerCommand(entry.command);
-    if (peer === undefined) return;
-    const before = this.members;
-    const after = entry.commandName === JOIN_COMMAND_NAME
-      ? dedupe([...before.filter((member) => member.name !== peer.name), peer])
-      : before.filter((member) => member.name !== peer.name);
-    this.#configs.push({ index: entry.index, members: after });
-    this.#emitMembershipDiff(before, after);
-  }
-
-  #emitMembershipDiff(before: PeerInfo[], after: PeerInfo[]): void {
+  #applyMembershipDiff(diff: MembershipDiff | undefined): void {
+    if (diff === undefined) return;
+    const { before, after } = diff;
     for (const peer of after) {
-      if (!before.some((member) => member.name === peer.name)) {
-        this.#events.push({ type: "addPeer", value: peer, prevValue: undefined });
-        if (this.#role === "leader" && peer.name !== this.name && !this.#progress.has(peer.name)) {
-          this.#addProgress(peer);
-        }
+      if (before.some((member) => member.name === peer.name)) continue;
+      this.#events.push({ type: "addPeer", value: peer, prevValue: undefined });
+      if (this.#role === "leader" && peer.name !== this.name && !this.#progress.has(peer.name)) {
+        this.#addProgress(peer);
       }
     }
     for (const peer of before) {
-      if (!after.some((member) => member.name === peer.name)) {
-        this.#events.push({ type: "removePeer", value: peer, prevValue: undefined });
-        this.#progress.delete(peer.name);
-      }
+      if (after.some((member) => member.name === peer.name)) continue;
+      this.#events.push({ type: "removePeer", value: peer, prevValue: undefined });
+      this.#progress.delete(peer.name);
     }
   }
 
-  #lastIndexOfTerm(term: number, atOrBelow: number): number | undefined {
-    for (let index = Math.min(atOrBelow, this.lastIndex); index > this.#snapshotIndex; index--) {
-      const t = this.termAt(index)!;
-      if (t === term) return index;
-      if (t < term) return undefined;
-    }
-    return undefined;
-  }
+  // ---------------------------------------------------------------- replication
 
   #maybeCommit(): void {
     if (this.#role !== "leader") return;
     const matches: number[] = [];
     for (const member of this.members) {
-      if (member.name === this.name) matches.push(this.#persistedIndex);
+      if (member.name === this.name) matches.push(this.#log.persistedIndex);
       else matches.push(this.#progress.get(member.name)?.matchIndex ?? 0);
     }
     if (matches.length === 0) return;
     matches.sort((a, b) => b - a);
     const candidate = matches[this.quorumSize - 1]!;
     // Raft §5.4.2: never commit an entry from an earlier term by counting replicas.
-    if (candidate > this.#commitIndex && this.termAt(candidate) === this.#term) {
-      this.#commitIndex = candidate;
+    if (candidate > this.#log.commitIndex && this.#log.termAt(candidate) === this.#term) {
+      this.#log.commitTo(candidate);
       this.#confirmReadsAwaitingCommit();
       if (!this.isMember && !this.membershipChangePending) {
         // A leader removed from the configuration steps down once the change commits (§6).
@@ -1265,10 +1104,6 @@ export class Consensus {
       // Followers learn the new commit index from the next AppendEntries or heartbeat (as in
       // etcd): a message per commit per follower would double the leader's sends at low load.
     }
-  }
-
-  #replicateToAll(): void {
-    for (const progress of this.#progress.values()) this.#sendAppend(progress, false);
   }
 
   #broadcastHeartbeat(): void {
@@ -1290,54 +1125,46 @@ export class Consensus {
       return;
     }
     const prevIndex = progress.nextIndex - 1;
-    if (prevIndex < this.#snapshotIndex) {
-      progress.mode = "snapshot";
+    if (prevIndex < this.#log.snapshotIndex) {
+      progress.becomeSnapshot();
       this.#snapshotsNeeded.push(progress.peer);
       return;
     }
     const hasNew = progress.nextIndex <= this.lastIndex;
+    const paused = progress.isPaused(
+      this.#options.maxInflightMessages,
+      this.#options.maxInflightBytes,
+    );
     if (progress.mode === "probe") {
       // One probe at a time at nextIndex - 1 until a success shows where the logs match;
       // heartbeats probe too, so a follower with nothing new to receive is still found.
-      if (progress.inflight > 0 && !heartbeat) return;
-      const entries = hasNew && progress.inflight === 0 ? this.#batchFrom(progress.nextIndex) : [];
+      if (paused && !heartbeat) return;
+      const entries = hasNew && !paused ? this.#batchFrom(progress.nextIndex) : [];
       this.#pushAppend(progress, prevIndex, entries, heartbeat);
-      progress.inflight = 1;
+      progress.sent(entries.length, entryBytes(entries));
       return;
     }
-    if (
-      hasNew && progress.inflight < this.#options.maxInflightMessages &&
-      progress.inflightBytes < this.#options.maxInflightBytes
-    ) {
+    if (hasNew && !paused) {
       const entries = this.#batchFrom(progress.nextIndex);
       this.#pushAppend(progress, prevIndex, entries, heartbeat);
-      progress.inflight++;
-      progress.inflightBytes += commandBytes(entries);
-      progress.nextIndex += entries.length;
+      progress.sent(entries.length, entryBytes(entries));
       // Keep streaming while the window allows: a turn's entries go in as few messages as possible.
       if (progress.nextIndex <= this.lastIndex) this.#sendAppend(progress, false);
       return;
     }
     if (heartbeat) {
       // A heartbeat checks only what is known to match, so it never fails on a lagging follower.
-      const matchPrev = Math.max(progress.matchIndex, this.#snapshotIndex);
+      const matchPrev = Math.max(progress.matchIndex, this.#log.snapshotIndex);
       this.#pushAppend(progress, matchPrev, [], true);
     }
   }
 
   #batchFrom(from: number): LogEntry[] {
-    const batch: LogEntry[] = [];
-    let bytes = 0;
-    for (let index = from; index <= this.lastIndex; index++) {
-      const entry = this.#log[index - this.#snapshotIndex - 1]!;
-      if (
-        batch.length > 0 && (batch.length >= this.#options.maxEntriesPerMessage ||
-          bytes + entry.command.length > this.#options.maxBytesPerMessage)
-      ) break;
-      batch.push(entry);
-      bytes += entry.command.length;
-    }
-    return batch;
+    return this.#log.batchFrom(
+      from,
+      this.#options.maxEntriesPerMessage,
+      this.#options.maxBytesPerMessage,
+    );
   }
 
   #pushAppend(
@@ -1352,8 +1179,8 @@ export class Consensus {
       request: {
         term: this.#term,
         prevLogIndex: prevIndex,
-        prevLogTerm: this.termAt(prevIndex) ?? 0,
-        commitIndex: this.#commitIndex,
+        prevLogTerm: this.#log.termAt(prevIndex) ?? 0,
+        commitIndex: this.#log.commitIndex,
         leaderName: this.name,
         entries,
         heartbeatSeq: carriesSeq ? this.#heartbeatSeq : 0,
@@ -1391,84 +1218,33 @@ export class Consensus {
     return active >= this.quorumSize;
   }
 
+  // ---------------------------------------------------------------- reads
+
   #confirmReadsAwaitingCommit(): void {
-    let changed = false;
-    for (const read of this.#pendingReads) {
-      if (read.index === -1 && this.hasCommittedInTerm) {
-        read.index = this.#commitIndex;
-        read.heartbeatSeq = this.#heartbeatSeq + 1;
-        changed = true;
-      }
-    }
-    if (changed) {
-      this.#broadcastHeartbeat();
-      if (this.quorumSize === 1) this.#confirmReads();
-    }
+    if (!this.hasCommittedInTerm) return;
+    if (!this.#reads.commitKnown(this.#log.commitIndex, this.#heartbeatSeq + 1)) return;
+    this.#broadcastHeartbeat();
+    if (this.quorumSize === 1) this.#confirmReads();
   }
 
   #confirmReads(): void {
-    if (this.#pendingReads.length === 0) return;
-    const remaining: PendingRead[] = [];
-    for (const read of this.#pendingReads) {
+    if (this.#reads.isEmpty) return;
+    const confirmed = this.#reads.takeConfirmed((seq) => {
       let acks = 0;
       for (const member of this.members) {
         if (member.name === this.name) acks++;
-        else if ((this.#progress.get(member.name)?.ackedHeartbeatSeq ?? 0) >= read.heartbeatSeq) {
-          acks++;
-        }
+        else if ((this.#progress.get(member.name)?.ackedHeartbeatSeq ?? 0) >= seq) acks++;
       }
-      if (read.index >= 0 && acks >= this.quorumSize) {
-        this.#readsReady.push({ id: read.id, index: read.index });
-      } else remaining.push(read);
-    }
-    this.#pendingReads = remaining;
+      return acks >= this.quorumSize;
+    });
+    this.#readsReady.push(...confirmed);
   }
 }
 
-function commandBytes(entries: LogEntry[]): number {
+const textEncoder = new TextEncoder();
+
+function entryBytes(entries: LogEntry[]): number {
   let bytes = 0;
   for (const entry of entries) bytes += entry.command.length;
   return bytes;
-}
-
-function dedupe(peers: PeerInfo[]): PeerInfo[] {
-  const byName = new Map<string, PeerInfo>();
-  for (const peer of peers) {
-    byName.set(peer.name, { name: peer.name, connectionString: peer.connectionString });
-  }
-  return [...byName.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-}
-
-function parseConfigCommand(bytes: Uint8Array): PeerInfo[] | undefined {
-  try {
-    const value = JSON.parse(textDecoder.decode(bytes)) as { peers?: unknown };
-    if (!Array.isArray(value.peers)) return undefined;
-    const peers: PeerInfo[] = [];
-    for (const item of value.peers as { name?: unknown; connectionString?: unknown }[]) {
-      if (typeof item?.name !== "string" || item.name === "") return undefined;
-      peers.push({
-        name: item.name,
-        connectionString: typeof item.connectionString === "string" ? item.connectionString : "",
-      });
-    }
-    return dedupe(peers);
-  } catch {
-    return undefined;
-  }
-}
-
-function parsePeerCommand(bytes: Uint8Array): PeerInfo | undefined {
-  try {
-    const value = JSON.parse(textDecoder.decode(bytes)) as {
-      name?: unknown;
-      connectionString?: unknown;
-    };
-    if (typeof value.name !== "string" || value.name === "") return undefined;
-    return {
-      name: value.name,
-      connectionString: typeof value.connectionString === "string" ? value.connectionString : "",
-    };
-  } catch {
-    return undefined;
-  }
 }
