@@ -6,10 +6,13 @@ import { CoreHarness } from "./_core_harness.ts";
 import { JOIN_COMMAND_NAME, LEAVE_COMMAND_NAME } from "./consensus.ts";
 import { LEADER } from "./constants.ts";
 import { CommandOutcomeUnknownError, MembershipChangeInProgressError } from "./errors.ts";
+import type { Logger } from "./logger.ts";
+import { MemoryStorage } from "./testing/memory_storage.ts";
 import { KvSetCommand, TestCluster } from "./testing/test_cluster.ts";
 import type { LogEntry } from "./types.ts";
 
 const encoder = new TextEncoder();
+const quietLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 
 function peerCommand(name: string): Uint8Array {
   return encoder.encode(JSON.stringify({ name, connectionString: `mem://${name}` }));
@@ -303,5 +306,72 @@ describe("Regressions: snapshot transfer", () => {
     h.advance(500); // ten heartbeat rounds while the (never finishing) transfer runs
     assert.equal(core.progress.find((p) => p.name === lagging)?.mode, "snapshot");
     assert.equal(requests(), 1, "heartbeat rejections do not restart the transfer");
+  });
+});
+
+describe("Regressions: found by the simulator", () => {
+  test("Server.do() on a leader that removes itself settles once the removal applies (sim seed 29)", async () => {
+    const cluster = new TestCluster(["a", "b", "c"], { seed: 44 });
+    await cluster.start();
+    const leader = await cluster.waitForLeader();
+    const [f1, f2] = [...leader.peers.keys()] as [string, string];
+    await cluster.run(leader.do(new KvSetCommand("before", "v")));
+    cluster.network.cutLink(leader.name, f1);
+    cluster.network.cutLink(leader.name, f2);
+    const lastBefore = leader.lastIndex;
+    const removal = leader.removePeer(leader.name);
+    removal.catch(() => {});
+    await cluster.waitFor(() => leader.lastIndex === lastBefore + 1, { what: "leave appended" });
+    // Only f2 receives the leave entry; then only f1 receives the leave and the next command.
+    cluster.network.restoreLink(leader.name, f2);
+    await cluster.waitFor(() => cluster.server(f2).lastIndex === lastBefore + 1, {
+      what: "f2 to hold the leave entry",
+    });
+    cluster.network.cutLink(leader.name, f2);
+    const stranded = leader.do(new KvSetCommand("after-leave", "v"));
+    stranded.catch(() => {});
+    cluster.network.restoreLink(leader.name, f1);
+    await cluster.run(removal);
+    cluster.network.heal();
+    await assert.rejects(cluster.run(stranded, 5_000), CommandOutcomeUnknownError);
+    await cluster.stop();
+  });
+});
+
+describe("Regressions: storage failures fail-stop", () => {
+  test("Server stops, and recovers on restart, when storage fails while it installs a snapshot (sim seed 11)", async () => {
+    let failCompaction = false;
+    class CompactionFails extends MemoryStorage {
+      override compact(throughIndex: number): Promise<void> {
+        if (failCompaction) return Promise.reject(new Error("EIO"));
+        return super.compact(throughIndex);
+      }
+    }
+    const cluster = new TestCluster(["a", "b", "c"], {
+      seed: 45,
+      serverOptions: { snapshotThreshold: 5, trailingLogEntries: 0, logger: quietLogger },
+      storage: (_name, disk) => new CompactionFails(disk),
+    });
+    await cluster.start();
+    const leader = await cluster.waitForLeader();
+    const lagging = [...leader.peers.keys()][0]!;
+    cluster.network.isolate(lagging);
+    for (let i = 0; i < 12; i++) await cluster.run(leader.do(new KvSetCommand(`k${i}`, "v")));
+    await cluster.waitFor(() => leader.snapshotIndex > cluster.server(lagging).lastIndex, {
+      what: "the leader to compact past the lagging follower",
+    });
+    failCompaction = true;
+    cluster.network.rejoin(lagging);
+    await cluster.waitFor(() => !cluster.server(lagging).running(), {
+      what: "the follower to stop when its snapshot cannot be stored",
+    });
+    failCompaction = false;
+    cluster.network.unregister(lagging);
+    const restarted = await cluster.restart(lagging);
+    await cluster.waitFor(() => restarted.appliedIndex >= leader.commitIndex, {
+      what: "the restarted follower to catch up",
+    });
+    assert.equal(cluster.machines.get(lagging)!.data.get("k11"), "v");
+    await cluster.stop();
   });
 });

@@ -8,7 +8,6 @@ import {
   LeaveCommand,
 } from "./command.ts";
 import {
-  CONFIG_COMMAND_NAME,
   Consensus,
   type FollowerProgress,
   JOIN_COMMAND_NAME,
@@ -41,6 +40,8 @@ import {
 } from "./errors.ts";
 import type { RaftEvent, RaftEventListener, RaftEventMap, RaftEventType } from "./events.ts";
 import { consoleLogger, type Logger } from "./logger.ts";
+import { isMembershipCommand } from "./membership.ts";
+import { InvariantError } from "./raft_log.ts";
 import { type ServerStats, StatsRecorder } from "./stats.ts";
 import { cryptoRandom, type Random } from "./random.ts";
 import type { Storage } from "./storage.ts";
@@ -999,11 +1000,18 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     await this.#flushed();
     await this.#runApplyExclusive(async () => {
       if (!this.#core.installSnapshot(meta)) return;
-      await this.#withStorage(async () => {
-        await this.#storage.saveSnapshot(meta, data);
-        await this.#storage.compact(meta.lastIndex);
-      });
-      await this.#options.stateMachine?.recovery(data);
+      try {
+        await this.#withStorage(async () => {
+          await this.#storage.saveSnapshot(meta, data);
+          await this.#storage.compact(meta.lastIndex);
+        });
+        await this.#options.stateMachine?.recovery(data);
+      } catch (error) {
+        // The core already moved past entries that neither storage nor the state machine
+        // now hold for certain: only a restart from storage is consistent again.
+        await this.#failStop("installing a snapshot failed", error);
+        throw new StopError("Installing a snapshot failed; the server stopped");
+      }
       this.#appliedIndex = meta.lastIndex;
       this.#stats.count("snapshotsInstalled");
       this.#settleCoveredBySnapshot(meta.lastIndex);
@@ -1140,12 +1148,9 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
       } catch (error) {
         // Storage that cannot write cannot acknowledge anything: stop rather than lie.
         this.#stats.count("storageWriteErrors");
-        this.#logger.error(`${this.name}: storage write failed, stopping`, {
-          error: String(error),
-        });
         this.#inflightWrite = undefined;
         for (const waiter of batch.waiters) waiter(new StopError("Storage write failed"));
-        await this.stop();
+        await this.#failStop("storage write failed", error);
         return;
       }
       this.#stats.recordStorageWrite(this.#clock.now() - startedMs);
@@ -1157,6 +1162,20 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
       }
       for (const waiter of batch.waiters) waiter();
       this.#drive();
+    }
+  }
+
+  /**
+   * Stops the server after a failure that leaves memory and storage inconsistent (a failed
+   * write, snapshot install or apply invariant): restarting from storage is the only safe
+   * way on. Never throws.
+   */
+  async #failStop(what: string, error: unknown): Promise<void> {
+    this.#logger.error(`${this.name}: ${what}, stopping`, { error: String(error) });
+    try {
+      await this.stop();
+    } catch (stopError) {
+      this.#logger.error(`${this.name}: stopping failed too`, { error: String(stopError) });
     }
   }
 
@@ -1272,26 +1291,33 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     const current = () => this.#phase === "running" && generation === this.#generation;
     this.#applyChain = this.#applyChain.then(async () => {
       try {
-        while (current() && this.#appliedIndex < this.#core.commitIndex) {
-          const commit = this.#core.commitIndex;
-          const from = this.#appliedIndex + 1;
-          if (from <= this.#core.snapshotIndex) {
-            throw new Error(`Invariant violated: entry ${from} compacted before it was applied`);
-          }
-          const entries = this.#core.entriesBetween(from, commit + 1);
-          for (const entry of entries) {
-            if (!current()) break;
-            // Synchronous commands are applied back to back: awaiting each one would let every
-            // resumed client propose on its own turn, one entry per message and per write.
-            const pending = this.#applyEntry(entry);
-            if (pending !== undefined) await pending;
-          }
-        }
+        await this.#applyLoop(current);
+      } catch (error) {
+        await this.#failStop("applying committed entries failed", error);
+        return;
       } finally {
         this.#applying = false;
       }
       this.#afterApply();
     });
+  }
+
+  async #applyLoop(current: () => boolean): Promise<void> {
+    while (current() && this.#appliedIndex < this.#core.commitIndex) {
+      const commit = this.#core.commitIndex;
+      const from = this.#appliedIndex + 1;
+      if (from <= this.#core.snapshotIndex) {
+        throw new InvariantError(`entry ${from} compacted before it was applied`);
+      }
+      const entries = this.#core.entriesBetween(from, commit + 1);
+      for (const entry of entries) {
+        if (!current()) break;
+        // Synchronous commands are applied back to back: awaiting each one would let every
+        // resumed client propose on its own turn, one entry per message and per write.
+        const pending = this.#applyEntry(entry);
+        if (pending !== undefined) await pending;
+      }
+    }
   }
 
   #applyEntry(entry: LogEntry): Promise<void> | undefined {
@@ -1301,9 +1327,7 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     let asyncResult: PromiseLike<unknown> | undefined;
     let failure: unknown;
     let failed = false;
-    const membership = entry.commandName === JOIN_COMMAND_NAME ||
-      entry.commandName === LEAVE_COMMAND_NAME ||
-      entry.commandName === CONFIG_COMMAND_NAME;
+    const membership = isMembershipCommand(entry.commandName);
     if (!membership) {
       try {
         const command = this.#registry.decode(entry.commandName, entry.command);
@@ -1338,7 +1362,34 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
       );
     }
     this.#finishApply(entry, waiter, result, failed, failure);
+    if (entry.commandName === LEAVE_COMMAND_NAME && this.#leaves(entry)) {
+      // Removed: no leader sends this server entries any more, so commands it proposed after
+      // its removal will never be applied here (they may still commit elsewhere).
+      this.#failWaitersAfter(entry.index, "this server was removed from the cluster");
+    }
     return undefined;
+  }
+
+  #leaves(entry: LogEntry): boolean {
+    try {
+      return (this.#registry.decode(entry.commandName, entry.command) as LeaveCommand).name ===
+        this.name;
+    } catch {
+      return false;
+    }
+  }
+
+  #failWaitersAfter(index: number, reason: string): void {
+    for (const [waiterIndex, waiter] of this.#waiters) {
+      if (waiterIndex <= index) continue;
+      this.#waiters.delete(waiterIndex);
+      waiter.reject(
+        new CommandOutcomeUnknownError(
+          waiterIndex,
+          `The outcome of the command at index ${waiterIndex} is unknown: ${reason}`,
+        ),
+      );
+    }
   }
 
   #finishApply(

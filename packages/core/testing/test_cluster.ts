@@ -1,6 +1,7 @@
 import { type Command, CommandRegistry, type Context } from "../command.ts";
 import { LEADER } from "../constants.ts";
 import { createServer, type Server, type ServerOptions, type StateMachine } from "../server.ts";
+import type { Storage } from "../storage.ts";
 import type { PeerInfo } from "../types.ts";
 import { ManualClock } from "./manual_clock.ts";
 import { MemoryDisk, MemoryStorage } from "./memory_storage.ts";
@@ -66,6 +67,11 @@ export interface TestClusterOptions {
   seed?: number;
   /** Extra server options applied to every server. */
   serverOptions?: Partial<Omit<ServerOptions, "name" | "transporter" | "storage">>;
+  /**
+   * Makes each server's storage over its disk, e.g. to inject faults.
+   * @default a MemoryStorage over the disk
+   */
+  storage?: (name: string, disk: MemoryDisk) => Storage;
 }
 
 /**
@@ -123,7 +129,7 @@ export class TestCluster {
       name,
       connectionString: `memory://${name}`,
       transporter: this.network.transporter(),
-      storage: new MemoryStorage(disk),
+      storage: this.#options.storage?.(name, disk) ?? new MemoryStorage(disk),
       stateMachine: machine,
       peers: this.#members.filter((member) => member.name !== name),
       joinExisting,
