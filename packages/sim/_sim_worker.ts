@@ -17,3 +17,6 @@ scope.onmessage = async (event) => {
   const result = await runSimulation(seed, options);
   scope.postMessage(result);
 };
+
+// Loading (and type-checking) this module can take seconds: the watchdog starts after this.
+scope.postMessage({ ready: true });

@@ -249,15 +249,30 @@ export async function runSimulation(
   }
 }
 
-/** Server warnings (a failed write, a failed snapshot) go to the trace, not the console. */
+/**
+ * Server warnings (a failed write, a failed snapshot) go to the trace, not the console, and a
+ * promise rejection nobody handles (an invariant a server asserts in its async code) is a
+ * violation of the run.
+ */
 function captureWarnings(sim: Simulator): () => void {
   const warn = console.warn;
   const error = console.error;
   console.warn = (...args: unknown[]) => sim.trace(`warn: ${args.map(String).join(" ")}`);
   console.error = (...args: unknown[]) => sim.trace(`log: ${args.map(String).join(" ")}`);
+  const onRejection = (event: PromiseRejectionEvent) => {
+    event.preventDefault();
+    const reason = event.reason;
+    sim.violation(
+      `unhandled rejection: ${
+        reason instanceof Error ? (reason.stack ?? reason.message) : String(reason)
+      }`,
+    );
+  };
+  globalThis.addEventListener("unhandledrejection", onRejection);
   return () => {
     console.warn = warn;
     console.error = error;
+    globalThis.removeEventListener("unhandledrejection", onRejection);
   };
 }
 

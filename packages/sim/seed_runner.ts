@@ -29,34 +29,41 @@ export class SeedRunner {
   }
 
   #worker: Worker | undefined;
+  #ready: Promise<void> = Promise.resolve();
 
   /**
    * Runs one seed (without `log`: trace lines stay in the worker).
    * @returns its result, or a failed one when the watchdog fired
    */
   run(seed: number, options: RunSimulationOptions): Promise<SimulationResult> {
-    const worker = this.#worker ??= new Worker(new URL("./_sim_worker.ts", import.meta.url), {
-      type: "module",
-    });
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        worker.terminate();
-        this.#worker = undefined;
-        resolve(hung(seed, options, this.#watchdogMs));
-      }, this.#watchdogMs);
-      worker.onmessage = (event: MessageEvent<SimulationResult>) => {
-        clearTimeout(timer);
-        resolve(event.data);
-      };
-      worker.onerror = (event) => {
-        event.preventDefault();
-        clearTimeout(timer);
-        worker.terminate();
-        this.#worker = undefined;
-        resolve(hung(seed, options, this.#watchdogMs, `the run threw: ${event.message}`));
-      };
-      worker.postMessage({ seed, options: { ...options, log: undefined } });
-    });
+    if (this.#worker === undefined) {
+      const worker = new Worker(new URL("./_sim_worker.ts", import.meta.url), { type: "module" });
+      this.#worker = worker;
+      this.#ready = new Promise((resolve) => {
+        worker.onmessage = () => resolve();
+      });
+    }
+    const worker = this.#worker;
+    return this.#ready.then(() =>
+      new Promise<SimulationResult>((resolve) => {
+        const fail = (why?: string) => {
+          clearTimeout(timer);
+          worker.terminate();
+          this.#worker = undefined;
+          resolve(hung(seed, options, this.#watchdogMs, why));
+        };
+        const timer = setTimeout(() => fail(), this.#watchdogMs);
+        worker.onmessage = (event: MessageEvent<SimulationResult>) => {
+          clearTimeout(timer);
+          resolve(event.data);
+        };
+        worker.onerror = (event) => {
+          event.preventDefault();
+          fail(`the run threw: ${event.message}`);
+        };
+        worker.postMessage({ seed, options: { ...options, log: undefined } });
+      })
+    );
   }
 
   /** Ends the worker. */

@@ -136,16 +136,16 @@ describe("runSimulation", () => {
   });
 
   test("runSimulation() passes every checker on seeds 1..40 and exercises every fault kind", async () => {
-    const runner = new SeedRunner(20_000);
+    const runner = new SeedRunner(10_000);
     const failures: string[] = [];
     const seen = new Set<string>();
     try {
       for (let seed = 1; seed <= 40; seed++) {
+        // Known failures are reported by `deno task sim`; one of them hangs until the watchdog.
+        if (KNOWN_FAILING_SEEDS.has(seed)) continue;
         const result = await runner.run(seed, {});
         for (const [kind, hit] of Object.entries(result.coverage)) if (hit) seen.add(kind);
-        if (!result.ok && !KNOWN_FAILING_SEEDS.has(seed)) {
-          failures.push(`${result.replay}\n${result.violations.join("\n")}`);
-        }
+        if (!result.ok) failures.push(`${result.replay}\n${result.violations.join("\n")}`);
       }
     } finally {
       runner.close();
