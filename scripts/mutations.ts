@@ -96,6 +96,22 @@ export const MUTATIONS: Mutation[] = [
     catchers: CORE,
   },
   {
+    id: "two-membership-changes",
+    description:
+      "A leader appends a membership change while another is uncommitted (one at a time, §4.1)",
+    edits: [{
+      file: CONSENSUS,
+      find: "if (this.membershipChangePending) throw new MembershipChangeInProgressError();",
+      replace:
+        "if (this.membershipChangePending && this.#term < 0) throw new MembershipChangeInProgressError();",
+    }, {
+      file: SERVER,
+      find: "if (this.#core.membershipChangePending) throw new MembershipChangeInProgressError();",
+      replace: "",
+    }],
+    catchers: CORE,
+  },
+  {
     id: "ack-before-durable",
     description: "Server answers AppendEntries before the entries it acknowledges are durable",
     edits: [{
