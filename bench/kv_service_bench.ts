@@ -116,6 +116,8 @@ export interface KvServiceResults {
   httpFloor: HttpFloorRun[];
   /** Paths of the CPU profiles written. */
   profiles: string[];
+  /** Cases skipped because their cluster had no stable leader. */
+  failures: string[];
 }
 
 interface Cluster {
@@ -194,7 +196,7 @@ async function extractBaseline(revision: string): Promise<string> {
 
 async function roles(cluster: Cluster): Promise<{ leader: NodeProcess; follower: NodeProcess }> {
   const status = await waitForLeader(cluster.nodes.map((node) => node.url), {
-    timeoutMs: 20_000,
+    timeoutMs: 60_000,
   });
   const leader = cluster.nodes.find((node) => node.id === status.id)!;
   // Followers must know the leader's address before we send them traffic to forward.
@@ -250,7 +252,7 @@ export async function benchKvService(options: KvServiceOptions): Promise<KvServi
   const clusters: Cluster[] = [];
   const killAll = () => clusters.forEach((c) => c.nodes.forEach((n) => void n.kill("SIGKILL")));
   process.once("exit", killAll);
-  const results: KvServiceResults = { runs: [], httpFloor: [], profiles: [] };
+  const results: KvServiceResults = { runs: [], httpFloor: [], profiles: [], failures: [] };
   try {
     say("  HTTP floor: bare Deno.serve under wrk ...");
     results.httpFloor = await httpFloor(options.durationMs);
@@ -266,7 +268,17 @@ export async function benchKvService(options: KvServiceOptions): Promise<KvServi
     }
     for (const spec of options.cases ?? KV_SERVICE_CASES) {
       for (const cluster of clusters) {
-        const { leader, follower } = await roles(cluster);
+        let picked: { leader: NodeProcess; follower: NodeProcess };
+        try {
+          picked = await roles(cluster);
+        } catch (error) {
+          // An overloaded machine can leave a cluster electing for a while: skip the case.
+          const message = `${cluster.build}: ${spec.name} c${spec.clients}: ${String(error)}`;
+          results.failures.push(message);
+          say(`  !! ${message}`);
+          continue;
+        }
+        const { leader, follower } = picked;
         const entry = spec.via === "leader" ? leader : follower;
         say(`  ${cluster.build}: ${spec.name}, ${spec.clients} client(s) ...`);
         const load = { url: entry.url, method: spec.method, clients: spec.clients };
@@ -407,6 +419,7 @@ export function printKvService(kv: KvServiceResults): void {
     );
   }
   console.table(kvServiceRows(kv));
+  for (const failure of kv.failures) console.log(`  skipped: ${failure}`);
 }
 
 if (import.meta.main ?? process.argv[1] === fileURLToPath(import.meta.url)) {

@@ -21,6 +21,12 @@ export interface KvServiceOptions {
   maxInflightBatches?: number;
   /** Most writes in one log entry. @default 256 */
   maxBatchOps?: number;
+  /**
+   * Most characters of keys and values in one log entry (a single larger write still goes
+   * alone): keeps an entry well under the transports' 64 MiB message bound.
+   * @default 4 MiB
+   */
+  maxBatchChars?: number;
   /** Fetch options for forwarding over https with a private CA (e.g. `{ client }` on Deno). */
   forwardInit?: RequestInit;
 }
@@ -76,6 +82,18 @@ export interface KvServiceStats {
   forwardMessages: number;
 }
 
+/** Characters of a write's key and values: the bulk of its size in the log. */
+function opChars(op: KvOp): number {
+  switch (op[0]) {
+    case "put":
+      return op[1].length + op[2].length;
+    case "delete":
+      return op[1].length;
+    case "cas":
+      return op[1].length + (op[2]?.length ?? 0) + op[3].length;
+  }
+}
+
 function deferred<T>(): Deferred<T> {
   let resolve!: (value: T) => void;
   let reject!: (error: unknown) => void;
@@ -97,6 +115,7 @@ export class KvService {
   readonly timeoutMs: number;
   readonly #maxInflight: number;
   readonly #maxOps: number;
+  readonly #maxChars: number;
   readonly #forwardInit: RequestInit;
   #queue: { op: KvOp; done: Deferred<KvResult> }[] = [];
   #inflight = 0;
@@ -127,6 +146,7 @@ export class KvService {
     this.timeoutMs = options.requestTimeoutMs ?? 5000;
     this.#maxInflight = options.maxInflightBatches ?? 1;
     this.#maxOps = options.maxBatchOps ?? 256;
+    this.#maxChars = options.maxBatchChars ?? 4 * 1024 * 1024;
     this.#forwardInit = options.forwardInit ?? {};
   }
 
@@ -157,7 +177,14 @@ export class KvService {
 
   #flush(): void {
     while (this.#inflight < this.#maxInflight && this.#queue.length > 0) {
-      const batch = this.#queue.splice(0, this.#maxOps);
+      let count = 0;
+      let chars = 0;
+      while (count < this.#queue.length && count < this.#maxOps) {
+        chars += opChars(this.#queue[count]!.op);
+        if (count > 0 && chars > this.#maxChars) break;
+        count++;
+      }
+      const batch = this.#queue.splice(0, count);
       this.#inflight++;
       this.stats.batches++;
       this.stats.writes += batch.length;
@@ -370,6 +397,9 @@ export function errorReply(error: unknown, forwarded: boolean): ForwardReply {
   return { error: "internal", status: 500, reason: String(error) };
 }
 
+/** Characters of keys and values in one forwarded message, beyond its first request. */
+const MAX_MESSAGE_CHARS = 4 * 1024 * 1024;
+
 interface Pending {
   items: ForwardItem[];
   replies: Deferred<ForwardReply>[];
@@ -386,6 +416,7 @@ class LeaderLink {
   #socket: WebSocket | undefined;
   #open: Promise<WebSocket | undefined> | undefined;
   #queue: Pending = { items: [], replies: [] };
+  #queueChars = 0;
   #scheduled = false;
   #nextId = 1;
   #waiting = new Map<number, { pending: Pending; timer: ReturnType<typeof setTimeout> }>();
@@ -402,6 +433,12 @@ class LeaderLink {
 
   send(item: ForwardItem): Promise<ForwardReply> {
     const reply = deferred<ForwardReply>();
+    const chars = "op" in item ? opChars(item.op) : 0;
+    if (this.#queueChars + chars > MAX_MESSAGE_CHARS && this.#queue.items.length > 0) {
+      // Large values: send what is queued now rather than build one huge message.
+      void this.#flush();
+    }
+    this.#queueChars += chars;
     this.#queue.items.push(item);
     this.#queue.replies.push(reply);
     if (!this.#scheduled) {
@@ -423,7 +460,9 @@ class LeaderLink {
   async #flush(): Promise<void> {
     this.#scheduled = false;
     const pending = this.#queue;
+    if (pending.items.length === 0) return;
     this.#queue = { items: [], replies: [] };
+    this.#queueChars = 0;
     this.#stats.forwardMessages++;
     const socket = await this.#connect();
     if (socket === undefined) {
