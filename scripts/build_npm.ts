@@ -14,7 +14,7 @@
  * @module
  */
 import { basename, dirname, join, relative } from "node:path";
-import { libraryMembers, moduleGraph, root, runCommand } from "./publish_check.ts";
+import { libraryMembers, moduleGraph, root, runCommand, URL_REFERENCE } from "./publish_check.ts";
 
 /** Where the TypeScript compiler comes from. */
 const TYPESCRIPT = "typescript@5.9.3";
@@ -129,6 +129,16 @@ export async function buildNpm(
   const tsc = join(tools, "node_modules", "typescript", "bin", "tsc");
   await runCommand("node", [tsc, "-p", tsconfigPath], out);
   await Deno.remove(tsconfigPath);
+  // tsc rewrites import specifiers but not modules loaded by URL (a Worker's script).
+  for (const file of files) {
+    const js = join(out, relative(packagesDir, file)).replace(/\.ts$/, ".js");
+    const text = await Deno.readTextFile(js);
+    const rewritten = text.replace(
+      URL_REFERENCE,
+      (call, path: string) => call.replace(path, path.replace(/\.ts$/, ".js")),
+    );
+    if (rewritten !== text) await Deno.writeTextFile(js, rewritten);
+  }
 
   const built: BuiltPackage[] = [];
   for (const member of members) {

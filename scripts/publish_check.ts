@@ -156,15 +156,31 @@ export function libraryMembers(): Member[] {
   return members;
 }
 
-/** Local files in the module graph of the given entrypoints. */
+/** `new URL("./x.ts", import.meta.url)`: a module loaded at run time (a Worker, a child). */
+export const URL_REFERENCE: RegExp =
+  /new URL\(\s*["'](\.{1,2}\/[^"']+\.[cm]?[jt]s)["']\s*,\s*import\.meta\.url\s*\)/g;
+
+/**
+ * Local files in the module graph of the given entrypoints, and in the graphs of modules they
+ * load by URL (`new Worker(new URL("./worker.ts", import.meta.url))`), which imports do not
+ * show but a published package needs.
+ */
 export async function moduleGraph(entrypoints: string[]): Promise<Set<string>> {
   const files = new Set<string>();
-  for (const entrypoint of entrypoints) {
+  const queue = [...entrypoints];
+  for (let entrypoint = queue.shift(); entrypoint !== undefined; entrypoint = queue.shift()) {
+    if (files.has(entrypoint)) continue;
     const info = JSON.parse(await run(["info", "--json", entrypoint])) as {
       modules: { specifier: string }[];
     };
     for (const module of info.modules) {
-      if (module.specifier.startsWith("file://")) files.add(fromFileUrl(module.specifier));
+      if (!module.specifier.startsWith("file://")) continue;
+      const file = fromFileUrl(module.specifier);
+      if (files.has(file)) continue;
+      files.add(file);
+      for (const match of Deno.readTextFileSync(file).matchAll(URL_REFERENCE)) {
+        queue.push(fromFileUrl(new URL(match[1]!, module.specifier)));
+      }
     }
   }
   return files;
