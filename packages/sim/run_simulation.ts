@@ -1,3 +1,4 @@
+import process from "node:process";
 import { NotLeaderError, type Server } from "@tsraft/core";
 import { SeededRandom } from "@tsraft/core/testing";
 import {
@@ -259,20 +260,19 @@ function captureWarnings(sim: Simulator): () => void {
   const error = console.error;
   console.warn = (...args: unknown[]) => sim.trace(`warn: ${args.map(String).join(" ")}`);
   console.error = (...args: unknown[]) => sim.trace(`log: ${args.map(String).join(" ")}`);
-  const onRejection = (event: PromiseRejectionEvent) => {
-    event.preventDefault();
-    const reason = event.reason;
+  const onRejection = (reason: unknown) => {
     sim.violation(
       `unhandled rejection: ${
         reason instanceof Error ? (reason.stack ?? reason.message) : String(reason)
       }`,
     );
   };
-  globalThis.addEventListener("unhandledrejection", onRejection);
+  // node:process works the same on Deno, Node and Bun; a listener marks rejections handled.
+  process.on("unhandledRejection", onRejection);
   return () => {
     console.warn = warn;
     console.error = error;
-    globalThis.removeEventListener("unhandledrejection", onRejection);
+    process.off("unhandledRejection", onRejection);
   };
 }
 
