@@ -12,6 +12,7 @@ import {
   type CommandRegistry as CommandRegistryType,
   createServer,
   type LogEntry,
+  type Logger,
   type PeerInfo,
   type Server,
   type Transporter,
@@ -514,6 +515,7 @@ export class Simulator {
       registry: this.registry,
       clock: this.clock,
       random: new SeededRandom(seedOf()),
+      logger: this.#logger(node.name),
     });
     node.server = server;
     node.alive = true;
@@ -541,6 +543,29 @@ export class Simulator {
     if (this.autoRestart) {
       this.after(10 + this.#faultRandom.int(200), () => this.restart(node.name));
     }
+  }
+
+  /** Server log lines go to the trace (warnings and errors always, debug when verbose). */
+  #logger(name: string): Logger {
+    const line = (level: string) => (message: string, properties?: Record<string, unknown>) =>
+      this.trace(
+        `${name} ${level}: ${message}${properties ? ` ${JSON.stringify(properties)}` : ""}`,
+      );
+    const verbose = this.#options.log !== undefined;
+    return {
+      // Debug lines are printed, not hashed: a verbose replay keeps the run's trace hash.
+      debug: verbose
+        ? (message, properties) =>
+          this.#options.log?.(
+            `${this.nowMs.toFixed(1).padStart(8)} ${name} debug: ${message}${
+              properties ? ` ${JSON.stringify(properties)}` : ""
+            }`,
+          )
+        : () => {},
+      info: line("info"),
+      warn: line("warn"),
+      error: line("error"),
+    };
   }
 
   #kill(node: SimNode): void {
