@@ -14,7 +14,14 @@
  * @module
  */
 import { basename, dirname, join, relative } from "node:path";
-import { libraryMembers, moduleGraph, root, runCommand, URL_REFERENCE } from "./publish_check.ts";
+import {
+  libraryMembers,
+  type Member,
+  moduleGraph,
+  root,
+  runCommand,
+  URL_REFERENCE,
+} from "./publish_check.ts";
 
 /** Where the TypeScript compiler comes from. */
 const TYPESCRIPT = "typescript@5.9.3";
@@ -48,6 +55,11 @@ export interface BuildNpmOptions {
    * @default {"<out>/.tools"}
    */
   tools?: string;
+  /**
+   * Names of the packages to build (with the @tsraft packages they use).
+   * @default {every library package of the workspace}
+   */
+  packages?: string[];
 }
 
 /**
@@ -60,7 +72,7 @@ export async function buildNpm(
   out: string,
   options: BuildNpmOptions = {},
 ): Promise<BuiltPackage[]> {
-  const members = libraryMembers();
+  const members = selectMembers(libraryMembers(), options.packages);
   const tools = options.tools ?? join(out, ".tools");
   for (const entry of await readDirNames(out)) {
     if (entry !== ".tools") await Deno.remove(join(out, entry), { recursive: true });
@@ -181,6 +193,20 @@ export async function buildNpm(
     });
   }
   return built;
+}
+
+/** The members named (all when `names` is undefined) and the @tsraft packages they use. */
+function selectMembers(members: Member[], names: string[] | undefined): Member[] {
+  if (names === undefined) return members;
+  const wanted = new Set(names);
+  for (const member of members) {
+    if (!wanted.has(member.name)) continue;
+    const manifest = readJson<NpmManifest>(join(member.dir, "package.json"));
+    for (const name of Object.keys({ ...manifest.dependencies, ...manifest.peerDependencies })) {
+      if (name.startsWith("@tsraft/")) wanted.add(name);
+    }
+  }
+  return members.filter((member) => wanted.has(member.name));
 }
 
 function readJson<T>(path: string): T {

@@ -67,7 +67,10 @@ function parseResult(output: string): ConsumerResult {
  * @returns the built npm packages
  */
 export async function prepare(work: string): Promise<BuiltPackage[]> {
-  return await buildNpm(join(work, "npm"), { tools: join(root, "dist", ".tools") });
+  return await buildNpm(join(work, "npm"), {
+    tools: join(root, "dist", ".tools"),
+    packages: PACKAGES.map((name) => `@tsraft/${name}`),
+  });
 }
 
 /**
