@@ -75,6 +75,8 @@ export interface KvServiceRun extends WrkResult {
   readsPerRound: number;
   /** Requests per message on the follower's forwarding link. */
   forwardedPerMessage: number;
+  /** Rounds the figures combine (rates and CPU over all, percentiles the median round's). */
+  rounds: number;
 }
 
 /** The leader's batching counters (`service` of `GET /status`), if it reports them. */
@@ -100,6 +102,12 @@ export interface KvServiceOptions {
   variants?: { name: string; args: string[] }[];
   /** Write CPU profiles of the current build's leader to `${profilePath}-<case>.cpuprofile`. */
   profilePath?: string;
+  /**
+   * Split each case into this many rounds, interleaved across the builds; rates and CPU are
+   * totals over the rounds, percentiles the median round's.
+   * @default 1
+   */
+  rounds?: number;
   /** Cases to run. @default {@link KV_SERVICE_CASES} */
   cases?: KvServiceCase[];
   /** Progress lines. */
@@ -266,76 +274,50 @@ export async function benchKvService(options: KvServiceOptions): Promise<KvServi
         await startCluster(variant.name, parentDir, undefined, undefined, variant.args),
       );
     }
+    const rounds = Math.max(1, options.rounds ?? 1);
+    const roundMs = Math.max(1000, Math.round(options.durationMs / rounds));
     for (const spec of options.cases ?? KV_SERVICE_CASES) {
+      // Each build's cluster, warmed up; then the rounds, interleaved across the builds so a
+      // burst of load from elsewhere on the machine hurts them alike.
+      const prepared: {
+        cluster: Cluster;
+        leader: NodeProcess;
+        entry: NodeProcess;
+        measured: RoundMeasure[];
+      }[] = [];
       for (const cluster of clusters) {
-        let picked: { leader: NodeProcess; follower: NodeProcess };
         try {
-          picked = await roles(cluster);
+          const { leader, follower } = await roles(cluster);
+          const entry = spec.via === "leader" ? leader : follower;
+          say(`  ${cluster.build}: ${spec.name}, ${spec.clients} client(s) ...`);
+          // Warm-up: JIT, keep-alive connections, forwarding links.
+          await runWrk({
+            url: entry.url,
+            method: "PUT",
+            clients: spec.clients,
+            durationMs: options.warmupMs,
+          });
+          prepared.push({ cluster, leader, entry, measured: [] });
         } catch (error) {
           // An overloaded machine can leave a cluster electing for a while: skip the case.
           const message = `${cluster.build}: ${spec.name} c${spec.clients}: ${String(error)}`;
           results.failures.push(message);
           say(`  !! ${message}`);
-          continue;
         }
-        const { leader, follower } = picked;
-        const entry = spec.via === "leader" ? leader : follower;
-        say(`  ${cluster.build}: ${spec.name}, ${spec.clients} client(s) ...`);
-        const load = { url: entry.url, method: spec.method, clients: spec.clients };
-        // Warm-up: JIT, keep-alive connections, and (for GET) the keys exist.
-        await runWrk({ ...load, method: "PUT", durationMs: options.warmupMs });
-        const ordered = [leader, ...cluster.nodes.filter((node) => node !== leader)];
-        const before = ordered.map((node) => processCpuMs(node.pid ?? -1));
-        const statsBefore = await serviceStats(leader);
-        const entryBefore = await serviceStats(entry);
-        // Profile the node the clients talk to, and the leader when that is another node.
-        const profiled = inspectBase !== undefined && cluster.build === "current"
-          ? [...new Set([entry, leader])]
-          : [];
-        const sessions = await Promise.all(profiled.map(async (node) => {
-          const session = await InspectorSession.connect(inspectBase! + Number(node.id[1]));
-          await session.startProfiling();
-          return session;
-        }));
-        const result = await runWrk({ ...load, durationMs: options.durationMs });
-        for (const [i, session] of sessions.entries()) {
-          const profile: CpuProfile = await session.stopProfiling();
-          session.close();
-          const role = profiled[i] === leader ? "leader" : "follower";
-          const path = `${options.profilePath}-${
-            spec.name.replace(" ", "-").toLowerCase()
-          }-c${spec.clients}-${role}.cpuprofile`;
-          await writeFile(path, JSON.stringify(profile));
-          results.profiles.push(path);
+      }
+      for (let round = 0; round < rounds; round++) {
+        for (const item of prepared) {
+          const profile = inspectBase !== undefined && item.cluster.build === "current" &&
+              round === 0
+            ? { base: inspectBase, prefix: options.profilePath!, paths: results.profiles }
+            : undefined;
+          item.measured.push(
+            await measureRound(item.cluster, item.leader, item.entry, spec, roundMs, profile),
+          );
         }
-        const spent = ordered.map((node, i) => processCpuMs(node.pid ?? -1) - before[i]!);
-        const statsAfter = await serviceStats(leader);
-        const entryAfter = await serviceStats(entry);
-        const entryDelta = (key: string) =>
-          (entryAfter?.[key] ?? NaN) - (entryBefore?.[key] ?? NaN);
-        const delta = (key: string) => (statsAfter?.[key] ?? NaN) - (statsBefore?.[key] ?? NaN);
-        const perRequest = (ms: number) =>
-          result.requests > 0 ? Math.round((ms * 1000) / result.requests) : NaN;
-        results.runs.push({
-          ...result,
-          case: spec.name,
-          method: spec.method,
-          via: spec.via,
-          build: cluster.build,
-          clusterCpuUsPerRequest: perRequest(spent.reduce((a, b) => a + b, 0)),
-          entryCpuUsPerRequest: perRequest(spent[ordered.indexOf(entry)]!),
-          loadCpuUsPerRequest: perRequest(result.loadCpuMs),
-          nodeCpuPercent: spent.map((ms) => Math.round((ms / result.elapsedMs) * 100)),
-          writesPerEntry: Math.round((delta("writes") / delta("batches")) * 10) / 10,
-          entryMs: Math.round((delta("batchMs") / delta("batches")) * 100) / 100,
-          // A follower counts its own rounds (read indexes asked of the leader).
-          readsPerRound: spec.via === "leader"
-            ? Math.round((delta("reads") / delta("readRounds")) * 10) / 10
-            : Math.round((entryDelta("reads") / entryDelta("readRounds")) * 10) / 10,
-          forwardedPerMessage: Math.round(
-            (entryDelta("forwarded") / entryDelta("forwardMessages")) * 10,
-          ) / 10,
-        });
+      }
+      for (const item of prepared) {
+        results.runs.push(combineRounds(item.cluster.build, spec, item.measured));
       }
     }
     return results;
@@ -343,6 +325,117 @@ export async function benchKvService(options: KvServiceOptions): Promise<KvServi
     await Promise.all(clusters.map(stopCluster));
     process.off("exit", killAll);
   }
+}
+
+/** What one round of one case measured on one cluster. */
+interface RoundMeasure {
+  result: WrkResult;
+  /** CPU ms of each node, leader first. */
+  spentMs: number[];
+  /** Index of the entry node in `spentMs`. */
+  entryIndex: number;
+  /** Deltas of the leader's and the entry node's service counters. */
+  leader: Record<string, number>;
+  entry: Record<string, number>;
+}
+
+async function measureRound(
+  cluster: Cluster,
+  leader: NodeProcess,
+  entry: NodeProcess,
+  spec: KvServiceCase,
+  durationMs: number,
+  profile: { base: number; prefix: string; paths: string[] } | undefined,
+): Promise<RoundMeasure> {
+  const ordered = [leader, ...cluster.nodes.filter((node) => node !== leader)];
+  const before = ordered.map((node) => processCpuMs(node.pid ?? -1));
+  const leaderBefore = await serviceStats(leader);
+  const entryBefore = await serviceStats(entry);
+  // Profile the node the clients talk to, and the leader when that is another node.
+  const profiled = profile === undefined ? [] : [...new Set([entry, leader])];
+  const sessions = await Promise.all(profiled.map(async (node) => {
+    const session = await InspectorSession.connect(profile!.base + Number(node.id[1]));
+    await session.startProfiling();
+    return session;
+  }));
+  const result = await runWrk({
+    url: entry.url,
+    method: spec.method,
+    clients: spec.clients,
+    durationMs,
+  });
+  for (const [i, session] of sessions.entries()) {
+    const cpuProfile: CpuProfile = await session.stopProfiling();
+    session.close();
+    const role = profiled[i] === leader ? "leader" : "follower";
+    const path = `${profile!.prefix}-${
+      spec.name.replace(" ", "-").toLowerCase()
+    }-c${spec.clients}-${role}.cpuprofile`;
+    await writeFile(path, JSON.stringify(cpuProfile));
+    profile!.paths.push(path);
+  }
+  const spentMs = ordered.map((node, i) => processCpuMs(node.pid ?? -1) - before[i]!);
+  const diff = (after?: Record<string, number>, before?: Record<string, number>) =>
+    Object.fromEntries(
+      Object.keys(after ?? {}).map((key) => [key, (after?.[key] ?? NaN) - (before?.[key] ?? NaN)]),
+    );
+  return {
+    result,
+    spentMs,
+    entryIndex: ordered.indexOf(entry),
+    leader: diff(await serviceStats(leader), leaderBefore),
+    entry: diff(await serviceStats(entry), entryBefore),
+  };
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[(sorted.length - 1) >> 1] ?? NaN;
+}
+
+/** One run from a case's rounds: totals for rates and CPU, medians for the percentiles. */
+function combineRounds(build: string, spec: KvServiceCase, rounds: RoundMeasure[]): KvServiceRun {
+  const sum = (values: number[]) => values.reduce((a, b) => a + b, 0);
+  const requests = sum(rounds.map((r) => r.result.requests));
+  const elapsedMs = sum(rounds.map((r) => r.result.elapsedMs));
+  const loadCpuMs = sum(rounds.map((r) => r.result.loadCpuMs));
+  const spent = rounds[0]!.spentMs.map((_, i) => sum(rounds.map((r) => r.spentMs[i]!)));
+  const leader = (key: string) => sum(rounds.map((r) => r.leader[key] ?? NaN));
+  const entry = (key: string) => sum(rounds.map((r) => r.entry[key] ?? NaN));
+  const perRequest = (ms: number) => requests > 0 ? Math.round((ms * 1000) / requests) : NaN;
+  const ratio = (a: number, b: number, digits = 10) => Math.round((a / b) * digits) / digits;
+  return {
+    clients: spec.clients,
+    requests,
+    errors: sum(rounds.map((r) => r.result.errors)),
+    elapsedMs,
+    requestsPerSec: Math.round(requests / (elapsedMs / 1000)),
+    p50Ms: median(rounds.map((r) => r.result.p50Ms)),
+    p90Ms: median(rounds.map((r) => r.result.p90Ms)),
+    p99Ms: median(rounds.map((r) => r.result.p99Ms)),
+    maxMs: Math.max(...rounds.map((r) => r.result.maxMs)),
+    meanMs: Math.round(
+      sum(rounds.map((r) => r.result.meanMs * r.result.requests)) / requests *
+        1000,
+    ) / 1000,
+    loadCpuMs,
+    rounds: rounds.length,
+    case: spec.name,
+    method: spec.method,
+    via: spec.via,
+    build,
+    clusterCpuUsPerRequest: perRequest(sum(spent)),
+    entryCpuUsPerRequest: perRequest(spent[rounds[0]!.entryIndex]!),
+    loadCpuUsPerRequest: perRequest(loadCpuMs),
+    nodeCpuPercent: spent.map((ms) => Math.round((ms / elapsedMs) * 100)),
+    writesPerEntry: ratio(leader("writes"), leader("batches")),
+    entryMs: ratio(leader("batchMs"), leader("batches"), 100),
+    // A follower counts its own rounds (read indexes asked of the leader).
+    readsPerRound: spec.via === "leader"
+      ? ratio(leader("reads"), leader("readRounds"))
+      : ratio(entry("reads"), entry("readRounds")),
+    forwardedPerMessage: ratio(entry("forwarded"), entry("forwardMessages")),
+  };
 }
 
 /** The targets of issue 14 for case (e). */
@@ -432,12 +525,14 @@ if (import.meta.main ?? process.argv[1] === fileURLToPath(import.meta.url)) {
       quick: { type: "boolean", default: false },
       profile: { type: "boolean", default: false },
       cases: { type: "string" },
+      rounds: { type: "string" },
       variant: { type: "string", multiple: true },
     },
   });
   await mkdir(".bench", { recursive: true });
   const results = await benchKvService({
     durationMs: values.quick ? 1000 : 5000,
+    rounds: Number(values.rounds ?? (values.quick ? 1 : 3)),
     warmupMs: values.quick ? 1000 : 1000,
     say: (line) => console.log(line),
     ...(values.baseline === undefined ? {} : { baseline: values.baseline }),

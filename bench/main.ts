@@ -164,6 +164,8 @@ export async function runBenchmarks(options: RunOptions = {}): Promise<BenchResu
       results.kvService = await benchKvService({
         durationMs: durations.durationMs,
         warmupMs: durations.warmupMs,
+        // Interleaved rounds: a burst of load from elsewhere hurts both builds alike.
+        rounds: quick ? 1 : 3,
         parentDir: dir,
         say,
         ...(options.kvBaseline === undefined ? {} : { baseline: options.kvBaseline }),
