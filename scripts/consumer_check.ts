@@ -17,7 +17,7 @@
  * Needs `npm` and the npm registry (tsx, protobufjs, the TypeScript compiler, Bun through
  * npx); nothing else from the network.
  *
- * Usage: `deno run -A scripts/consumer_check.ts [bun|node-tsx|node ...]` (all by default).
+ * Usage: `deno run -A scripts/consumer_check.ts [deno|bun|node-tsx|node ...]` (all by default).
  * Prints one `ok`/`FAILED` line per app and ends with `N passed, N failed`.
  * @module
  */
