@@ -141,6 +141,11 @@ export async function runConsumer(
 
 if (import.meta.main) {
   const kinds = Deno.args.length > 0 ? Deno.args as ConsumerKind[] : [...CONSUMER_KINDS];
+  const unknown = kinds.filter((kind) => !CONSUMER_KINDS.includes(kind));
+  if (unknown.length > 0) {
+    console.error(`unknown app ${unknown.join(", ")}: use ${CONSUMER_KINDS.join(", ")}`);
+    Deno.exit(2);
+  }
   const work = await Deno.makeTempDir({ prefix: "tsraft-consumers-" });
   let passed = 0;
   let failed = 0;
