@@ -3,6 +3,9 @@
  * output, and ends with one plain line `N passed, N failed, N skipped` (as scripts/run_tests.ts
  * does for Deno; CI reads `N passed, N failed`).
  *
+ * Each test file runs in its own `bun test` process (as under Node and Deno, one file's globals
+ * cannot break another's tests), with a timeout of its own.
+ *
  * Counts come from the JUnit report Bun writes (`--reporter=junit`), checked against Bun's own
  * last summary (` 413 pass`, ` 6 skip`, ` 0 fail`, `Ran 419 tests across 37 files.`), never from
  * output lines a test could print. Bun counts leaf tests only (a `describe` block is not a
@@ -23,7 +26,7 @@
  * @module
  */
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
@@ -38,6 +41,7 @@ import {
   type Skip,
   takeFlag,
   takeOption,
+  type TestCase,
   Watchdog,
 } from "./_test_report.ts";
 
@@ -104,84 +108,133 @@ if (!(fileMs > 0) || !(totalMs > 0)) {
   throw new RangeError("--file-timeout and --total-timeout take a positive number of seconds");
 }
 const work = mkdtempSync(join(tmpdir(), "tsraft-bun-run-"));
-const junitPath = join(work, "junit.xml");
+const started = Date.now();
 
-// Bun's default 5 s per-test timeout is shorter than some cluster tests take on 2 cores.
-// `detached`: its own process group, so a timeout kills the nodes tests spawned as well.
-const child = spawn(
-  process.execPath,
-  [
-    "test",
-    "--timeout",
-    "120000",
-    "--reporter=junit",
-    `--reporter-outfile=${junitPath}`,
-    ...args,
-  ],
-  { stdio: ["ignore", "pipe", "pipe"], detached: true },
-);
+/** Test files as Bun finds them: `*_test`, `*.test`, `*_spec`, `*.spec` scripts. */
+const TEST_FILE = /(?:_test|\.test|_spec|\.spec)\.(?:[cm]?[jt]sx?)$/;
 
-const watchdog = new Watchdog({
-  fileMs,
-  totalMs,
-  kill: () => {
-    try {
-      process.kill(-child.pid!, "SIGKILL");
-    } catch {
-      // Already gone.
+function testFiles(paths: string[]): string[] {
+  const files: string[] = [];
+  const walk = (path: string) => {
+    if (statSync(path).isFile()) {
+      if (TEST_FILE.test(path)) files.push(path);
+      return;
     }
-  },
-});
+    for (const entry of readdirSync(path, { withFileTypes: true })) {
+      if (entry.name === "node_modules" || entry.name.startsWith(".")) continue;
+      walk(join(path, entry.name));
+    }
+  };
+  for (const path of paths) walk(path.replace(/\/$/, ""));
+  return [...new Set(files)].sort();
+}
 
-// Bun prints progress (`path/to/file_test.ts:`) and its summary to stderr.
-let errorOutput = "";
-let pending = "";
-const decoder = new TextDecoder();
-child.stdout.on("data", (chunk: Uint8Array) => process.stdout.write(chunk));
-child.stderr.on("data", (chunk: Uint8Array) => {
-  process.stderr.write(chunk);
-  const text = decoder.decode(chunk, { stream: true });
-  errorOutput += text;
-  pending += text;
-  const lines = pending.split("\n");
-  pending = lines.pop() ?? "";
-  for (const line of lines) {
-    const file = /^(\S+_test\.[cm]?[jt]sx?):$/.exec(line);
-    if (file !== null) watchdog.file(file[1]!);
+/** One `bun test` of one file. */
+interface FileRun {
+  cases: TestCase[];
+  /** Bun's summary: tests ran and failed, or undefined when it printed none. */
+  ran: number | undefined;
+  fail: number;
+  code: number | null;
+  expired: string | undefined;
+}
+
+/**
+ * Runs one test file in its own `bun test` process, as Node's runner runs each file in its
+ * own process and Deno each in its own isolate: Bun's single process for all files would let
+ * one file's globals (a polyfilled Response, say) break another's tests.
+ */
+function runFile(file: string, options: string[]): Promise<FileRun> {
+  const junitPath = join(work, `${file.replaceAll("/", "_")}.xml`);
+  // Bun's default 5 s per-test timeout is shorter than some cluster tests take on 2 cores.
+  // `detached`: its own process group, so a timeout kills the nodes tests spawned as well.
+  const child = spawn(
+    process.execPath,
+    [
+      "test",
+      "--timeout",
+      "120000",
+      "--reporter=junit",
+      `--reporter-outfile=${junitPath}`,
+      ...options,
+      `./${file}`,
+    ],
+    { stdio: ["ignore", "pipe", "pipe"], detached: true },
+  );
+  const watchdog = new Watchdog({
+    fileMs,
+    totalMs: Math.max(1000, totalMs - (Date.now() - started)),
+    kill: () => {
+      try {
+        process.kill(-child.pid!, "SIGKILL");
+      } catch {
+        // Already gone.
+      }
+    },
+  });
+  watchdog.file(file);
+  // Bun prints its summary (` 4 pass`, `Ran 4 tests across 1 file.`) to stderr.
+  let errorOutput = "";
+  const decoder = new TextDecoder();
+  child.stdout.on("data", (chunk: Uint8Array) => process.stdout.write(chunk));
+  child.stderr.on("data", (chunk: Uint8Array) => {
+    process.stderr.write(chunk);
+    errorOutput += decoder.decode(chunk, { stream: true });
+  });
+  return new Promise((resolve) => {
+    child.on("close", (code) => {
+      watchdog.stop();
+      const ran = lastMatch(errorOutput, /^Ran (\d+) tests? across (\d+) files?\./);
+      resolve({
+        cases: existsSync(junitPath) ? parseJUnit(readFileSync(junitPath, "utf8")) : [],
+        ran: ran === undefined ? undefined : Number(ran[1]),
+        fail: Number(lastMatch(errorOutput, /^\s*(\d+) fail$/)?.[1] ?? 0),
+        code,
+        expired: watchdog.expired,
+      });
+    });
+  });
+}
+
+const options = args.filter((arg) => arg.startsWith("-"));
+const files = testFiles(args.filter((arg) => !arg.startsWith("-")));
+const problems: string[] = [];
+const counts: Counts = { passed: 0, failed: 0, skipped: 0 };
+const skips: Skip[] = [];
+if (files.length === 0) problems.push(`no test files under ${args.join(" ")}`);
+for (const file of files) {
+  if (Date.now() - started > totalMs) {
+    problems.push(`the whole run exceeded ${totalMs / 1000} s before ${file}`);
+    break;
   }
-});
-
-child.on("close", (code) => {
-  watchdog.stop();
-  const problems: string[] = [];
-  if (watchdog.expired !== undefined) problems.push(`killed: ${watchdog.expired}`);
-  const cases = existsSync(junitPath) ? parseJUnit(readFileSync(junitPath, "utf8")) : [];
-  const { leaves, parentFailures } = leafTests(cases);
-  const counts: Counts = { passed: 0, failed: parentFailures.length, skipped: 0 };
-  const skips: Skip[] = [];
+  const run = await runFile(file, options);
+  if (run.expired !== undefined) problems.push(`killed: ${run.expired}`);
+  const { leaves, parentFailures } = leafTests(run.cases);
+  let failed = parentFailures.length;
   for (const leaf of leaves) {
-    if (leaf.status === "failed") counts.failed++;
+    if (leaf.status === "failed") failed++;
     else if (leaf.status === "skipped") {
       counts.skipped++;
       skips.push({ name: leaf.name, file: leaf.file, reason: reasonFromSource(leaf) });
     } else counts.passed++;
   }
-  const ran = lastMatch(errorOutput, /^Ran (\d+) tests? across (\d+) files?\./);
-  const fail = lastMatch(errorOutput, /^\s*(\d+) fail$/);
   // Bun counts a file that fails to load, or an error between tests, as a failed test that
   // its report does not list; those count as failures here too.
-  const unlisted = Math.max(0, Number(fail?.[1] ?? 0) - counts.failed);
-  counts.failed += unlisted;
-  if (ran === undefined) {
-    problems.push("bun test printed no summary line");
-  } else if (Number(ran[1]) !== leaves.length + unlisted) {
-    problems.push(`Bun's summary counts ${ran[1]} tests, its JUnit report ${leaves.length}`);
+  const unlisted = Math.max(0, run.fail - failed);
+  failed += unlisted;
+  counts.failed += failed;
+  if (run.ran === undefined) {
+    if (run.expired === undefined) problems.push(`${file}: bun test printed no summary line`);
+  } else if (run.ran !== leaves.length + unlisted) {
+    problems.push(
+      `${file}: Bun's summary counts ${run.ran} tests, its JUnit report ${leaves.length}`,
+    );
   }
-  if (code !== 0 && counts.failed === 0 && problems.length === 0) {
-    problems.push(`bun test exited with code ${code}`);
+  if (run.code !== 0 && failed === 0 && run.expired === undefined && run.ran !== undefined) {
+    problems.push(`${file}: bun test exited with code ${run.code}`);
   }
-  problems.push(...checkExpected("bun", counts, { ci, minimum }));
-  report("bun", counts, skips, problems);
-  rmSync(work, { recursive: true, force: true });
-  process.exit(counts.failed + problems.length > 0 ? 1 : 0);
-});
+}
+problems.push(...checkExpected("bun", counts, { ci, minimum }));
+report("bun", counts, skips, problems);
+rmSync(work, { recursive: true, force: true });
+process.exit(counts.failed + problems.length > 0 ? 1 : 0);
