@@ -136,7 +136,9 @@ export function parseJUnit(xml: string): TestCase[] {
  * @param cases test cases with full names
  * @returns leaves and the failures pinned on parents
  */
-export function leafTests(cases: TestCase[]): { leaves: TestCase[]; parentFailures: TestCase[] } {
+export function leafTests(
+  cases: TestCase[],
+): { leaves: TestCase[]; parentFailures: TestCase[]; ambiguous: string[] } {
   const names = new Set(cases.map((c) => c.name));
   const parents = new Set<string>();
   for (const c of cases) {
@@ -151,7 +153,13 @@ export function leafTests(cases: TestCase[]): { leaves: TestCase[]; parentFailur
     parents.has(c.name) && c.status === "failed" &&
     !cases.some((d) => d.status === "failed" && d.name.startsWith(`${c.name} > `))
   );
-  return { leaves, parentFailures };
+  // Deno's report names a describe block's tests without their file: when two cases share a
+  // block's name (two files with a `describe("X")`, or a test "X" beside one), which of them
+  // holds the tests is unknown, and the count may be off by one per extra case.
+  const seen = new Map<string, number>();
+  for (const c of cases) if (parents.has(c.name)) seen.set(c.name, (seen.get(c.name) ?? 0) + 1);
+  const ambiguous = [...seen].filter(([, n]) => n > 1).map(([name]) => name);
+  return { leaves, parentFailures, ambiguous };
 }
 
 /** Finds the file of a describe step from its top-level block. */

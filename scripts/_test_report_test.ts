@@ -81,6 +81,9 @@ describe("scripts/_test_report.ts", () => {
       "",
     ));
     assert.deepEqual(leafTests(hookFailed).parentFailures.map((c) => c.name), ["block"]);
+    assert.deepEqual(leafTests(parseJUnit(DENO)).ambiguous, []);
+    const twice = parseJUnit(DENO.replace('name="plain"', 'name="block"'));
+    assert.deepEqual(leafTests(twice).ambiguous, ["block"]);
   });
 
   test("parseJUnit() prefixes Bun's nested describe suites, not the file suite", () => {

@@ -123,7 +123,13 @@ if (existsSync(skipLog)) {
   }
 }
 
-const { leaves, parentFailures } = leafTests(cases);
+const { leaves, parentFailures, ambiguous } = leafTests(cases);
+if (ambiguous.length > 0) {
+  console.log(
+    `note: describe blocks named alike in several files (${ambiguous.join(", ")}): ` +
+      "each is counted as a block; rename one so the count is exact",
+  );
+}
 const counts: Counts = { passed: 0, failed: parentFailures.length, skipped: 0 };
 const skips: Skip[] = [];
 for (const leaf of leaves) {
