@@ -20,7 +20,7 @@
  * The copy is a `git archive` of HEAD (or of --rev; with --working-tree, the tracked and untracked
  * files that git does not ignore) in a temporary directory; the repository itself is never
  * modified. Before the mutations, each command is run once on the unmutated copy: a command
- * that fails there cannot tell anything, and the run stops.
+ * that fails there cannot tell anything; it is left out, and the run exits 1.
  * @module
  */
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -318,6 +318,9 @@ async function main(): Promise<number> {
   const dir = copyRepository(args.workingTree, args.rev);
   console.log(`mutate: copy of ${args.workingTree ? "the working tree" : args.rev} in ${dir}`);
   try {
+    // A command that fails without any mutation cannot judge one: it is left out (and the run
+    // fails at the end), so the other commands still say what they catch.
+    const broken = new Map<string, string>();
     if (args.baseline) {
       const distinct = new Map<string, Catcher>();
       for (const m of selected) for (const c of catchersOf(m)) distinct.set(catcherName(c), c);
@@ -325,13 +328,14 @@ async function main(): Promise<number> {
         const outcome = await runCatcher(dir, catcher, args.timeoutMs);
         console.log(`baseline: ${name}: ${outcome.failed ? "FAILS" : "ok"} (${outcome.seconds} s)`);
         if (outcome.failed) {
+          broken.set(name, outcome.detail);
           console.error(
-            `mutate: ${name} fails without any mutation (${outcome.detail}); it cannot judge a mutation`,
+            `mutate: ${name} fails without any mutation (${outcome.detail}); it is left out`,
           );
-          return 1;
         }
       }
     }
+    const usable = (m: Mutation) => catchersOf(m).filter((c) => !broken.has(catcherName(c)));
     const rows: Row[] = [];
     for (const [i, mutation] of selected.entries()) {
       const prefix = `[${i + 1}/${selected.length}] ${mutation.id}`;
@@ -343,7 +347,7 @@ async function main(): Promise<number> {
       }
       try {
         let row: Row | undefined;
-        for (const catcher of catchersOf(mutation)) {
+        for (const catcher of usable(mutation)) {
           const outcome = await runCatcher(dir, catcher, args.timeoutMs);
           console.log(
             `${prefix}: ${catcherName(catcher)}: ${
@@ -363,7 +367,7 @@ async function main(): Promise<number> {
             {
               mutation,
               result: "SURVIVED",
-              by: `nothing (${catchersOf(mutation).map(catcherName).join("; ")} pass)`,
+              by: `nothing (${usable(mutation).map(catcherName).join("; ")} pass)`,
             },
         );
       } finally {
@@ -377,7 +381,10 @@ async function main(): Promise<number> {
         rows.filter((r) => r.result === "STALE").length
       } stale`,
     );
-    return caught === rows.length ? 0 : 1;
+    for (const [name, detail] of broken) {
+      console.log(`baseline FAILED (left out): ${name}: ${detail}`);
+    }
+    return caught === rows.length && broken.size === 0 ? 0 : 1;
   } finally {
     if (args.keep) console.log(`mutate: kept ${dir}`);
     else rmSync(dir, { recursive: true, force: true });
