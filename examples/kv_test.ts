@@ -222,6 +222,14 @@ describe("examples/kv over tcp + file (3 processes)", () => {
       );
       assert.equal((await call(`${follower.url}/kv/${key}`)).text, `w${i}`);
     }
+    // Larger values take the POST path of the forwarding link (see kv_service.ts).
+    for (const size of [999, 5000, 300_000]) {
+      const value = "é".repeat(size);
+      const big = await call(`${follower.url}/kv/big-${size}`, { method: "PUT", body: value });
+      assert.equal(big.status, 200, big.text);
+      assert.equal(big.headers.get("x-kv-forwarded-to"), leader.id);
+      assert.equal((await call(`${leader.url}/kv/big-${size}`)).text, value);
+    }
     const deleted = await call(`${follower.url}/kv/forwarded`, { method: "DELETE" });
     assert.equal(deleted.status, 200);
     assert.equal((await call(`${leader.url}/kv/forwarded`)).status, 404);

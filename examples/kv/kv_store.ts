@@ -346,3 +346,25 @@ export function kvRegistry(): CommandRegistry {
   registry.register(BatchCommand);
   return registry;
 }
+
+/**
+ * UTF-8 length of a string without encoding it.
+ * @param text the string
+ * @returns its length in UTF-8 bytes (a lone surrogate counts 3, as U+FFFD)
+ */
+export function utf8Length(text: string): number {
+  let bytes = text.length;
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code < 0x80) continue;
+    if (code < 0x800) bytes += 1;
+    else if (code >= 0xd800 && code <= 0xdbff && i + 1 < text.length) {
+      const next = text.charCodeAt(i + 1);
+      if (next >= 0xdc00 && next <= 0xdfff) {
+        bytes += 2; // 4 bytes for the pair of 2 UTF-16 units
+        i++;
+      } else bytes += 2;
+    } else bytes += 2;
+  }
+  return bytes;
+}
