@@ -15,6 +15,7 @@ import type {
   TimeoutNowRequest,
   TimeoutNowResponse,
 } from "../types.ts";
+import { rpcOfMethod } from "../wire.ts";
 import { SeededRandom } from "./seeded_random.ts";
 
 const SCHEME = "memory://";
@@ -80,16 +81,6 @@ export interface MemoryNetworkOptions {
    */
   timeoutMs?: number;
 }
-
-type Dispatch = (handler: RaftHandler, request: unknown) => Promise<unknown>;
-
-const DISPATCH: Record<RpcKind, Dispatch> = {
-  appendEntries: (h, r) => h.appendEntries(r as AppendEntriesRequest),
-  requestVote: (h, r) => h.requestVote(r as RequestVoteRequest),
-  requestSnapshot: (h, r) => h.requestSnapshot(r as SnapshotRequest),
-  snapshotRecoveryRequest: (h, r) => h.snapshotRecoveryRequest(r as SnapshotRecoveryRequest),
-  timeoutNow: (h, r) => h.timeoutNow(r as TimeoutNowRequest),
-};
 
 /**
  * An in-process network for tests and the simulator: servers {@link MemoryNetwork.register}
@@ -398,7 +389,8 @@ export class MemoryNetwork {
       this.#stats.delivered++;
       let handled: Promise<unknown>;
       try {
-        handled = DISPATCH[kind](handler, request);
+        // Dispatched through core's RPC table, as the TCP and HTTP transports do.
+        handled = rpcOfMethod(kind).serve(handler, request as never);
       } catch (error) {
         handled = Promise.reject(error);
       }
