@@ -94,10 +94,15 @@ export async function buildNpm(
     await Deno.writeTextFile(join(fresh, "package.json"), '{ "private": true }\n');
     await runCommand("npm", ["install", "--no-audit", "--no-fund", "--silent", ...wanted], fresh);
     await Deno.writeTextFile(join(fresh, "installed.txt"), wanted.join("\n"));
-    await Deno.remove(tools, { recursive: true }).catch(() => {});
-    await Deno.rename(fresh, tools).catch(async () => {
+    if (await readText(join(tools, "installed.txt")) === wanted.join("\n")) {
+      // Another build installed the same meanwhile (and may be using it): keep that one.
       await Deno.remove(fresh, { recursive: true });
-    });
+    } else {
+      await Deno.remove(tools, { recursive: true }).catch(() => {});
+      await Deno.rename(fresh, tools).catch(async () => {
+        await Deno.remove(fresh, { recursive: true });
+      });
+    }
   }
 
   const files = new Set<string>();
