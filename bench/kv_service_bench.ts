@@ -448,9 +448,13 @@ export const KV_SERVICE_TARGETS = {
 
 /**
  * @param results case (e)'s runs
+ * @param previous the runs of an earlier bench (`.bench/results.json`), shown beside
  * @returns table rows: one per case and build, with the targets beside the figures
  */
-export function kvServiceRows(results: KvServiceResults): Record<string, string | number>[] {
+export function kvServiceRows(
+  results: KvServiceResults,
+  previous?: KvServiceResults,
+): Record<string, string | number>[] {
   const t = KV_SERVICE_TARGETS;
   const find = (build: string, name: string, clients: number) =>
     results.runs.find((r) => r.build === build && r.case === name && r.clients === clients);
@@ -465,6 +469,9 @@ export function kvServiceRows(results: KvServiceResults): Record<string, string 
       if (direct !== undefined) ratio = Math.round((run.p50Ms / direct.p50Ms) * 100) / 100;
       target = `p50 ≤ ${t.followerLatencyRatio}× leader's`;
     }
+    const before = previous?.runs.find((r) =>
+      r.build === run.build && r.case === run.case && r.clients === run.clients
+    );
     return {
       build: run.build,
       case: run.case,
@@ -488,6 +495,9 @@ export function kvServiceRows(results: KvServiceResults): Record<string, string 
       "fwd/msg": run.via === "follower" && Number.isFinite(run.forwardedPerMessage)
         ? run.forwardedPerMessage
         : "",
+      ...(previous === undefined
+        ? {}
+        : { "previous req/s, p50": before ? `${before.requestsPerSec}, ${before.p50Ms}` : "" }),
       target,
     };
   });
@@ -496,8 +506,14 @@ export function kvServiceRows(results: KvServiceResults): Record<string, string 
 /**
  * Prints case (e): the HTTP floor, then one row per case and build with its target.
  * @param kv what {@link benchKvService} measured
+ * @param previous an earlier run's figures, printed beside
+ * @param previousDate when that run was
  */
-export function printKvService(kv: KvServiceResults): void {
+export function printKvService(
+  kv: KvServiceResults,
+  previous?: KvServiceResults,
+  previousDate?: string,
+): void {
   console.log(
     "\n(e) kv service over its HTTP API: 3 processes, TCP + FileStorage, fsync on, " +
       "wrk keep-alive closed-loop clients, 100 B values",
@@ -511,7 +527,8 @@ export function printKvService(kv: KvServiceResults): void {
         } µs/req`,
     );
   }
-  console.table(kvServiceRows(kv));
+  if (previous !== undefined) console.log(`  previous figures: the run of ${previousDate ?? "?"}`);
+  console.table(kvServiceRows(kv, previous));
   for (const failure of kv.failures) console.log(`  skipped: ${failure}`);
 }
 

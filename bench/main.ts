@@ -219,7 +219,11 @@ export function clusterRows(results: BenchResults): Record<string, string | numb
   return rows;
 }
 
-function printResults(results: BenchResults, profilePrefix: string | undefined): void {
+function printResults(
+  results: BenchResults,
+  profilePrefix: string | undefined,
+  previous?: BenchResults,
+): void {
   const { fdatasync, loopbackRtt } = results.limits;
   console.log(`\ntsraft benchmarks (${results.runtime}${results.quick ? ", --quick" : ""})`);
   if (fdatasync) {
@@ -242,7 +246,9 @@ function printResults(results: BenchResults, profilePrefix: string | undefined):
   }
   const rows = clusterRows(results);
   if (rows.length > 0) console.table(rows);
-  if (results.kvService) printKvService(results.kvService);
+  if (results.kvService) {
+    printKvService(results.kvService, previous?.kvService, previous?.date);
+  }
   for (const [key, cluster] of Object.entries(results.clusters)) {
     for (const run of cluster.runs) {
       if (run.leader === undefined) continue;
@@ -323,6 +329,11 @@ if (import.meta.main) {
     },
   });
   await mkdir(".bench", { recursive: true });
+  // The last run's figures, printed beside this run's (case e).
+  const previous = await readFile(".bench/results.json", "utf8").then(
+    (text) => JSON.parse(text) as BenchResults,
+    () => undefined,
+  );
   const profilePrefix = values.profile ? ".bench/" : undefined;
   const results = await runBenchmarks({
     quick: values.quick,
@@ -332,7 +343,7 @@ if (import.meta.main) {
     ...(values["max-inflight"] ? { maxInflightMessages: Number(values["max-inflight"]) } : {}),
     ...(values["kv-baseline"] ? { kvBaseline: values["kv-baseline"] } : {}),
   });
-  printResults(results, profilePrefix);
+  printResults(results, profilePrefix, previous);
   if (profilePrefix) await printProfiles(profilePrefix, results);
   await writeFile(".bench/results.json", JSON.stringify(results, null, 2) + "\n");
   console.log("\nwrote .bench/results.json");
