@@ -48,8 +48,8 @@ export const MUTATIONS: Mutation[] = [
       "Figure 8 rule removed: a leader commits an earlier term's entry by counting replicas",
     edits: [{
       file: CONSENSUS,
-      find: "candidate > this.#commitIndex && this.termAt(candidate) === this.#term",
-      replace: "candidate > this.#commitIndex",
+      find: "candidate > this.#log.commitIndex && this.#log.termAt(candidate) === this.#term",
+      replace: "candidate > this.#log.commitIndex",
     }],
     catchers: CORE,
   },
@@ -59,7 +59,7 @@ export const MUTATIONS: Mutation[] = [
       "Vote granted within an already-persisted term without marking the hard state for persisting",
     edits: [{
       file: CONSENSUS,
-      find: "this.#votedFor = req.candidateName;\n        this.#hardStateDirty = true;",
+      find: "this.#votedFor = req.candidateName;\n      this.#hardStateDirty = true;",
       replace: "this.#votedFor = req.candidateName;",
     }],
     catchers: CORE,
@@ -80,8 +80,8 @@ export const MUTATIONS: Mutation[] = [
     description: "Follower sets commit index = leaderCommit, without min(last new entry)",
     edits: [{
       file: CONSENSUS,
-      find: "const newCommit = Math.min(req.commitIndex, lastNew);",
-      replace: "const newCommit = req.commitIndex;",
+      find: "this.#log.commitTo(Math.min(req.commitIndex, lastNew));",
+      replace: "this.#log.commitTo(req.commitIndex);",
     }],
     catchers: CORE,
   },
@@ -216,8 +216,8 @@ export const MUTATIONS: Mutation[] = [
       find: "if (this.#transfer === undefined || this.#transfer.timeoutNowSent) return;",
       replace: "if (this.#transfer === undefined) return;",
     }, {
-      file: CONSENSUS,
-      find: "if (quorumSentAtMs < this.#leaseNotBeforeMs) return undefined;",
+      file: "packages/core/reads.ts",
+      find: "if (quorumSentAtMs < options.notBeforeMs) return false;",
       replace: "",
     }],
     catchers: CORE,
