@@ -14,7 +14,10 @@ const scope = self as unknown as {
 
 scope.onmessage = async (event) => {
   const { seed, options } = event.data;
-  const result = await runSimulation(seed, options);
+  const result = await runSimulation(seed, {
+    ...options,
+    onProgress: () => scope.postMessage({ progress: true }),
+  });
   scope.postMessage(result);
 };
 

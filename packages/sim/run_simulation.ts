@@ -144,6 +144,8 @@ export interface RunSimulationOptions {
   linearizabilityTimeoutMs?: number;
   /** Every disk acknowledges before durable (a broken storage adapter). @default false */
   ackBeforeDurable?: boolean;
+  /** Called now and then while the run advances (for a watchdog on another thread). */
+  onProgress?: () => void;
 }
 
 function pick<T>(random: SeededRandom, items: readonly T[]): T {
@@ -242,6 +244,7 @@ export async function runSimulation(
     ...(options.ackBeforeDurable ? { ackBeforeDurable: true } : {}),
     ...(options.log ? { log: options.log } : {}),
   });
+  sim.clock.onProgress = options.onProgress;
   const restoreConsole = captureWarnings(sim);
   try {
     return await drive(sim, config, options);
@@ -635,6 +638,7 @@ async function drive(
   const warnings: string[] = [];
   const history = recorder.history();
   const unknownOperations = history.filter((op) => op.return === undefined).length;
+  options.onProgress?.();
   if (sim.violations.length === 0) {
     const check = checkLinearizability(kvModel, history, {
       timeoutMs: options.linearizabilityTimeoutMs ?? 10_000,

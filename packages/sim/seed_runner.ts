@@ -5,7 +5,7 @@ import {
   type SimulationResult,
 } from "./run_simulation.ts";
 
-/** Real time a seed may take before it counts as hung (a busy loop that never yields). */
+/** Real time a run may go without advancing before it counts as hung (a busy loop). */
 const SEED_WATCHDOG_MS = 20_000;
 
 /**
@@ -24,7 +24,7 @@ const SEED_WATCHDOG_MS = 20_000;
 export class SeedRunner {
   readonly #watchdogMs: number;
 
-  /** Creates a runner. @param watchdogMs real time a seed may take @default 30000 */
+  /** Creates a runner. @param watchdogMs real time a run may go without advancing @default 20000 */
   constructor(watchdogMs: number = SEED_WATCHDOG_MS) {
     this.#watchdogMs = watchdogMs;
   }
@@ -58,9 +58,14 @@ export class SeedRunner {
           this.#worker = undefined;
           resolve(hung(seed, options, this.#watchdogMs, why));
         };
-        const timer = setTimeout(() => fail(), this.#watchdogMs);
-        worker.onmessage = (event: MessageEvent<SimulationResult>) => {
+        let timer = setTimeout(() => fail(), this.#watchdogMs);
+        worker.onmessage = (event: MessageEvent<SimulationResult | { progress: true }>) => {
           clearTimeout(timer);
+          if ("progress" in event.data) {
+            // The run advances: only a run that stops advancing for the whole period hangs.
+            timer = setTimeout(() => fail(), this.#watchdogMs);
+            return;
+          }
           resolve(event.data);
         };
         worker.onerror = (event) => {
@@ -91,7 +96,7 @@ function hung(
     ok: false,
     violations: [
       why ??
-        `no progress: the run did not finish within ${watchdogMs / 1000} s of real time ` +
+        `no progress: the run stopped advancing for ${watchdogMs / 1000} s of real time ` +
           `(a server spins in microtasks without yielding; replay the seed to see where)`,
     ],
     warnings: [],

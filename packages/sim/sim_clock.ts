@@ -31,6 +31,8 @@ export class SimClock implements Clock {
   readonly #queue = new EventQueue();
   readonly #onError: (error: unknown) => void;
   #events = 0;
+  /** Called every 256 events: lets a watchdog on another thread see that the run advances. */
+  onProgress: (() => void) | undefined;
 
   /**
    * Creates a clock at time 0.
@@ -84,7 +86,7 @@ export class SimClock implements Clock {
       if (done()) return true;
       const event = this.#queue.take(untilMs);
       if (event === undefined) break;
-      this.#events++;
+      if ((++this.#events & 255) === 0) this.onProgress?.();
       try {
         event.run();
       } catch (error) {
