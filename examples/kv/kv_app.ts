@@ -283,7 +283,10 @@ export function createKvHandler(options: KvRoutesOptions): KvHandler {
       }
       return render({ value: store.get(key) ?? null }, key, forwardedTo);
     }
-    return render(await service.forward(leaderUrl, item), key, forwardedTo);
+    const reply = "op" in item
+      ? await service.forwardWrite(leaderUrl, item.op)
+      : await service.forward(leaderUrl, item);
+    return render(reply, key, forwardedTo);
   }
 
   /**

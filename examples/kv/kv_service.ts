@@ -135,6 +135,9 @@ export class KvService {
   #appliedPoll: ReturnType<typeof setInterval> | undefined;
   #link: LeaderLink | undefined;
   #readGroupSize = 0;
+  #forwardQueue: { url: string; op: KvOp; done: Deferred<ForwardReply> }[] = [];
+  #forwardInflight = false;
+  #forwardScheduled = false;
   /** Counters since start. */
   readonly stats: KvServiceStats = {
     batches: 0,
@@ -352,6 +355,44 @@ export class KvService {
     }
     this.stats.forwarded++;
     return this.#link.send(item);
+  }
+
+  /**
+   * On a follower: sends a write to the leader, grouped like the leader groups its log
+   * entries. One message of writes is in flight at a time; writes arriving meanwhile go
+   * together in the next, so they reach the leader as one group and share its next entry.
+   * @param leaderUrl the leader's client URL
+   * @param op the write
+   * @returns the leader's reply
+   */
+  forwardWrite(leaderUrl: string, op: KvOp): Promise<ForwardReply> {
+    const done = deferred<ForwardReply>();
+    this.#forwardQueue.push({ url: leaderUrl, op, done });
+    this.#scheduleForward();
+    return done.promise;
+  }
+
+  #scheduleForward(): void {
+    if (this.#forwardScheduled || this.#forwardInflight || this.#forwardQueue.length === 0) {
+      return;
+    }
+    this.#forwardScheduled = true;
+    queueMicrotask(() => {
+      this.#forwardScheduled = false;
+      if (this.#forwardInflight || this.#forwardQueue.length === 0) return;
+      // Writes for one leader per message; after a leader change the rest go next time.
+      const url = this.#forwardQueue[0]!.url;
+      const group = this.#forwardQueue.filter((item) => item.url === url);
+      this.#forwardQueue = this.#forwardQueue.filter((item) => item.url !== url);
+      this.#forwardInflight = true;
+      // Sent in one turn of the event loop: the link puts them in one message.
+      Promise.all(group.map(async (item) => {
+        item.done.resolve(await this.forward(url, { op: item.op }));
+      })).finally(() => {
+        this.#forwardInflight = false;
+        this.#scheduleForward();
+      });
+    });
   }
 
   /**
