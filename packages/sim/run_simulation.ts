@@ -567,7 +567,11 @@ async function drive(
   if (!(await sim.runUntil(() => pending.size === 0, boundMs))) {
     sim.violation(
       `liveness: ${pending.size} calls still pending ${boundMs} ms after faults stopped: ` +
-        [...pending.values()].slice(0, 5).join("; "),
+        [...pending.values()].slice(0, 5).join("; ") + "; nodes: " +
+        sim.allNames.map((n) => {
+          const i = sim.info(n);
+          return `${n} ${i.state} t${i.term} last ${i.lastIndex} commit ${i.commitIndex} applied ${i.appliedIndex}`;
+        }).join(", "),
     );
   }
   // Then a write and reads through a leader, and every member catches up.
