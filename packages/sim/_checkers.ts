@@ -30,6 +30,7 @@ export class SafetyChecker {
   #now: () => number;
   #leaders = new Map<number, string>();
   #entries = new Map<string, string>();
+  #seen = new WeakSet<LogEntry>();
   #committed = new Map<number, Committed>();
   #applied = new Map<number, string>();
 
@@ -62,6 +63,9 @@ export class SafetyChecker {
   /** Log matching, part 1: an (index, term) pair names one entry in every log, ever. */
   noteEntries(node: string, entries: readonly LogEntry[]): void {
     for (const entry of entries) {
+      // Logs hand out the same (immutable) entry objects again and again: check each once.
+      if (this.#seen.has(entry)) continue;
+      this.#seen.add(entry);
       const key = `${entry.index}:${entry.term}`;
       const content = contentOf(entry);
       const known = this.#entries.get(key);
