@@ -7,6 +7,9 @@ import { join } from "node:path";
 import { describe, test } from "node:test";
 import {
   type AppendEntriesRequest,
+  DEFAULT_MAX_RECONNECT_DELAY_MS,
+  DEFAULT_MIN_RECONNECT_DELAY_MS,
+  DEFAULT_RPC_TIMEOUT_MS,
   encodeMessage,
   type PeerInfo,
   type RaftHandler,
@@ -529,6 +532,40 @@ for (const native of PATHS) {
       } finally {
         await client.close();
       }
+    });
+
+    test("TcpTransporter defaults to core's request timeout and reconnect backoff constants", async () => {
+      const clock = new ManualClock();
+      const handler = echoHandler((seq) => seq === 1 ? new Promise(() => {}) : Promise.resolve());
+      await using p = await pair(native, {}, { clock }, handler);
+      await p.client.sendAppendEntriesRequest(SENDER, p.peer, heartbeat(0)); // connected
+      let outcome: unknown;
+      const stuck = p.client.sendAppendEntriesRequest(SENDER, p.peer, heartbeat(1)).then(
+        () => outcome = "answered",
+        (error: unknown) => outcome = error,
+      );
+      clock.advance(DEFAULT_RPC_TIMEOUT_MS - 1);
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.equal(outcome, undefined, "rejected before DEFAULT_RPC_TIMEOUT_MS");
+      clock.advance(1);
+      await stuck;
+      assert.match(String(outcome), new RegExp(`timed out after ${DEFAULT_RPC_TIMEOUT_MS} ms`));
+
+      const peer = { name: "gone", connectionString: `127.0.0.1:${await freePort()}` };
+      const send = () => p.client.sendAppendEntriesRequest(SENDER, peer, heartbeat(2));
+      const delays: number[] = [];
+      for (let attempt = 0; attempt < 8; attempt++) {
+        await assert.rejects(send(), (error: Error) => !/next attempt/.test(error.message));
+        const error = await send().then(() => assert.fail("sent"), (error: Error) => error);
+        const delayMs = Number(/next attempt in (\d+) ms/.exec(error.message)?.[1]);
+        delays.push(delayMs);
+        clock.advance(delayMs);
+      }
+      // Doubling from the minimum, capped at the maximum.
+      assert.equal(delays[0], DEFAULT_MIN_RECONNECT_DELAY_MS);
+      assert.equal(delays[1], 2 * DEFAULT_MIN_RECONNECT_DELAY_MS);
+      assert.equal(delays.at(-1), DEFAULT_MAX_RECONNECT_DELAY_MS);
+      assert.ok(delays.every((ms, i) => i === 0 || ms >= delays[i - 1]!));
     });
 
     test("TcpTransporter rejects malformed connection strings and sends after close()", async () => {
