@@ -257,7 +257,8 @@ test("the kv API keeps serving, and refused requests change nothing, under rando
       counts.fetch++;
       const method = g.pick(["GET", "PUT", "POST", "DELETE", "PATCH", "OPTIONS", "HEAD", "FOO"]);
       const target = path(g);
-      const payload = method === "GET" || method === "HEAD" ? undefined : body(g);
+      // Bodies only where every runtime's fetch sends them (Bun refuses one on "FOO").
+      const payload = ["PUT", "POST", "DELETE", "PATCH"].includes(method) ? body(g) : undefined;
       const what = `${method} ${target.slice(0, 60)}${target.length > 60 ? "..." : ""} (${
         payload === undefined ? "no body" : `${payload.length} bytes`
       })`;
@@ -272,7 +273,9 @@ test("the kv API keeps serving, and refused requests change nothing, under rando
       assert.ok(response.status < 500, `${what} answered ${response.status} ${text}`);
       if (response.status >= 400) {
         counts.refused++;
-        if (method !== "HEAD" && response.status !== 404 && response.status !== 405) {
+        // Refusals of the kv handler (it names the node) are JSON; the HTTP server's own (an
+        // unknown method on Node) and the router's 404s are not.
+        if (method !== "HEAD" && response.headers.has("x-kv-node")) {
           assert.equal(response.headers.get("content-type"), "application/json", what);
           assert.equal(typeof JSON.parse(text).error, "string", what);
         }
