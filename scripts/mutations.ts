@@ -37,8 +37,8 @@ export interface Mutation {
 
 const CONSENSUS = "packages/core/consensus.ts";
 const SERVER = "packages/core/server.ts";
-/** Core's tests, then the simulator at the seed count the issue names. */
-const CORE: Catcher[] = [{ test: ["packages/core"] }, { sim: 1000 }];
+/** Core's tests, the simulator's tests, then the simulator at the seed count the issue names. */
+const CORE: Catcher[] = [{ test: ["packages/core"] }, { test: ["packages/sim"] }, { sim: 1000 }];
 
 /** The table. */
 export const MUTATIONS: Mutation[] = [
