@@ -18,6 +18,8 @@ export interface WrkResult {
   requests: number;
   /** Answers that were not 2xx/3xx, plus connect/read/write errors and timeouts. */
   errors: number;
+  /** Of those, the answers that were not 2xx/3xx (the rest are socket errors and timeouts). */
+  statusErrors: number;
   elapsedMs: number;
   requestsPerSec: number;
   p50Ms: number;
@@ -66,9 +68,10 @@ end
 function done(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
-    '@@wrk {"requests":%d,"durationUs":%d,"errors":%d,"p50Us":%.1f,"p90Us":%.1f,' ..
-    '"p99Us":%.1f,"maxUs":%.1f,"meanUs":%.1f}\\n',
+    '@@wrk {"requests":%d,"durationUs":%d,"errors":%d,"statusErrors":%d,"p50Us":%.1f,' ..
+    '"p90Us":%.1f,"p99Us":%.1f,"maxUs":%.1f,"meanUs":%.1f}\\n',
     summary.requests, summary.duration, e.connect + e.read + e.write + e.status + e.timeout,
+    e.status,
     latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max,
     latency.mean))
 end
@@ -140,6 +143,7 @@ export async function runWrk(options: WrkOptions): Promise<WrkResult> {
     clients: options.clients,
     requests: s.requests!,
     errors: s.errors!,
+    statusErrors: s.statusErrors!,
     elapsedMs: Math.round(elapsedMs),
     requestsPerSec: Math.round(s.requests! / (elapsedMs / 1000)),
     p50Ms: ms(s.p50Us!),
