@@ -664,8 +664,11 @@ export class Consensus {
         this.#nowMs - this.#lastLeaderContactMs < this.#options.electionTimeoutMs));
     // A server that hears from a live leader ignores disruptive candidates (thesis §4.2.3).
     if (req.term > this.#term && inLease) return refuse();
-    // Votes go only to members; a removed or foreign server cannot become leader here.
-    if (!this.#configs.isVoter(req.candidateName)) return refuse();
+    // The candidate need not be in this server's configuration (thesis §4.1, as in etcd): a
+    // new member that has not yet received the entry adding it, or the configuration of the
+    // leader it must elect, would otherwise refuse every vote and could stall the cluster.
+    // Removed servers do not campaign (tick), and the lease check above keeps them from
+    // disrupting a live leader.
     // Raft §5.4.1: only a candidate whose log is at least as up-to-date as ours.
     const logOk = req.lastLogTerm > this.lastTerm ||
       (req.lastLogTerm === this.lastTerm && req.lastLogIndex >= this.lastIndex);

@@ -3,12 +3,16 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { CoreHarness } from "./_core_harness.ts";
-import { JOIN_COMMAND_NAME, LEAVE_COMMAND_NAME } from "./consensus.ts";
+import { Consensus, JOIN_COMMAND_NAME, LEAVE_COMMAND_NAME } from "./consensus.ts";
 import { LEADER } from "./constants.ts";
 import { CommandOutcomeUnknownError, MembershipChangeInProgressError } from "./errors.ts";
 import type { Logger } from "./logger.ts";
+import { crc32c } from "./crc32c.ts";
+import { createServer } from "./server.ts";
+import { ManualClock } from "./testing/manual_clock.ts";
 import { MemoryStorage } from "./testing/memory_storage.ts";
-import { KvSetCommand, TestCluster } from "./testing/test_cluster.ts";
+import { MemoryNetwork } from "./testing/memory_transport.ts";
+import { KvSetCommand, KvStateMachine, TestCluster } from "./testing/test_cluster.ts";
 import type { LogEntry } from "./types.ts";
 
 const encoder = new TextEncoder();
@@ -373,5 +377,97 @@ describe("Regressions: storage failures fail-stop", () => {
     });
     assert.equal(cluster.machines.get(lagging)!.data.get("k11"), "v");
     await cluster.stop();
+  });
+});
+
+describe("Regressions: large snapshots", () => {
+  test("Server keeps receiving a snapshot whose transfer outlasts the snapshotting timeout while chunks keep coming", async () => {
+    const clock = new ManualClock();
+    const network = new MemoryNetwork({ clock });
+    const storage = new MemoryStorage();
+    const machine = new KvStateMachine();
+    const follower = createServer({
+      name: "f",
+      transporter: network.transporter(),
+      storage,
+      stateMachine: machine,
+      peers: [{ name: "l", connectionString: "" }, { name: "x", connectionString: "" }],
+      clock,
+      random: { next: () => 0.5 },
+      logger: quietLogger,
+    });
+    await follower.start();
+    const state = new TextEncoder().encode(
+      JSON.stringify({ data: [["k", "v"]], applied: [] }) + " ".repeat(4_000),
+    );
+    const base = { term: 5, leaderName: "l", lastIndex: 50, lastTerm: 5 };
+    assert.equal((await follower.requestSnapshot({ ...base, size: state.length })).success, true);
+    const chunk = 1_000;
+    // Five chunks, 500 ms apart: 2.5 s in all, while the timeout is 4 election timeouts (600 ms).
+    for (let offset = 0; offset < state.length; offset += chunk) {
+      clock.advance(500);
+      const data = state.subarray(offset, offset + chunk);
+      const done = offset + chunk >= state.length;
+      const reply = await follower.snapshotRecoveryRequest({
+        ...base,
+        peers: [{ name: "l", connectionString: "" }, { name: "f", connectionString: "" }],
+        offset,
+        data,
+        done,
+        checksum: done ? crc32c(state) : 0,
+      });
+      assert.equal(reply.success, true, `chunk at ${offset}`);
+    }
+    assert.equal(follower.appliedIndex, 50);
+    assert.equal(machine.data.get("k"), "v");
+    await follower.stop();
+  });
+});
+
+describe("Regressions: joining a cluster that needs a snapshot", () => {
+  test("Server.addPeer() makes a learner a voter only after it installed the snapshot and streams", async () => {
+    const cluster = new TestCluster(["a", "b", "c"], {
+      seed: 46,
+      serverOptions: { snapshotThreshold: 5, trailingLogEntries: 0 },
+    });
+    await cluster.start();
+    const leader = await cluster.waitForLeader();
+    for (let i = 0; i < 20; i++) await cluster.run(leader.do(new KvSetCommand(`k${i}`, "v")));
+    await cluster.waitFor(() => leader.snapshotIndex > 10, { what: "a compacted log" });
+    const joiner = await cluster.addServer("d");
+    let appliedWhenJoined = -1;
+    leader.addEventListener("addPeer", (event) => {
+      if (event.value.name === "d") appliedWhenJoined = joiner.appliedIndex;
+    });
+    await cluster.run(leader.addPeer("d", "memory://d"));
+    assert.ok(
+      appliedWhenJoined >= leader.snapshotIndex,
+      `d joined at applied index ${appliedWhenJoined}, before the snapshot at ${leader.snapshotIndex}`,
+    );
+    assert.equal(cluster.machines.get("d")!.data.get("k19"), "v");
+    await cluster.stop();
+  });
+
+  test("Consensus grants a vote to a candidate outside its own configuration (thesis §4.1)", () => {
+    // A new member that knows no configuration yet must still be able to help elect the
+    // leader whose configuration counts it, or a two-member cluster deadlocks.
+    const joiner = new Consensus({
+      name: "b",
+      joinExisting: true,
+      electionTimeoutMs: 150,
+      heartbeatIntervalMs: 50,
+      random: { next: () => 0 },
+    });
+    joiner.restore({ hardState: { term: 2, votedFor: "" }, snapshot: undefined, entries: [] }, 0);
+    joiner.tick(1_000);
+    const vote = joiner.handleRequestVote({
+      term: 3,
+      lastLogIndex: 3,
+      lastLogTerm: 2,
+      candidateName: "a",
+      preVote: false,
+      transfer: false,
+    });
+    assert.equal(vote.voteGranted, true);
   });
 });

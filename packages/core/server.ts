@@ -27,7 +27,6 @@ import {
   SNAPSHOTTING,
   STOPPED,
 } from "./constants.ts";
-import { crc32c } from "./crc32c.ts";
 import { mergeIntoBatch, type WriteBatch } from "./_write_batch.ts";
 import {
   CommandOutcomeUnknownError,
@@ -44,7 +43,8 @@ import { isMembershipCommand } from "./membership.ts";
 import { InvariantError } from "./raft_log.ts";
 import { type ServerStats, StatsRecorder } from "./stats.ts";
 import { cryptoRandom, type Random } from "./random.ts";
-import type { Storage } from "./storage.ts";
+import type { Storage, StoredSnapshot } from "./storage.ts";
+import { type SendOutcome, sendSnapshot, SnapshotReceiver } from "./_snapshot_transfer.ts";
 import type { RaftHandler, Transporter } from "./transporter.ts";
 import type {
   AppendEntriesRequest,
@@ -91,6 +91,12 @@ export interface StateMachine {
     | Promise<Uint8Array | ReadableStream<Uint8Array>>;
   /** Replaces the state with a snapshot's bytes. */
   recovery(data: Uint8Array): void | Promise<void>;
+  /**
+   * Optional: replaces the state with a snapshot read from a stream. When present it is
+   * used instead of {@link StateMachine.recovery}, so a snapshot larger than memory can be
+   * installed (hashicorp/raft's `FSM.Restore(io.ReadCloser)`); consume the stream to its end.
+   */
+  recoveryStream?(data: ReadableStream<Uint8Array>): void | Promise<void>;
 }
 
 /** Options of {@link createServer}. */
@@ -185,13 +191,6 @@ interface Waiter {
 /** Waiters are called with no argument once durable, or with the error that prevented it. */
 type PendingWrite = WriteBatch<(error?: unknown) => void>;
 
-interface IncomingSnapshot {
-  lastIndex: number;
-  lastTerm: number;
-  chunks: Uint8Array[];
-  received: number;
-}
-
 /**
  * Creates a server. Call {@link Server.init} (or {@link Server.start}, which initializes)
  * to load its storage.
@@ -262,7 +261,9 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
   #bytesSinceSnapshot = 0;
   #snapshotInProgress = false;
   #sendingSnapshotTo = new Set<string>();
-  #incoming: IncomingSnapshot | undefined;
+  /** Snapshot bytes sent to each peer so far (learner catch-up counts them as progress). */
+  #snapshotBytesSent = new Map<string, number>();
+  readonly #receiver: SnapshotReceiver;
   #snapshotTimer: TimerHandle | undefined;
 
   /**
@@ -275,6 +276,7 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     this.#options = options;
     this.#logger = options.logger ?? consoleLogger;
     this.#stats = new StatsRecorder();
+    this.#receiver = new SnapshotReceiver(options.storage);
     this.#clock = options.clock ?? systemClock;
     this.#registry = options.registry ?? defaultRegistry;
     this.#storage = options.storage;
@@ -546,8 +548,7 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     if (stored !== undefined) {
       snapshotMeta = stored.meta;
       if (recover) {
-        const data = await readAll(stored.data);
-        if (this.#options.stateMachine) await this.#options.stateMachine.recovery(data);
+        await this.#recoverStateMachine(stored);
       } else {
         await stored.data.cancel();
       }
@@ -596,7 +597,7 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     this.#timerDueMs = Infinity;
     this.#snapshotTimer = undefined;
     this.#snapshotting = false;
-    this.#incoming = undefined;
+    void this.#receiver.abort();
     const stopError = new StopError();
     for (const waiter of this.#waiters.values()) waiter.reject(stopError);
     for (const waiter of this.#readWaiters.values()) waiter.reject(stopError);
@@ -730,17 +731,40 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     // commits of a small cluster until it caught up (Raft thesis §4.2.1).
     this.#core.addLearner({ name, connectionString });
     this.#drive();
+    // The newcomer may take as long as it needs while it makes progress (a large snapshot
+    // streams for a while); it is given up on after stalling for 20 election timeouts.
+    const stallLimitMs = this.#electionTimeoutMs * 20;
+    let lastMatch = -1;
+    let lastSnapshotBytes = -1;
+    let progressAtMs = this.#clock.now();
     try {
       await this.#pollUntil(() => {
         if (this.#core.state !== LEADER) throw this.#notLeaderError();
         const progress = this.#core.progress.find((p) => p.name === name);
-        return progress !== undefined &&
-          progress.matchIndex + LEARNER_CATCH_UP_ENTRIES >= this.#core.lastIndex;
+        const snapshotBytes = this.#snapshotBytesSent.get(name) ?? 0;
+        if (
+          progress !== undefined &&
+          (progress.matchIndex > lastMatch || snapshotBytes > lastSnapshotBytes)
+        ) {
+          lastMatch = progress.matchIndex;
+          lastSnapshotBytes = snapshotBytes;
+          progressAtMs = this.#clock.now();
+        }
+        // Caught up means streaming (a probe succeeded, any snapshot is installed) and close
+        // to the end: a voter that still needs a snapshot cannot help commit, and one that
+        // has not yet received the configuration cannot help elect a leader either.
+        if (
+          progress !== undefined && progress.mode === "replicate" &&
+          progress.matchIndex + LEARNER_CATCH_UP_ENTRIES >= this.#core.lastIndex
+        ) return true;
+        if (this.#clock.now() - progressAtMs > stallLimitMs) {
+          throw new CommandTimeoutError(`${name} stopped catching up with the log`);
+        }
+        return false;
       }, {
-        timeoutMs: this.#electionTimeoutMs * 20,
+        timeoutMs: Infinity,
         signal: options.signal,
-        timeoutError: () =>
-          new CommandTimeoutError(`${name} did not catch up with the log in time`),
+        timeoutError: () => new CommandTimeoutError(`Adding ${name} was aborted`),
       });
     } catch (error) {
       this.#core.removeLearner(name);
@@ -941,23 +965,12 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     if (!current || req.lastIndex <= this.#core.commitIndex) {
       return { term: this.#core.term, success: false, nextOffset: 0 };
     }
-    const incoming = this.#incoming;
-    if (
-      incoming === undefined || incoming.lastIndex !== req.lastIndex ||
-      incoming.lastTerm !== req.lastTerm
-    ) {
-      this.#incoming = {
-        lastIndex: req.lastIndex,
-        lastTerm: req.lastTerm,
-        chunks: [],
-        received: 0,
-      };
-    }
+    const nextOffset = await this.#receiver.begin(req);
     this.#setSnapshotting(true);
-    return { term: this.#core.term, success: true, nextOffset: this.#incoming!.received };
+    return { term: this.#core.term, success: true, nextOffset };
   }
 
-  /** Handles one chunk of snapshot state; installs it on the last chunk. */
+  /** Handles one chunk of snapshot state; installs the snapshot after the last chunk. */
   async snapshotRecoveryRequest(req: SnapshotRecoveryRequest): Promise<SnapshotRecoveryResponse> {
     validateSnapshotRecoveryRequest(req);
     this.#assertRunning();
@@ -968,44 +981,39 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
       term: this.#core.term,
       success,
       commitIndex: this.#core.commitIndex,
-      nextOffset: this.#incoming?.received ?? 0,
+      nextOffset: this.#receiver.received,
     });
-    const incoming = this.#incoming;
-    if (
-      !current || incoming === undefined || incoming.lastIndex !== req.lastIndex ||
-      incoming.lastTerm !== req.lastTerm || req.offset !== incoming.received
-    ) {
-      return reply(false);
+    if (!current) return reply(false);
+    const result = await this.#receiver.receive(req);
+    switch (result.kind) {
+      case "rejected":
+        return reply(false);
+      case "accepted":
+        this.#setSnapshotting(true);
+        return reply(true);
+      case "corrupt":
+        this.#logger.warn(`${this.name}: a snapshot failed its checksum; discarded`, {
+          lastIndex: req.lastIndex,
+          from: req.leaderName,
+        });
+        this.#setSnapshotting(false);
+        return reply(false);
     }
-    incoming.chunks.push(req.data.slice());
-    incoming.received += req.data.length;
-    this.#setSnapshotting(true);
-    if (!req.done) return reply(true);
-
-    const data = concat(incoming.chunks);
-    this.#incoming = undefined;
-    if (crc32c(data) !== req.checksum) {
-      this.#logger.warn(`${this.name}: a snapshot failed its checksum; discarded`, {
-        lastIndex: req.lastIndex,
-        from: req.leaderName,
-      });
-      this.#setSnapshotting(false);
-      return reply(false);
-    }
-    const meta: SnapshotMeta = {
-      lastIndex: req.lastIndex,
-      lastTerm: req.lastTerm,
-      peers: req.peers,
-    };
+    const { meta, sink } = result;
     await this.#flushed();
     await this.#runApplyExclusive(async () => {
-      if (!this.#core.installSnapshot(meta)) return;
+      if (!this.#core.installSnapshot(meta)) {
+        await sink.cancel();
+        return;
+      }
       try {
         await this.#withStorage(async () => {
-          await this.#storage.saveSnapshot(meta, data);
+          await sink.commit();
           await this.#storage.compact(meta.lastIndex);
         });
-        await this.#options.stateMachine?.recovery(data);
+        const stored = await this.#withStorage(() => this.#storage.loadSnapshot());
+        if (stored === undefined) throw new Error("the installed snapshot is not stored");
+        await this.#recoverStateMachine(stored);
       } catch (error) {
         // The core already moved past entries that neither storage nor the state machine
         // now hold for certain: only a restart from storage is consistent again.
@@ -1019,6 +1027,18 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     this.#setSnapshotting(false);
     this.#drive();
     return reply(true);
+  }
+
+  /** Replaces the state machine's state with a stored snapshot, streamed when it can take a stream. */
+  async #recoverStateMachine(stored: StoredSnapshot): Promise<void> {
+    const stateMachine = this.#options.stateMachine;
+    if (stateMachine === undefined) {
+      await stored.data.cancel();
+    } else if (typeof stateMachine.recoveryStream === "function") {
+      await stateMachine.recoveryStream(stored.data);
+    } else {
+      await stateMachine.recovery(await readAll(stored.data));
+    }
   }
 
   // ------------------------------------------------------------ the loop
@@ -1475,87 +1495,52 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
   }
 
   #setSnapshotting(on: boolean): void {
+    if (this.#snapshotTimer !== undefined) this.#clock.clearTimeout(this.#snapshotTimer);
+    this.#snapshotTimer = undefined;
+    if (on) {
+      // A leader that vanishes mid-transfer must not leave this server stuck in snapshotting;
+      // the deadline counts from the last chunk, so a large snapshot may take as long as it
+      // needs while chunks keep coming.
+      this.#snapshotTimer = this.#clock.setTimeout(() => {
+        this.#snapshotTimer = undefined;
+        void this.#receiver.abort();
+        this.#setSnapshotting(false);
+      }, this.#electionTimeoutMs * 4);
+    }
     if (this.#snapshotting === on) return;
     const before = this.state;
     this.#snapshotting = on;
     this.#dispatch("stateChange", this.state, before);
-    if (this.#snapshotTimer !== undefined) this.#clock.clearTimeout(this.#snapshotTimer);
-    this.#snapshotTimer = undefined;
-    if (on) {
-      // A leader that vanishes mid-transfer must not leave this server stuck in snapshotting.
-      this.#snapshotTimer = this.#clock.setTimeout(() => {
-        this.#snapshotTimer = undefined;
-        this.#incoming = undefined;
-        this.#setSnapshotting(false);
-      }, this.#electionTimeoutMs * 4);
-    }
   }
 
   async #sendSnapshot(peer: PeerInfo): Promise<void> {
     if (this.#sendingSnapshotTo.has(peer.name)) return;
     this.#sendingSnapshotTo.add(peer.name);
     const generation = this.#generation;
-    let ok = false;
-    let lastIndex = 0;
+    const term = this.#core.term;
+    let outcome: SendOutcome = { installed: false, lastIndex: 0 };
     try {
-      const stored = await this.#storage.loadSnapshot();
-      if (stored === undefined) throw new Error("no snapshot is stored");
-      lastIndex = stored.meta.lastIndex;
-      const data = await readAll(stored.data);
-      const checksum = crc32c(data);
-      const term = this.#core.term;
-      const sender = { name: this.name };
-      const base = { term, leaderName: this.name, lastIndex, lastTerm: stored.meta.lastTerm };
       this.#stats.sent("requestSnapshot", 0);
-      const announce = await this.#transporter.sendSnapshotRequest(sender, peer, {
-        ...base,
-        size: data.length,
+      outcome = await sendSnapshot({
+        storage: this.#storage,
+        transporter: this.#transporter,
+        sender: { name: this.name },
+        peer,
+        term,
+        leaderName: this.name,
+        chunkBytes: this.#options.snapshotChunkBytes ?? 1024 * 1024,
+        stillLeading: () =>
+          this.#generation === generation && this.#phase === "running" &&
+          this.#core.term === term && this.#core.state === LEADER,
+        onChunk: (bytes) => {
+          this.#stats.sent("snapshotRecoveryRequest", bytes);
+          this.#snapshotBytesSent.set(
+            peer.name,
+            (this.#snapshotBytesSent.get(peer.name) ?? 0) + bytes,
+          );
+        },
       });
-      if (announce.term > term || !announce.success) {
-        if (announce.term > term) this.#core.handleLeaderContact(announce.term, "");
-        return;
-      }
-      const chunkBytes = this.#options.snapshotChunkBytes ?? 1024 * 1024;
-      let offset = Math.min(announce.nextOffset, data.length);
-      let retries = 0;
-      for (;;) {
-        if (
-          this.#generation !== generation || this.#phase !== "running" ||
-          this.#core.term !== term || this.#core.state !== LEADER
-        ) {
-          return;
-        }
-        const end = Math.min(offset + chunkBytes, data.length);
-        const done = end === data.length;
-        let response: SnapshotRecoveryResponse;
-        try {
-          this.#stats.sent("snapshotRecoveryRequest", end - offset);
-          response = await this.#transporter.sendSnapshotRecoveryRequest(sender, peer, {
-            ...base,
-            peers: stored.meta.peers,
-            offset,
-            data: data.subarray(offset, end),
-            done,
-            checksum,
-          });
-        } catch (error) {
-          if (++retries > 3) throw error;
-          continue; // resume: the follower tells where it is on the next answer
-        }
-        if (response.term > term) return;
-        if (!response.success) {
-          if (response.nextOffset === 0 && offset === 0) return;
-          if (++retries > 3) return;
-          offset = Math.min(response.nextOffset, data.length);
-          continue;
-        }
-        if (done) {
-          ok = true;
-          this.#stats.count("snapshotsSent");
-          return;
-        }
-        offset = end;
-      }
+      if (outcome.installed) this.#stats.count("snapshotsSent");
     } catch (error) {
       this.#logger.debug(`${this.name}: sending a snapshot failed`, {
         to: peer.name,
@@ -1564,7 +1549,10 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     } finally {
       this.#sendingSnapshotTo.delete(peer.name);
       if (this.#phase === "running" && this.#generation === generation) {
-        this.#core.snapshotSent(peer.name, lastIndex, ok);
+        if (outcome.newerTerm !== undefined) {
+          this.#core.handleLeaderContact(outcome.newerTerm, "");
+        }
+        this.#core.snapshotSent(peer.name, outcome.lastIndex, outcome.installed);
         this.#drive();
       }
     }

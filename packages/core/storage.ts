@@ -29,6 +29,24 @@ export interface StoredSnapshot {
   meta: SnapshotMeta;
   /** The state bytes. */
   data: ReadableStream<Uint8Array>;
+  /** Number of state bytes, when the storage knows it without reading them. */
+  size?: number;
+}
+
+/**
+ * A snapshot being written piece by piece (hashicorp/raft's `SnapshotSink`): nothing of it
+ * is visible until {@link SnapshotSink.commit}; {@link SnapshotSink.cancel} discards it.
+ */
+export interface SnapshotSink {
+  /** Appends state bytes; may be called many times before commit or cancel. */
+  write(chunk: Uint8Array): Promise<void>;
+  /**
+   * Makes the snapshot durable and the newest one (as `saveSnapshot` would), replacing the
+   * older ones.
+   */
+  commit(): Promise<void>;
+  /** Discards what was written. Safe to call after a failed write and more than once. */
+  cancel(): Promise<void>;
 }
 
 /**
@@ -58,6 +76,14 @@ export interface Storage {
    * @param data its state bytes
    */
   saveSnapshot(meta: SnapshotMeta, data: Uint8Array | ReadableStream<Uint8Array>): Promise<void>;
+  /**
+   * Optional: starts writing a snapshot piece by piece, for one received from a leader
+   * chunk by chunk. Writes to the sink must not wait for, nor delay, the storage's other
+   * operations. Without it, a server buffers a received snapshot in memory.
+   * @param meta what the snapshot covers
+   * @returns the sink
+   */
+  createSnapshot?(meta: SnapshotMeta): Promise<SnapshotSink>;
   /** The newest stored snapshot, or `undefined`. */
   loadSnapshot(): Promise<StoredSnapshot | undefined>;
   /**

@@ -7,6 +7,7 @@ import {
   type LogEntry,
   type SaveBatch,
   type SnapshotMeta,
+  type SnapshotSink,
   type Storage,
   StorageCorruptionError,
   type StorageState,
@@ -114,6 +115,7 @@ export class FileStorage implements Storage {
   #firstIndex = 1;
   #lastIndex = 0;
   #snapshot: SnapshotMeta | undefined;
+  #sinkCount = 0;
 
   /**
    * Creates the store object; nothing touches the disk until {@link FileStorage.open}.
@@ -243,60 +245,104 @@ export class FileStorage implements Storage {
    * @param data the state bytes
    * @throws TypeError when the store is not open
    */
-  saveSnapshot(meta: SnapshotMeta, data: Uint8Array | ReadableStream<Uint8Array>): Promise<void> {
-    return this.#run(async () => {
-      if (!Number.isSafeInteger(meta.lastIndex) || meta.lastIndex < 0) {
-        throw new RangeError(`Invalid snapshot lastIndex ${meta.lastIndex}`);
-      }
-      if (!Number.isSafeInteger(meta.lastTerm) || meta.lastTerm < 0) {
-        throw new RangeError(`Invalid snapshot lastTerm ${meta.lastTerm}`);
-      }
-      const name = `${meta.lastTerm}-${meta.lastIndex}.snap`;
-      const path = join(this.#snapshotDir, name);
-      const tmp = `${path}.tmp`;
-      const metaJson = encodeSnapshotMeta(meta);
-      const handle = await open(tmp, "w");
-      try {
-        let position = SNAPSHOT_HEADER_BYTES + metaJson.length;
-        let crc = 0;
-        await writeAll(handle, metaJson, SNAPSHOT_HEADER_BYTES);
-        const write = async (chunk: Uint8Array) => {
-          await writeAll(handle, chunk, position);
-          crc = crc32c(chunk, crc);
-          position += chunk.length;
-        };
-        if (data instanceof Uint8Array) {
-          await write(data);
-        } else {
-          const reader = data.getReader();
-          for (let r = await reader.read(); !r.done; r = await reader.read()) await write(r.value);
-        }
-        const dataLength = position - SNAPSHOT_HEADER_BYTES - metaJson.length;
-        await writeAll(handle, encodeSnapshotHeader(metaJson, dataLength, crc), 0);
-        if (this.#fsync) await handle.sync();
-      } catch (error) {
-        await handle.close();
-        await removeFile(tmp);
-        throw error;
-      }
-      await handle.close();
-      await rename(tmp, path);
-      if (this.#fsync) await syncDir(this.#snapshotDir);
-      // Only now that the new snapshot is durable may the old ones go.
-      let removed = false;
-      for (const other of await readdir(this.#snapshotDir)) {
-        if (other !== name) {
-          await removeFile(join(this.#snapshotDir, other));
-          removed = true;
+  async saveSnapshot(
+    meta: SnapshotMeta,
+    data: Uint8Array | ReadableStream<Uint8Array>,
+  ): Promise<void> {
+    const sink = await this.createSnapshot(meta);
+    try {
+      if (data instanceof Uint8Array) {
+        await sink.write(data);
+      } else {
+        const reader = data.getReader();
+        for (let r = await reader.read(); !r.done; r = await reader.read()) {
+          await sink.write(r.value);
         }
       }
-      if (removed && this.#fsync) await syncDir(this.#snapshotDir);
-      this.#snapshot = {
-        lastIndex: meta.lastIndex,
-        lastTerm: meta.lastTerm,
-        peers: meta.peers.map((p) => ({ ...p })),
-      };
-    }, "read"); // a failed snapshot leaves the log as it was: no need to refuse later calls
+    } catch (error) {
+      await sink.cancel();
+      throw error;
+    }
+    await sink.commit();
+  }
+
+  /**
+   * Starts writing `snapshots/<term>-<index>.snap` piece by piece into a temporary file.
+   * Writes go straight to that file, beside the log's operations rather than queued behind
+   * them; `commit()` fsyncs it, renames it into place, fsyncs the directory and deletes every
+   * other snapshot; `cancel()` deletes it.
+   * @param meta what the snapshot covers
+   * @returns the sink
+   * @throws RangeError for an invalid index or term
+   * @throws TypeError when the store is not open
+   */
+  async createSnapshot(meta: SnapshotMeta): Promise<SnapshotSink> {
+    if (!Number.isSafeInteger(meta.lastIndex) || meta.lastIndex < 0) {
+      throw new RangeError(`Invalid snapshot lastIndex ${meta.lastIndex}`);
+    }
+    if (!Number.isSafeInteger(meta.lastTerm) || meta.lastTerm < 0) {
+      throw new RangeError(`Invalid snapshot lastTerm ${meta.lastTerm}`);
+    }
+    if (!this.#open) throw new TypeError("FileStorage is not open");
+    const name = `${meta.lastTerm}-${meta.lastIndex}.snap`;
+    const path = join(this.#snapshotDir, name);
+    // Unique per sink: a snapshot received again while an earlier copy is still written.
+    const tmp = `${path}.${++this.#sinkCount}.tmp`;
+    const metaJson = encodeSnapshotMeta(meta);
+    const peers = meta.peers.map((p) => ({ ...p }));
+    const handle = await open(tmp, "w");
+    let position = SNAPSHOT_HEADER_BYTES + metaJson.length;
+    let crc = 0;
+    let finished = false;
+    let pending: Promise<void> = writeAll(handle, metaJson, SNAPSHOT_HEADER_BYTES);
+    const discard = async () => {
+      await handle.close().catch(() => {});
+      await removeFile(tmp);
+    };
+    return {
+      write: (chunk: Uint8Array) => {
+        if (finished) return Promise.reject(new TypeError("The snapshot sink is closed"));
+        const at = position;
+        position += chunk.length;
+        crc = crc32c(chunk, crc);
+        pending = pending.then(() => writeAll(handle, chunk, at));
+        return pending;
+      },
+      cancel: async () => {
+        if (finished) return;
+        finished = true;
+        await pending.catch(() => {});
+        await discard();
+      },
+      commit: async () => {
+        if (finished) throw new TypeError("The snapshot sink is closed");
+        finished = true;
+        try {
+          await pending;
+          const dataLength = position - SNAPSHOT_HEADER_BYTES - metaJson.length;
+          await writeAll(handle, encodeSnapshotHeader(metaJson, dataLength, crc), 0);
+          if (this.#fsync) await handle.sync();
+          await handle.close();
+        } catch (error) {
+          await discard();
+          throw error;
+        }
+        await this.#run(async () => {
+          await rename(tmp, path);
+          if (this.#fsync) await syncDir(this.#snapshotDir);
+          // Only now that the new snapshot is durable may the old ones go.
+          let removed = false;
+          for (const other of await readdir(this.#snapshotDir)) {
+            if (other !== name && !other.endsWith(".tmp")) {
+              await removeFile(join(this.#snapshotDir, other));
+              removed = true;
+            }
+          }
+          if (removed && this.#fsync) await syncDir(this.#snapshotDir);
+          this.#snapshot = { lastIndex: meta.lastIndex, lastTerm: meta.lastTerm, peers };
+        }, "read"); // a failed snapshot leaves the log as it was: no need to refuse later calls
+      },
+    };
   }
 
   /**
@@ -331,7 +377,11 @@ export class FileStorage implements Storage {
             `Corrupt snapshot snapshots/${newest.name}: state checksum mismatch`,
           );
         }
-        return { meta: header.meta, data: streamFile(handle, header.dataOffset, end) };
+        return {
+          meta: header.meta,
+          data: streamFile(handle, header.dataOffset, end),
+          size: header.dataLength,
+        };
       } catch (error) {
         await handle.close();
         throw error;
