@@ -50,6 +50,8 @@ export interface KvRoutesOptions {
   forwardInit?: RequestInit;
   /** Log entries of batched writes in flight at once. @default 1 */
   maxInflightBatches?: number;
+  /** Reads from the leader lease when it holds (see KvService). @default false */
+  leaseReads?: boolean;
 }
 
 /**
@@ -217,6 +219,7 @@ export function createKvHandler(options: KvRoutesOptions): KvHandler {
       ? {}
       : { maxInflightBatches: options.maxInflightBatches }),
     ...(options.forwardInit === undefined ? {} : { forwardInit: options.forwardInit }),
+    ...(options.leaseReads === undefined ? {} : { leaseReads: options.leaseReads }),
   });
   const node = server.name;
   const refuse = (refusal: Refusal) =>

@@ -56,6 +56,8 @@ export interface KvNodeOptions {
   tls?: { cert: string; key: string; ca?: string };
   /** Batched log entries in flight (see KvService). @default 1 */
   maxInflightBatches?: number;
+  /** Serve reads from the leader lease when it holds. @default false */
+  leaseReads?: boolean;
 }
 
 /** Where and how the admin API listens. */
@@ -181,6 +183,7 @@ export async function startKvNode(options: KvNodeOptions): Promise<KvNode> {
     ...(options.maxInflightBatches === undefined
       ? {}
       : { maxInflightBatches: options.maxInflightBatches }),
+    ...(options.leaseReads === undefined ? {} : { leaseReads: options.leaseReads }),
   });
   http?.install(partition.guard(server), app);
   // The client API's hot path skips Hono's router; raft (http transport) and /status use it.

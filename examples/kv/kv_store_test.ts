@@ -142,7 +142,7 @@ describe("KvStore", () => {
 });
 
 describe("KV routes on a single in-process node", () => {
-  async function singleNode(disk = new MemoryDisk()) {
+  async function singleNode(disk = new MemoryDisk(), routes: { leaseReads?: boolean } = {}) {
     const network = new MemoryNetwork();
     const store = new KvStore();
     const partition = new PartitionableTransporter(network.transporter());
@@ -156,7 +156,7 @@ describe("KV routes on a single in-process node", () => {
     });
     network.register(server);
     const app = new Hono();
-    const handler = installKvRoutes(app, { server, store, partition });
+    const handler = installKvRoutes(app, { server, store, partition, ...routes });
     const admin = new Hono();
     installAdminRoutes(admin, { server, partition, token: ADMIN_TOKEN });
     await server.start();
@@ -333,6 +333,19 @@ describe("KV routes on a single in-process node", () => {
       assert.deepEqual(reads, Array.from({ length: 50 }, (_, i) => `v${i}`));
       assert.equal(service.stats.reads, 50);
       assert.ok(service.stats.readRounds < 50, `${service.stats.readRounds} rounds for 50 reads`);
+    } finally {
+      await server.stop();
+    }
+  });
+
+  test("with leaseReads, reads are served (from the lease when it holds)", async () => {
+    const { app, server } = await singleNode(new MemoryDisk(), { leaseReads: true });
+    try {
+      assert.equal((await app.request("/kv/l", { method: "PUT", body: "1" })).status, 200);
+      const reads = await Promise.all(
+        Array.from({ length: 10 }, async () => await (await app.request("/kv/l")).text()),
+      );
+      assert.deepEqual(reads, Array(10).fill("1"));
     } finally {
       await server.stop();
     }

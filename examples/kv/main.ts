@@ -39,6 +39,9 @@ One node of a replicated key-value store built on tsraft.
   --admin-listen HOST:PORT  admin API address (default 127.0.0.1:<listen port + 2000>)
   --admin-token-file FILE   file holding the admin token
   --batch-inflight N        batched log entries of writes in flight (default 1)
+  --lease-reads             serve linearizable reads from the leader lease while it holds
+                            (no heartbeat round; safe only while clocks drift less than
+                            the server's leaseClockDrift, 10%)
   -h, --help                this text
 
 Client API (the same on every node; followers forward to the leader):
@@ -101,6 +104,7 @@ const { values } = parseArgs({
     "admin-listen": { type: "string" },
     "admin-token-file": { type: "string" },
     "batch-inflight": { type: "string" },
+    "lease-reads": { type: "boolean", default: false },
     help: { type: "boolean", short: "h" },
   },
 });
@@ -156,6 +160,7 @@ const node = await startKvNode({
   ...(values.token === undefined ? {} : { token: values.token }),
   ...(tls === undefined ? {} : { tls }),
   ...(admin === undefined ? {} : { admin }),
+  ...(values["lease-reads"] ? { leaseReads: true } : {}),
   ...(values["batch-inflight"] === undefined
     ? {}
     : { maxInflightBatches: integer(values["batch-inflight"], "--batch-inflight", 1) || 1 }),
