@@ -5,8 +5,13 @@ import { describe, test } from "node:test";
 import { CoreHarness } from "./_core_harness.ts";
 import { Consensus, JOIN_COMMAND_NAME, LEAVE_COMMAND_NAME } from "./consensus.ts";
 import { LEADER } from "./constants.ts";
-import { CommandOutcomeUnknownError, MembershipChangeInProgressError } from "./errors.ts";
+import {
+  CommandOutcomeUnknownError,
+  MembershipChangeInProgressError,
+  NotLeaderError,
+} from "./errors.ts";
 import type { Logger } from "./logger.ts";
+import { defineCommand } from "./command.ts";
 import { crc32c } from "./crc32c.ts";
 import { createServer } from "./server.ts";
 import { ManualClock } from "./testing/manual_clock.ts";
@@ -469,5 +474,54 @@ describe("Regressions: joining a cluster that needs a snapshot", () => {
       transfer: false,
     });
     assert.equal(vote.voteGranted, true);
+  });
+});
+
+describe("Regressions: found by the simulator, second round", () => {
+  test("Server.do() on a deposed leader settles when a newer leader's shorter log truncates its entries (sim seed 69)", async () => {
+    const cluster = new TestCluster(["a", "b", "c"], {
+      seed: 47,
+      serverOptions: { logger: quietLogger },
+    });
+    await cluster.start();
+    const old = await cluster.waitForLeader();
+    await cluster.run(old.do(new KvSetCommand("before", "v")));
+    cluster.network.isolate(old.name);
+    const stranded = [1, 2, 3].map((i) => old.do(new KvSetCommand(`lost${i}`, "v")));
+    for (const call of stranded) call.catch(() => {});
+    await cluster.waitFor(() => cluster.leaders().some((s) => s !== old), {
+      what: "a new leader among the others",
+    });
+    cluster.network.rejoin(old.name);
+    // The cluster stays quiet: the new leader's no-op overwrites the first of those indexes
+    // (its command certainly did not commit), nothing ever reaches the others.
+    await assert.rejects(cluster.run(stranded[0]!, 5_000), NotLeaderError);
+    for (const call of stranded.slice(1)) {
+      await assert.rejects(cluster.run(call, 5_000), CommandOutcomeUnknownError);
+    }
+    await cluster.stop();
+  });
+
+  test("Server stopped while committed entries wait for an asynchronous apply leaves the event loop free (sim seed 95)", async () => {
+    const cluster = new TestCluster(["a"], { seed: 48, serverOptions: { logger: quietLogger } });
+    let release = () => {};
+    const gate = new Promise<void>((resolve) => release = resolve);
+    const Slow = defineCommand({ name: "slow", apply: () => gate });
+    cluster.registry.register(Slow);
+    await cluster.start();
+    const leader = await cluster.waitForLeader();
+    const slow = leader.do(Slow({}));
+    slow.catch(() => {});
+    const behind = leader.do(new KvSetCommand("x", "1"));
+    behind.catch(() => {});
+    await cluster.waitFor(() => leader.commitIndex > leader.appliedIndex + 1, {
+      what: "an entry committed behind the slow one",
+    });
+    await leader.stop();
+    release();
+    // A macrotask runs only once the microtask queue is empty: with the loop spinning, never.
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    assert.equal(leader.running(), false);
+    await cluster.stop();
   });
 });

@@ -248,6 +248,8 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
   #storageLock: Promise<void> = Promise.resolve();
 
   #appliedIndex = 0;
+  /** Last index handed to storage; a later batch starting at or below it truncated the log. */
+  #lastTakenIndex = 0;
   #applying = false;
   #applyChain: Promise<void> = Promise.resolve();
   #waiters = new Map<number, Waiter>();
@@ -563,6 +565,7 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
       this.#clock.now(),
     );
     if (recover || !this.#initializedBefore) this.#appliedIndex = snapshotMeta?.lastIndex ?? 0;
+    this.#lastTakenIndex = this.#core.lastIndex;
     this.#initializedBefore = true;
     const bootstrap = this.#core.takeReady();
     if (bootstrap.hardState !== undefined || bootstrap.entries.length > 0) {
@@ -644,6 +647,8 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
         resolve: resolve as (value: unknown) => void,
         reject,
       };
+      // A waiter left at this index by an earlier term lost its entry to a truncation.
+      this.#waiters.get(proposal.index)?.reject(new CommandOutcomeUnknownError(proposal.index));
       this.#waiters.set(proposal.index, waiter);
       options.signal?.addEventListener("abort", () => {
         if (this.#waiters.get(proposal.index) !== waiter) return;
@@ -1023,6 +1028,8 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
       this.#appliedIndex = meta.lastIndex;
       this.#stats.count("snapshotsInstalled");
       this.#settleCoveredBySnapshot(meta.lastIndex);
+      this.#failOrphanedWaiters();
+      this.#lastTakenIndex = this.#core.lastIndex;
     });
     this.#setSnapshotting(false);
     this.#drive();
@@ -1131,6 +1138,12 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
       const waiter = this.#readWaiters.get(read.id);
       this.#readWaiters.delete(read.id);
       waiter?.resolve(read.index);
+    }
+    const first = ready.entries[0];
+    if (first !== undefined) {
+      // Entries replaced from first.index on: commands waiting there may be gone.
+      if (first.index <= this.#lastTakenIndex) this.#failOrphanedWaiters();
+      this.#lastTakenIndex = ready.entries[ready.entries.length - 1]!.index;
     }
     if (needsPersist || afterPersist.length > 0) {
       this.#queueWrite(ready.hardState, ready.entries, afterPersist);
@@ -1305,6 +1318,9 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
 
   /** Applies committed entries in order, one at a time, each exactly once. */
   #applyCommitted(): void {
+    // A stopped server applies nothing: re-arming here would chain loops that exit at once,
+    // forever, and starve the event loop (simulator seeds 54, 95, ...).
+    if (this.#phase !== "running") return;
     if (this.#applying || this.#appliedIndex >= this.#core.commitIndex) return;
     this.#applying = true;
     const generation = this.#generation;
@@ -1396,6 +1412,26 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
         this.name;
     } catch {
       return false;
+    }
+  }
+
+  /**
+   * Settles `do()` calls whose index lies past the end of a log a newer leader truncated (or
+   * a snapshot replaced): nothing may ever be applied there again, and another server
+   * holding the entry may still win an election and commit it. A waiter whose index the
+   * log still holds, with another term, is settled when that index is applied: then it is
+   * certain the command did not commit (NotLeaderError).
+   */
+  #failOrphanedWaiters(): void {
+    for (const [index, waiter] of this.#waiters) {
+      if (index <= this.#core.lastIndex) continue;
+      this.#waiters.delete(index);
+      waiter.reject(
+        new CommandOutcomeUnknownError(
+          index,
+          `The outcome of the command at index ${index} is unknown: a newer leader cut this server's log short of it; another server may still commit it`,
+        ),
+      );
     }
   }
 
