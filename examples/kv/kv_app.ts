@@ -181,7 +181,8 @@ function clientRequest(headers: Headers): { client: string; seq: number } | Refu
  * @returns undefined when acceptable, else the refusal
  */
 function checkOp(op: KvOp): Refusal | undefined {
-  if (op[1] === "" || utf8Length(op[1]) > MAX_KEY_BYTES) return tooLarge("A key", MAX_KEY_BYTES);
+  if (op[1] === "") return new Refusal(400, "bad_key", "The key must not be empty");
+  if (utf8Length(op[1]) > MAX_KEY_BYTES) return tooLarge("A key", MAX_KEY_BYTES);
   const values = op[0] === "put" ? [op[2]] : op[0] === "cas" ? [op[2] ?? "", op[3]] : [];
   if (values.some((value) => utf8Length(value) > MAX_VALUE_BYTES)) {
     return tooLarge("A value", MAX_VALUE_BYTES);
@@ -190,7 +191,18 @@ function checkOp(op: KvOp): Refusal | undefined {
   if (utf8Length(client) > MAX_CLIENT_ID_BYTES) {
     return tooLarge(CLIENT_ID_HEADER, MAX_CLIENT_ID_BYTES);
   }
+  // JSON (a CAS body, a forwarded write) can spell a lone surrogate ("\ud800"): not UTF-8.
+  if (![op[1], client, ...values].every(wellFormed)) {
+    return new Refusal(400, "bad_request", "Keys and values must be valid Unicode (UTF-8)");
+  }
   return undefined;
+}
+
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+/** Whether a string has no lone surrogate, i.e. encodes to UTF-8 without replacement. */
+function wellFormed(text: string): boolean {
+  return !LONE_SURROGATE.test(text);
 }
 
 /** The client API as one fetch handler, plus the service behind it. */

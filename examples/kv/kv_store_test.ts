@@ -259,6 +259,12 @@ describe("KV routes on a single in-process node", () => {
         ["/kv/k/cas", { method: "POST", body: '{"expect":"v","value":{}}' }, 400, "bad_request"],
         [
           "/kv/k/cas",
+          { method: "POST", body: '{"expect":null,"value":"a\\ud800"}' },
+          400,
+          "bad_request",
+        ],
+        [
+          "/kv/k/cas",
           { method: "POST", body: JSON.stringify({ expect: null, value: big }) },
           413,
           "too_large",
