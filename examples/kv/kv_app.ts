@@ -1,8 +1,6 @@
 import { NotLeaderError, type Server } from "@tsraft/core";
 import type { Hono } from "hono";
 import { isKvOp, type KvOp, type KvStore, utf8Length } from "./kv_store.ts";
-
-export { utf8Length };
 import {
   errorReply,
   FORWARD_PATH,
@@ -11,6 +9,8 @@ import {
   KvService,
 } from "./kv_service.ts";
 import type { PartitionableTransporter } from "./partitionable_transporter.ts";
+
+export { utf8Length };
 
 /** Request header naming the client, for exactly-once writes. */
 export const CLIENT_ID_HEADER = "x-client-id";
@@ -94,12 +94,15 @@ async function readBody(request: Request, limit: number, what: string) {
   if (declared !== null && !(Number(declared) <= limit)) return tooLarge(what, limit);
   if (request.body === null) return new Uint8Array(0);
   if (declared !== null) {
-    // The server holds the body to its declared length: one read, no stream loop.
+    // HTTP servers hold the body to its declared length: one read, no stream loop. (The
+    // check after it is for a Request built by hand, which nothing holds to its header.)
+    let bytes: Uint8Array;
     try {
-      return new Uint8Array(await request.arrayBuffer());
+      bytes = new Uint8Array(await request.arrayBuffer());
     } catch {
       return new Refusal(400, "bad_request", `Cannot read ${what.toLowerCase()}`);
     }
+    return bytes.byteLength > limit ? tooLarge(what, limit) : bytes;
   }
   const chunks: Uint8Array[] = [];
   let total = 0;

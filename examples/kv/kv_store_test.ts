@@ -241,6 +241,12 @@ describe("KV routes on a single in-process node", () => {
         ["/kv/k", { method: "PUT", body: big }, 413, "too_large"],
         [
           "/kv/k",
+          { method: "PUT", body: big, headers: { "content-length": "5" } },
+          413,
+          "too_large",
+        ],
+        [
+          "/kv/k",
           { method: "PUT", body: "v", headers: { "content-length": "99999999" } },
           413,
           "too_large",
