@@ -339,6 +339,10 @@ export class Consensus {
   get quorumSize(): number {
     return this.#configs.quorumSize;
   }
+  /** Clock time of the last message from a leader of the current or an earlier term. */
+  get lastLeaderContactMs(): number {
+    return this.#lastLeaderContactMs;
+  }
   /** Target of an ongoing leadership transfer, if any. */
   get transferTarget(): string | undefined {
     return this.#transfer?.target;

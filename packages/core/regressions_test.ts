@@ -525,3 +525,33 @@ describe("Regressions: found by the simulator, second round", () => {
     await cluster.stop();
   });
 });
+
+describe("Regressions: found by the simulator, third round", () => {
+  test("Server settles the calls of a leader that removed itself and never learns the outcome (sim seed 71)", async () => {
+    const cluster = new TestCluster(["a", "b", "c"], {
+      seed: 49,
+      serverOptions: { logger: quietLogger },
+    });
+    await cluster.start();
+    const leader = await cluster.waitForLeader();
+    const followers = [...leader.peers.keys()];
+    await cluster.run(leader.do(new KvSetCommand("before", "v")));
+    // Answers no longer reach the leader: it cannot commit its removal, the others can.
+    for (const follower of followers) cluster.network.cutLink(follower, leader.name);
+    const removal = leader.removePeer(leader.name);
+    removal.catch(() => {});
+    await cluster.waitFor(() => !leader.members.some((m) => m.name === leader.name), {
+      what: "the leave entry appended",
+    });
+    const after = leader.do(new KvSetCommand("after-leave", "v"));
+    after.catch(() => {});
+    await cluster.waitFor(
+      () => cluster.leaders().some((s) => s !== leader && s.members.length === 2),
+      { what: "the others to elect a leader of the two-member configuration" },
+    );
+    cluster.network.heal();
+    await assert.rejects(cluster.run(removal, 5_000), CommandOutcomeUnknownError);
+    await assert.rejects(cluster.run(after, 5_000), CommandOutcomeUnknownError);
+    await cluster.stop();
+  });
+});

@@ -1238,8 +1238,26 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
       this.#timerDueMs = Infinity;
       if (this.#phase !== "running") return;
       this.#core.tick(this.#clock.now());
+      this.#settleIfRemoved();
       this.#drive();
     }, Math.max(0, due - this.#clock.now()));
+  }
+
+  /**
+   * A server whose own log removes it, and that has heard from no leader for two election
+   * timeouts, has in all likelihood been removed: leaders do not send entries to servers
+   * outside their configuration, so it may never learn whether its pending commands (its
+   * own removal among them) committed. Settle them as unknown rather than leave them
+   * hanging; it does not campaign, and a leader that still counts it will reach it.
+   */
+  #settleIfRemoved(): void {
+    if (this.#waiters.size === 0 || this.#core.isMember || this.#core.leader !== "") return;
+    const silentMs = this.#clock.now() - this.#core.lastLeaderContactMs;
+    if (!(silentMs > 2 * this.#electionTimeoutMs)) return;
+    this.#failWaitersAfter(
+      this.#core.commitIndex,
+      "this server's log removes it from the cluster and no leader has contacted it since",
+    );
   }
 
   #send(message: OutboundMessage): void {
