@@ -33,7 +33,7 @@ const Add = defineCommand({
   },
 });
 
-async function singleServer(stateMachine: Tally, registry: CommandRegistry) {
+async function singleServer(stateMachine: Tally, registry: CommandRegistry, logger?: Logger) {
   const clock = new ManualClock();
   const network = new MemoryNetwork({ clock });
   const server = createServer({
@@ -44,6 +44,7 @@ async function singleServer(stateMachine: Tally, registry: CommandRegistry) {
     registry,
     clock,
     random: { next: () => 0 },
+    ...(logger ? { logger } : {}),
   });
   network.register(server);
   await server.start();
@@ -237,26 +238,7 @@ describe("Server.stats() and the logger", () => {
       warn: record("warn"),
       error: record("error"),
     };
-    const tally = new Tally();
-    const registry = new CommandRegistry();
-    const clock = new ManualClock();
-    const network = new MemoryNetwork({ clock });
-    const server = createServer({
-      name: "solo",
-      transporter: network.transporter(),
-      storage: new MemoryStorage(),
-      stateMachine: tally,
-      registry,
-      clock,
-      logger,
-      random: { next: () => 0 },
-    });
-    network.register(server);
-    await server.start();
-    for (let i = 0; i < 100 && server.state !== LEADER; i++) {
-      clock.advance(50);
-      await new Promise((resolve) => setTimeout(resolve, 0));
-    }
+    const { server } = await singleServer(new Tally(), new CommandRegistry(), logger);
     const stateChanges = lines.filter((line) => line.message === "solo: stateChange");
     assert.deepEqual(stateChanges.map((line) => line.properties?.to), ["candidate", "leader"]);
     assert.ok(lines.some((line) => line.message === "solo: termChange"));

@@ -15,7 +15,7 @@ function entry(index: number, term: number, text = `e${index}`): LogEntry {
   return { index, term, commandName: "test", command: encoder.encode(text) };
 }
 
-function follower(entries: LogEntry[] = [], term = 0): Consensus {
+function follower(entries: LogEntry[] = [], term = 0, votedFor = ""): Consensus {
   const core = new Consensus({
     name: "f",
     peers: [{ name: "l", connectionString: "" }, { name: "x", connectionString: "" }],
@@ -25,7 +25,7 @@ function follower(entries: LogEntry[] = [], term = 0): Consensus {
     preVote: false,
     checkQuorum: false,
   });
-  core.restore({ hardState: { term, votedFor: "" }, snapshot: undefined, entries }, 0);
+  core.restore({ hardState: { term, votedFor }, snapshot: undefined, entries }, 0);
   core.takeReady(); // a pristine server bootstraps: entry 1 holds the membership, term 1
   return core;
 }
@@ -723,16 +723,7 @@ describe("Consensus: rules each guarded by a mutation test", () => {
     const hardState = core.takeReady().hardState;
     assert.deepEqual(hardState, { term: 5, votedFor: "l" });
 
-    const afterCrash = new Consensus({
-      name: "f",
-      peers: [{ name: "l", connectionString: "" }, { name: "x", connectionString: "" }],
-      electionTimeoutMs: 150,
-      heartbeatIntervalMs: 50,
-      random: { next: () => 0 },
-      preVote: false,
-      checkQuorum: false,
-    });
-    afterCrash.restore({ hardState: hardState!, snapshot: undefined, entries: [] }, 0);
+    const afterCrash = follower([], hardState!.term, hardState!.votedFor);
     const second = afterCrash.handleRequestVote({
       term: 5,
       lastLogIndex: 9,
