@@ -184,4 +184,4 @@ const ACK_BEFORE_DURABLE_SEEDS = [1];
  * failures are reported, not hidden: `deno task sim` fails on them. Remove a seed once the
  * bug behind it is fixed.
  */
-const KNOWN_FAILING_SEEDS = new Set<number>([29]);
+const KNOWN_FAILING_SEEDS = new Set<number>([]);
