@@ -85,6 +85,7 @@ export type {
   PeerInfo,
   SaveBatch,
   SnapshotMeta,
+  SnapshotSink,
   Storage,
   StorageState,
   StoredSnapshot,

@@ -65,6 +65,7 @@ export type {
   PeerInfo,
   SaveBatch,
   SnapshotMeta,
+  SnapshotSink,
   Storage,
   StorageState,
   StoredSnapshot,
