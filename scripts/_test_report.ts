@@ -154,8 +154,8 @@ export function leafTests(
     !cases.some((d) => d.status === "failed" && d.name.startsWith(`${c.name} > `))
   );
   // Deno's report names a describe block's tests without their file: when two cases share a
-  // block's name (two files with a `describe("X")`, or a test "X" beside one), which of them
-  // holds the tests is unknown, and the count may be off by one per extra case.
+  // block's name (two `describe("X")`, or a test "X" beside one), which of them holds the tests
+  // is unknown. Two blocks count exactly (neither is a test); a plain test "X" would be missed.
   const seen = new Map<string, number>();
   for (const c of cases) if (parents.has(c.name)) seen.set(c.name, (seen.get(c.name) ?? 0) + 1);
   const ambiguous = [...seen].filter(([, n]) => n > 1).map(([name]) => name);

@@ -126,8 +126,8 @@ if (existsSync(skipLog)) {
 const { leaves, parentFailures, ambiguous } = leafTests(cases);
 if (ambiguous.length > 0) {
   console.log(
-    `note: describe blocks named alike in several files (${ambiguous.join(", ")}): ` +
-      "each is counted as a block; rename one so the count is exact",
+    `note: top-level tests or blocks share the names ${ambiguous.join(", ")}; Deno's report ` +
+      "does not say which holds the tests, so a plain test among them would go uncounted",
   );
 }
 const counts: Counts = { passed: 0, failed: parentFailures.length, skipped: 0 };
