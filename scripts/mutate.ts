@@ -14,6 +14,7 @@
  * deno task mutate --no-baseline         # skip checking that each command passes unmutated
  * deno task mutate --thorough            # a survivor also gets the whole suite (deno task test)
  * deno task mutate --every               # run every command, not only up to the first catch
+ * deno task mutate --check --working-tree # only check that every mutation still applies
  * deno task mutate --timeout 300         # per command, in seconds; a hang counts as caught
  * ```
  *
@@ -39,10 +40,11 @@ interface Args {
   keep: boolean;
   thorough: boolean;
   every: boolean;
+  check: boolean;
 }
 
 const USAGE =
-  "usage: deno task mutate [--list] [--only id[,id]] [--working-tree | --rev R] [--no-baseline] [--thorough] [--every] [--timeout S] [--keep]";
+  "usage: deno task mutate [--list] [--only id[,id]] [--working-tree | --rev R] [--no-baseline] [--thorough] [--every] [--check] [--timeout S] [--keep]";
 
 /** What `deno task test` runs: with --thorough, the last word on a mutation nothing else caught. */
 const FULL_SUITE: Catcher = { test: ["packages", "examples", "bench"] };
@@ -58,6 +60,7 @@ function parseArgs(argv: string[]): Args {
     keep: false,
     thorough: false,
     every: false,
+    check: false,
   };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i]!;
@@ -75,6 +78,7 @@ function parseArgs(argv: string[]): Args {
     else if (flag === "--keep") args.keep = true;
     else if (flag === "--thorough") args.thorough = true;
     else if (flag === "--every") args.every = true;
+    else if (flag === "--check") args.check = true;
     else if (flag === "--timeout") args.timeoutMs = Number(value()) * 1000;
     else throw new RangeError(`Unknown flag ${flag} (${USAGE})`);
   }
@@ -318,6 +322,16 @@ async function main(): Promise<number> {
   const dir = copyRepository(args.workingTree, args.rev);
   console.log(`mutate: copy of ${args.workingTree ? "the working tree" : args.rev} in ${dir}`);
   try {
+    if (args.check) {
+      let stale = 0;
+      for (const mutation of selected) {
+        const undo = apply(dir, mutation);
+        if (typeof undo === "string") stale++;
+        else undo();
+        console.log(`${mutation.id}: ${typeof undo === "string" ? `STALE: ${undo}` : "applies"}`);
+      }
+      return stale === 0 ? 0 : 1;
+    }
     // A command that fails without any mutation cannot judge one: it is left out (and the run
     // fails at the end), so the other commands still say what they catch.
     const broken = new Map<string, string>();
