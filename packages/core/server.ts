@@ -39,6 +39,7 @@ import {
 } from "./errors.ts";
 import type { RaftEvent, RaftEventListener, RaftEventMap, RaftEventType } from "./events.ts";
 import { consoleLogger, type Logger } from "./logger.ts";
+import { logLevel, TRACE } from "./log_level.ts";
 import { isMembershipCommand } from "./membership.ts";
 import { InvariantError } from "./raft_log.ts";
 import { type ServerStats, StatsRecorder } from "./stats.ts";
@@ -1260,6 +1261,12 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     );
   }
 
+  /** Whether trace messages are wanted: building one per RPC costs on the hot path. */
+  #tracing(): boolean {
+    return this.#logger.trace !== undefined &&
+      (this.#logger !== consoleLogger || logLevel() >= TRACE);
+  }
+
   #send(message: OutboundMessage): void {
     const sender = { name: this.name };
     const generation = this.#generation;
@@ -1269,10 +1276,12 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
       message.kind,
       message.kind === "appendEntries" ? entryBytes(message.request.entries) : 0,
     );
-    this.#logger.trace?.(`${this.name}: send ${message.kind}`, {
-      to: message.to.name,
-      term: message.request.term,
-    });
+    if (this.#tracing()) {
+      this.#logger.trace!(`${this.name}: send ${message.kind}`, {
+        to: message.to.name,
+        term: message.request.term,
+      });
+    }
     switch (message.kind) {
       case "appendEntries": {
         const startedMs = this.#clock.now();
