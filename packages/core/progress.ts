@@ -76,10 +76,19 @@ export class Progress {
     this.#resetInflight();
   }
 
-  /** Streams from the match on: a probe succeeded. */
+  /**
+   * Streams from the match on, with an empty window: a probe succeeded.
+   *
+   * A probe's slot counts any message, heartbeats too, while a stream frees a slot only for
+   * answers that carry entries: a probe slot carried over would never be freed, and with a
+   * window of one nothing more would be sent (simulator seed 420). Probes still in flight
+   * answer as a stream message would, and freeing below zero is clamped (etcd-raft's
+   * BecomeReplicate also resets its inflights).
+   */
   becomeReplicate(): void {
     this.#mode = "replicate";
     this.#nextIndex = this.#matchIndex + 1;
+    this.#resetInflight();
   }
 
   /** Waits for a snapshot; nothing else is sent but heartbeats. */

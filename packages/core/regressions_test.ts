@@ -555,3 +555,31 @@ describe("Regressions: found by the simulator, third round", () => {
     await cluster.stop();
   });
 });
+
+describe("Regressions: found by the simulator, fourth round", () => {
+  test("Consensus keeps replicating to a follower whose probe succeeded while a heartbeat went out (sim seed 420)", () => {
+    // A read waiting for a new leader's first commit makes that commit broadcast a
+    // heartbeat; the follower whose probe answer committed it was still probing, so the
+    // heartbeat took its one probe slot, which replicate mode never freed (there only
+    // answers carrying entries free a slot): with one message in flight allowed, nothing
+    // more was ever sent to it.
+    const h = new CoreHarness(["a", "b", "c"], { maxInflightMessages: 1 });
+    h.down.add("c"); // the leader commits only with the other one's acks
+    h.holdBack = (queued) => queued.message.kind === "appendEntries";
+    const leader = h.electLeader();
+    const follower = leader === "a" ? "b" : "a";
+    h.node(leader).requestRead();
+    h.flush(leader);
+    h.holdBack = undefined;
+    h.queue.unshift(...h.held); // the first probe, with the leader's no-op, arrives now
+    h.stabilize();
+    const progress = () => h.node(leader).progress.find((p) => p.name === follower);
+    assert.equal(progress()?.mode, "replicate");
+
+    const index = h.propose(leader, "x");
+    h.advance(200);
+    assert.equal(h.node(leader).role, "leader");
+    assert.equal(h.node(follower).lastIndex, index, `the entry reached ${follower}`);
+    assert.equal(h.node(leader).commitIndex, index);
+  });
+});
