@@ -7,10 +7,11 @@ import {
   type ForwardItem,
   type ForwardReply,
   KvService,
+  nodeUrl,
 } from "./kv_service.ts";
 import type { PartitionableTransporter } from "./partitionable_transporter.ts";
 
-export { utf8Length };
+export { nodeUrl, utf8Length };
 
 /** Request header naming the client, for exactly-once writes. */
 export const CLIENT_ID_HEADER = "x-client-id";
@@ -52,18 +53,6 @@ export interface KvRoutesOptions {
   maxInflightBatches?: number;
   /** Reads from the leader lease when it holds (see KvService). @default false */
   leaseReads?: boolean;
-}
-
-/**
- * Turns a member's connection string (its client address) into a URL base.
- * @param connectionString `host:port` or an `http(s)://` URL
- * @param scheme the scheme for a bare `host:port` @default "http"
- * @returns e.g. `http://127.0.0.1:4001`
- */
-export function nodeUrl(connectionString: string, scheme: "http" | "https" = "http"): string {
-  return /^https?:\/\//.test(connectionString)
-    ? connectionString.replace(/\/+$/, "")
-    : `${scheme}://${connectionString}`;
 }
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
@@ -235,6 +224,7 @@ export function createKvHandler(options: KvRoutesOptions): KvHandler {
       : { maxInflightBatches: options.maxInflightBatches }),
     ...(options.forwardInit === undefined ? {} : { forwardInit: options.forwardInit }),
     ...(options.leaseReads === undefined ? {} : { leaseReads: options.leaseReads }),
+    scheme,
   });
   const node = server.name;
   const refuse = (refusal: Refusal) =>

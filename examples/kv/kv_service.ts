@@ -37,6 +37,8 @@ export interface KvServiceOptions {
   maxBatchChars?: number;
   /** Fetch options for forwarding over https with a private CA (e.g. `{ client }` on Deno). */
   forwardInit?: RequestInit;
+  /** Scheme of every node's client API (to recognize the leader's URL). @default "http" */
+  scheme?: "http" | "https";
   /**
    * Serve reads from the leader lease while it holds (no heartbeat round; `server.readIndex`
    * falls back to a round otherwise). Correct only while clocks drift less than the server's
@@ -58,6 +60,18 @@ export type ForwardReply =
   | { value: string | null }
   | { index: number }
   | { error: string; status: number; reason: string };
+
+/**
+ * Turns a member's connection string (its client address) into a URL base.
+ * @param connectionString `host:port` or an `http(s)://` URL
+ * @param scheme the scheme for a bare `host:port` @default "http"
+ * @returns e.g. `http://127.0.0.1:4001`
+ */
+export function nodeUrl(connectionString: string, scheme: "http" | "https" = "http"): string {
+  return /^https?:\/\//.test(connectionString)
+    ? connectionString.replace(/\/+$/, "")
+    : `${scheme}://${connectionString}`;
+}
 
 /** Path of the leader's endpoint for forwarded requests (POST, or a WebSocket on Deno). */
 export const FORWARD_PATH = "/_forward";
@@ -133,6 +147,7 @@ export class KvService {
   readonly #maxChars: number;
   readonly #forwardInit: RequestInit;
   readonly #lease: boolean;
+  readonly #scheme: "http" | "https";
   #queue: { op: KvOp; done: Deferred<KvResult> }[] = [];
   #inflight = 0;
   #flushScheduled = false;
@@ -145,7 +160,8 @@ export class KvService {
   #link: LeaderLink | undefined;
   #readGroupSize = 0;
   #forwardQueue: { url: string; op: KvOp; done: Deferred<ForwardReply> }[] = [];
-  #forwardInflight = false;
+  /** Leader URL of the group of forwarded writes in flight. */
+  #forwardInflight: string | undefined;
   #forwardScheduled = false;
   /** Counters since start. */
   readonly stats: KvServiceStats = {
@@ -168,6 +184,20 @@ export class KvService {
     this.#maxChars = options.maxBatchChars ?? 4 * 1024 * 1024;
     this.#forwardInit = options.forwardInit ?? {};
     this.#lease = options.leaseReads ?? false;
+    this.#scheme = options.scheme ?? "http";
+    // When another node becomes leader, requests still waiting on the old one (frozen,
+    // partitioned, or deposed) fail now with 503 so their clients retry, instead of waiting
+    // out the request timeout.
+    this.server.addEventListener("leaderChange", () => {
+      const leader = this.leader();
+      const url = leader === "self" || leader === undefined
+        ? undefined
+        : nodeUrl(leader.connectionString, this.#scheme);
+      if (this.#link !== undefined && this.#link.url !== url) {
+        this.#link.close();
+        this.#link = undefined;
+      }
+    });
   }
 
   /**
@@ -384,26 +414,33 @@ export class KvService {
   }
 
   #scheduleForward(): void {
-    if (this.#forwardScheduled || this.#forwardInflight || this.#forwardQueue.length === 0) {
-      return;
-    }
+    if (this.#forwardScheduled || this.#forwardQueue.length === 0) return;
+    // One group in flight, unless the leader changed: then the old group must not hold the
+    // new leader's writes back until it times out (sending to the new leader closes the old
+    // link, which fails the old group at once).
+    if (this.#forwardInflight === this.#newestForwardUrl()) return;
     this.#forwardScheduled = true;
     queueMicrotask(() => {
       this.#forwardScheduled = false;
-      if (this.#forwardInflight || this.#forwardQueue.length === 0) return;
-      // Writes for one leader per message; after a leader change the rest go next time.
-      const url = this.#forwardQueue[0]!.url;
-      const group = this.#forwardQueue.filter((item) => item.url === url);
-      this.#forwardQueue = this.#forwardQueue.filter((item) => item.url !== url);
-      this.#forwardInflight = true;
+      const url = this.#newestForwardUrl();
+      if (url === undefined || url === this.#forwardInflight) return;
+      // Everything queued goes to the leader the newest request knew of: leaders only move
+      // forward, so an older request's idea of the leader is no better.
+      const group = this.#forwardQueue;
+      this.#forwardQueue = [];
+      this.#forwardInflight = url;
       // Sent in one turn of the event loop: the link puts them in one message.
       Promise.all(group.map(async (item) => {
         item.done.resolve(await this.forward(url, { op: item.op }));
       })).finally(() => {
-        this.#forwardInflight = false;
+        if (this.#forwardInflight === url) this.#forwardInflight = undefined;
         this.#scheduleForward();
       });
     });
+  }
+
+  #newestForwardUrl(): string | undefined {
+    return this.#forwardQueue[this.#forwardQueue.length - 1]?.url;
   }
 
   /**
