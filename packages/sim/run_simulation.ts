@@ -567,11 +567,7 @@ async function drive(
   if (!(await sim.runUntil(() => pending.size === 0, boundMs))) {
     sim.violation(
       `liveness: ${pending.size} calls still pending ${boundMs} ms after faults stopped: ` +
-        [...pending.values()].slice(0, 5).join("; ") + "; nodes: " +
-        sim.allNames.map((n) => {
-          const i = sim.info(n);
-          return `${n} ${i.state} t${i.term} last ${i.lastIndex} commit ${i.commitIndex} applied ${i.appliedIndex}`;
-        }).join(", "),
+        [...pending.values()].slice(0, 5).join("; ") + `; nodes: ${describeNodes(sim)}`,
     );
   }
   // Then a write and reads through a leader, and every member catches up.
@@ -632,7 +628,7 @@ async function drive(
         `liveness: not every member applied ${finalIndex} within ${boundMs} ms: ` +
           members.map((n) => `${n}@${sim.isUp(n) ? sim.server(n).appliedIndex : "down"}`).join(
             " ",
-          ),
+          ) + `; nodes: ${describeNodes(sim)}`,
       );
     }
   }
@@ -688,4 +684,20 @@ async function drive(
     replay: `deno task sim --seed ${seed} --nodes ${config.nodes}`,
     config,
   };
+}
+
+/** Every node's state, term and indexes, for liveness reports. */
+function describeNodes(sim: Simulator): string {
+  return sim.allNames.map((n) => {
+    const i = sim.info(n);
+    const progress = i.state === "leader" && sim.isUp(n)
+      ? ` [${
+        sim.server(n).progress.map((p) =>
+          `${p.name} ${p.mode} match ${p.matchIndex} next ${p.nextIndex} inflight ${p.inflightMessages}`
+        ).join("; ")
+      }]`
+      : "";
+    return `${n} ${i.state} t${i.term} last ${i.lastIndex} commit ${i.commitIndex} ` +
+      `applied ${i.appliedIndex} snapshot ${i.snapshotIndex}${progress}`;
+  }).join(", ");
 }
