@@ -4,6 +4,7 @@ import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import process from "node:process";
 import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import {
@@ -331,6 +332,30 @@ describe("examples/kv over tcp + file (3 processes)", () => {
       return reply?.text === "new" ? reply : undefined;
     }, { message: `${old.id} catches up` });
     assert.equal(local.status, 200);
+  });
+
+  test("a request a follower forwarded to a leader that froze fails once another leads", async () => {
+    const { leader, follower } = await cluster.follower();
+    assert.equal(
+      (await call(`${follower.url}/kv/frozen`, { method: "PUT", body: "0" })).status,
+      200,
+    );
+    process.kill(leader.pid!, "SIGSTOP");
+    try {
+      // Forwarded to the frozen leader, it waits until the follower sees a new leader, which
+      // closes the link: a 503 to retry, not a 504 after the request timeout.
+      const pending = call(`${follower.url}/kv/frozen`, { method: "PUT", body: "1" });
+      const fresh = await cluster.leader({ exclude: leader.id });
+      assert.notEqual(fresh.id, leader.id);
+      const reply = await pending;
+      assert.ok(reply.status === 503 || reply.status === 200, `${reply.status} ${reply.text}`);
+    } finally {
+      process.kill(leader.pid!, "SIGCONT");
+    }
+    await waitFor(async () => {
+      const status = await fetchStatus(leader.url);
+      return status !== undefined && status.state === "follower" && status.leader !== "";
+    }, { message: `${leader.id} rejoins as a follower` });
   });
 
   test("kill -9 of the leader: a new leader, no acknowledged write lost, the node catches up", async () => {
