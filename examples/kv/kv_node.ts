@@ -9,6 +9,7 @@ import { TcpTransporter } from "@tsraft/transport-tcp";
 import { Hono } from "hono";
 import { installAdminRoutes, installKvRoutes, nodeUrl } from "./kv_app.ts";
 import { kvRegistry, KvStore } from "./kv_store.ts";
+import { installMetricsRoutes } from "./metrics.ts";
 import { PartitionableTransporter } from "./partitionable_transporter.ts";
 
 /** Options of {@link startKvNode}. */
@@ -185,6 +186,7 @@ export async function startKvNode(options: KvNodeOptions): Promise<KvNode> {
       : { maxInflightBatches: options.maxInflightBatches }),
     ...(options.leaseReads === undefined ? {} : { leaseReads: options.leaseReads }),
   });
+  installMetricsRoutes(app, { server, service: kv.service.stats });
   http?.install(partition.guard(server), app);
   // The client API's hot path skips Hono's router; raft (http transport) and /status use it.
   const fetch = (request: Request) => {

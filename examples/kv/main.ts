@@ -52,6 +52,8 @@ Client API (the same on every node; followers forward to the leader):
          ?noforward         307 to the leader instead of forwarding
          ?local             this node's possibly stale copy (no leader round trip)
   GET    /status            {id,state,term,leader,commitIndex,lastIndex,appliedIndex,peers,...}
+  GET    /metrics           Prometheus text: tsraft_* gauges, counters, storage-write histogram
+  GET    /stats             JSON: server.stats(), the service's counters, the log tail
   Headers x-client-id + x-request-seq make a write exactly-once across retries.
   503 {"error":"no_leader"} while no leader is known.
   Limits: keys 1 KiB, values 1 MiB (413 {"error":"too_large"}), x-client-id 128 bytes.
