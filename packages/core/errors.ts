@@ -50,7 +50,9 @@ export class CommandTimeoutError extends RaftError {
 
 /**
  * This server can no longer tell whether a command it proposed committed: an installed
- * snapshot replaced the log past the command's entry. Retry only if the command is
+ * snapshot replaced the log past the command's entry, a newer leader cut the log short of
+ * it, or no leader has contacted this server for a long time (it is cut off, or was removed
+ * from the cluster). Another server may still commit it. Retry only if the command is
  * idempotent, or check the state first.
  */
 export class CommandOutcomeUnknownError extends RaftError {

@@ -582,4 +582,29 @@ describe("Regressions: found by the simulator, fourth round", () => {
     assert.equal(h.node(follower).lastIndex, index, `the entry reached ${follower}`);
     assert.equal(h.node(leader).commitIndex, index);
   });
+
+  test("Server settles the calls of a leader removed by a change it never receives (sim seed 653)", async () => {
+    const cluster = new TestCluster(["a", "b", "c"], {
+      seed: 53,
+      serverOptions: { logger: quietLogger, preVote: true, checkQuorum: true },
+    });
+    await cluster.start();
+    const leader = await cluster.waitForLeader();
+    await cluster.run(leader.do(new KvSetCommand("before", "v")));
+    // Cut off, the leader proposes a command it cannot commit; the others elect a leader and
+    // remove it. That leader sends nothing to a server outside its configuration, and the
+    // removed one, whose log never shows its removal, cannot win a vote: no one contacts it.
+    cluster.network.isolate(leader.name);
+    const stranded = leader.do(new KvSetCommand("stranded", "v"));
+    stranded.catch(() => {});
+    await cluster.waitFor(() => cluster.leaders().some((s) => s !== leader), {
+      what: "the others to elect a leader",
+    });
+    const successor = cluster.leaders().find((s) => s !== leader)!;
+    await cluster.run(successor.removePeer(leader.name));
+    cluster.network.heal();
+    await assert.rejects(cluster.run(stranded, 5_000), CommandOutcomeUnknownError);
+    assert.ok(leader.members.some((m) => m.name === leader.name), "its log still counts it");
+    await cluster.stop();
+  });
 });

@@ -77,6 +77,13 @@ import {
 const LEARNER_CATCH_UP_ENTRIES = 100;
 
 /**
+ * Election timeouts without a leader after which a member settles its pending commands as
+ * unknown: ten failed elections in a row mean it is cut off, or was removed by a change it
+ * never received. (A server whose own log removes it waits two: it does not campaign.)
+ */
+const CUT_OFF_ELECTION_TIMEOUTS = 10;
+
+/**
  * Saves and restores the application's state for snapshots (hashicorp/raft's FSM
  * `Snapshot`/`Restore`, goraft's `Save`/`Recovery`).
  */
@@ -264,6 +271,8 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
   #bytesSinceSnapshot = 0;
   #snapshotInProgress = false;
   #sendingSnapshotTo = new Set<string>();
+  /** When this server last stopped leading (a leader counts as in contact with one). */
+  #steppedDownAtMs = -Infinity;
   /** Snapshot bytes sent to each peer so far (learner catch-up counts them as progress). */
   #snapshotBytesSent = new Map<string, number>();
   readonly #receiver: SnapshotReceiver;
@@ -627,6 +636,9 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
    * @throws NotLeaderError on a follower (with the leader's name and connection string)
    * @throws StopError when the server stops first
    * @throws CommandTimeoutError when the signal aborts first
+   * @throws CommandOutcomeUnknownError when this server can no longer learn whether the
+   * command committed (its log was cut short or replaced by a snapshot, or no leader has
+   * contacted it for many election timeouts: it is cut off or was removed)
    * @throws UnknownCommandError when the command's name is not registered
    */
   do<R = unknown>(command: Command<R>, options: DoOptions = {}): Promise<R> {
@@ -1113,7 +1125,10 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
   #handleReady(ready: Ready): void {
     for (const event of ready.events) {
       this.#dispatch(event.type, event.value as never, event.prevValue as never);
-      if (event.type === "stateChange" && event.prevValue === LEADER) this.#failReads();
+      if (event.type === "stateChange" && event.prevValue === LEADER) {
+        this.#steppedDownAtMs = this.#clock.now();
+        this.#failReads();
+      }
       if (event.type === "stateChange") {
         if (event.value === CANDIDATE) this.#stats.count("electionsStarted");
         if (event.value === LEADER) this.#stats.count("leadershipsWon");
@@ -1239,25 +1254,33 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
       this.#timerDueMs = Infinity;
       if (this.#phase !== "running") return;
       this.#core.tick(this.#clock.now());
-      this.#settleIfRemoved();
+      this.#settleIfCutOff();
       this.#drive();
     }, Math.max(0, due - this.#clock.now()));
   }
 
   /**
-   * A server whose own log removes it, and that has heard from no leader for two election
-   * timeouts, has in all likelihood been removed: leaders do not send entries to servers
-   * outside their configuration, so it may never learn whether its pending commands (its
-   * own removal among them) committed. Settle them as unknown rather than leave them
-   * hanging; it does not campaign, and a leader that still counts it will reach it.
+   * Settles pending commands as unknown once no leader has contacted this server for a
+   * while: only a leader's entries can tell it whether they committed. A server whose own
+   * log removes it waits two election timeouts (leaders send nothing to servers outside
+   * their configuration, and it does not campaign; simulator seed 71). A member waits
+   * {@link CUT_OFF_ELECTION_TIMEOUTS}: it is partitioned away, or it was removed by a change
+   * it never received (simulator seed 653). Then no leader contacts it, its votes fail, as
+   * its log is behind, and nothing else would ever settle its calls. A leader that reaches
+   * it later still replicates to it as before.
    */
-  #settleIfRemoved(): void {
-    if (this.#waiters.size === 0 || this.#core.isMember || this.#core.leader !== "") return;
-    const silentMs = this.#clock.now() - this.#core.lastLeaderContactMs;
-    if (!(silentMs > 2 * this.#electionTimeoutMs)) return;
+  #settleIfCutOff(): void {
+    if (this.#waiters.size === 0 || this.#core.state === LEADER) return;
+    const lastContactMs = Math.max(this.#core.lastLeaderContactMs, this.#steppedDownAtMs);
+    const silentMs = this.#clock.now() - lastContactMs;
+    const removed = !this.#core.isMember;
+    const limitMs = this.#electionTimeoutMs * (removed ? 2 : CUT_OFF_ELECTION_TIMEOUTS);
+    if (!(silentMs > limitMs)) return;
     this.#failWaitersAfter(
       this.#core.commitIndex,
-      "this server's log removes it from the cluster and no leader has contacted it since",
+      removed
+        ? "this server's log removes it from the cluster and no leader has contacted it since"
+        : `no leader has contacted this server for ${CUT_OFF_ELECTION_TIMEOUTS} election timeouts`,
     );
   }
 
