@@ -1,4 +1,9 @@
-import { NotLeaderError, type Server } from "@tsraft/core";
+import {
+  DuplicatePeerError,
+  MembershipChangeInProgressError,
+  NotLeaderError,
+  type Server,
+} from "@tsraft/core";
 import type { Hono } from "hono";
 import { isKvOp, type KvOp, type KvStore, utf8Length } from "./kv_store.ts";
 import {
@@ -529,8 +534,9 @@ function sameSecret(given: string, expected: string): boolean {
 }
 
 /**
- * Mounts the demo admin API (`/admin/partition`, `/admin/heal`, `/admin/snapshot`), every
- * route behind a bearer token. The node serves it on its own listener, on loopback unless
+ * Mounts the demo admin API (`/admin/partition`, `/admin/heal`, `/admin/snapshot`, and on the
+ * leader `/admin/transfer`, `/admin/add-peer`, `/admin/remove-peer`), every route behind a
+ * bearer token. The node serves it on its own listener, on loopback unless
  * told otherwise, and only with `--admin`.
  * @param app the admin listener's Hono app
  * @param options the server, partition switch and token
@@ -571,6 +577,93 @@ export function installAdminRoutes(app: Hono, options: AdminRoutesOptions): void
   app.post("/admin/snapshot", async (c) => {
     await server.takeSnapshot();
     return c.json({ ok: true, appliedIndex: server.appliedIndex });
+  });
+
+  // Membership and leadership, on the leader (a follower answers 409 naming the leader).
+  app.post("/admin/transfer", async (c) => {
+    const body = await adminBody(c.req.raw);
+    const to = body?.to;
+    if (body === undefined || (to !== undefined && typeof to !== "string")) {
+      return c.json({ error: "bad_request", reason: 'The body must be {"to"?: name}' }, 400);
+    }
+    return await membership(() => server.transferLeadership(to), server);
+  });
+
+  app.post("/admin/add-peer", async (c) => {
+    const body = await adminBody(c.req.raw);
+    const { name, connectionString } = body ?? {};
+    if (typeof name !== "string" || typeof connectionString !== "string") {
+      return c.json({
+        error: "bad_request",
+        reason: 'The body must be {"name": string, "connectionString": "host:port"}',
+      }, 400);
+    }
+    return await membership(
+      () => server.addPeer(name, connectionString, { signal: AbortSignal.timeout(MEMBERSHIP_MS) }),
+      server,
+    );
+  });
+
+  app.post("/admin/remove-peer", async (c) => {
+    const name = (await adminBody(c.req.raw))?.name;
+    if (typeof name !== "string") {
+      return c.json({ error: "bad_request", reason: 'The body must be {"name": string}' }, 400);
+    }
+    return await membership(
+      () => server.removePeer(name, { signal: AbortSignal.timeout(MEMBERSHIP_MS) }),
+      server,
+    );
+  });
+}
+
+/** How long an admin membership change may take (a newcomer catching up included). */
+const MEMBERSHIP_MS = 30_000;
+
+/** An admin request's JSON object body (`{}` when empty), or undefined when malformed. */
+async function adminBody(request: Request): Promise<Record<string, unknown> | undefined> {
+  const text = await request.text();
+  if (text.trim() === "") return {};
+  try {
+    const parsed: unknown = JSON.parse(text);
+    return typeof parsed === "object" && parsed !== null && !Array.isArray(parsed)
+      ? parsed as Record<string, unknown>
+      : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Runs a membership or leadership change and answers with the members and the leader. */
+async function membership(change: () => Promise<void>, server: Server): Promise<Response> {
+  const answer = (status: number, body: Record<string, unknown>) =>
+    new Response(JSON.stringify(body), {
+      status,
+      headers: { "content-type": "application/json" },
+    });
+  if (server.state !== "leader") {
+    // Checked first: a follower's transferLeadership() without a target finds no follower.
+    const reason = `${server.name} is not the leader`;
+    return answer(409, { error: "not_leader", leader: server.leader, reason });
+  }
+  try {
+    await change();
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    if (error instanceof NotLeaderError) {
+      return answer(409, { error: "not_leader", leader: error.leader, reason });
+    }
+    if (
+      error instanceof DuplicatePeerError || error instanceof MembershipChangeInProgressError ||
+      error instanceof RangeError || error instanceof TypeError
+    ) {
+      return answer(409, { error: "conflict", reason });
+    }
+    return answer(503, { error: "unavailable", reason });
+  }
+  return answer(200, {
+    ok: true,
+    leader: server.leader,
+    members: server.members.map((member) => member.name),
   });
 }
 

@@ -59,6 +59,11 @@ export interface KvNodeOptions {
   maxInflightBatches?: number;
   /** Serve reads from the leader lease when it holds. @default false */
   leaseReads?: boolean;
+  /**
+   * Start with no membership and wait for an existing cluster's leader to add this node
+   * (`POST /admin/add-peer` there); `peers` is ignored. @default false
+   */
+  join?: boolean;
 }
 
 /** Where and how the admin API listens. */
@@ -165,6 +170,7 @@ export async function startKvNode(options: KvNodeOptions): Promise<KvNode> {
     heartbeatIntervalMs: options.heartbeatIntervalMs ?? 50,
     snapshotThreshold: options.snapshotThreshold ?? 1000,
     trailingLogEntries: options.trailingLogEntries ?? 200,
+    ...(options.join ? { joinExisting: true } : {}),
   });
 
   const app = new Hono();

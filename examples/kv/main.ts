@@ -18,6 +18,8 @@ One node of a replicated key-value store built on tsraft.
   --listen HOST:PORT        client HTTP API address; also this node's identity in the
                             cluster (required)
   --peers N=HOST:PORT,...   the other founding members, by their --listen address
+  --join                    start with no membership and wait to be added by the leader of
+                            a running cluster (POST /admin/add-peer there); --peers is ignored
   --data DIR                durable state (default ./data/<id>)
   --transport tcp|http      raft transport (default tcp). http shares the client port
                             (routes under /raft/*); tcp listens on PORT + --raft-port-offset
@@ -58,7 +60,9 @@ Client API (the same on every node; followers forward to the leader):
   503 {"error":"no_leader"} while no leader is known.
   Limits: keys 1 KiB, values 1 MiB (413 {"error":"too_large"}), x-client-id 128 bytes.
 Demo admin API (with --admin): POST /admin/partition [{"peers":[...]}], POST /admin/heal,
-  POST /admin/snapshot`;
+  POST /admin/snapshot; on the leader: POST /admin/transfer [{"to":NAME}],
+  POST /admin/add-peer {"name":NAME,"connectionString":"HOST:PORT"},
+  POST /admin/remove-peer {"name":NAME}`;
 
 function fail(message: string): never {
   console.error(`${message}\n\nRun with --help for usage.`);
@@ -107,6 +111,7 @@ const { values } = parseArgs({
     "admin-token-file": { type: "string" },
     "batch-inflight": { type: "string" },
     "lease-reads": { type: "boolean", default: false },
+    join: { type: "boolean", default: false },
     help: { type: "boolean", short: "h" },
   },
 });
@@ -163,6 +168,7 @@ const node = await startKvNode({
   ...(tls === undefined ? {} : { tls }),
   ...(admin === undefined ? {} : { admin }),
   ...(values["lease-reads"] ? { leaseReads: true } : {}),
+  ...(values.join ? { join: true } : {}),
   ...(values["batch-inflight"] === undefined
     ? {}
     : { maxInflightBatches: integer(values["batch-inflight"], "--batch-inflight", 1) || 1 }),
