@@ -2,6 +2,7 @@
 import type { ChildProcess } from "node:child_process";
 import { appendFileSync } from "node:fs";
 import { join } from "node:path";
+import process from "node:process";
 import { type ChaosNet, spawnChild } from "./_chaos_net.ts";
 import { MAIN_PATH, REPO_ROOT } from "./kv/node_process.ts";
 
@@ -27,7 +28,7 @@ function denoExecutable(): string {
   return deno?.execPath() ?? "deno";
 }
 
-/** A kv node process (examples/kv/main.ts) in its namespace; kill -9 and restart. */
+/** A kv node process (examples/kv/main.ts) in its namespace; kill -9, pause and restart. */
 export class ChaosNode {
   /** Node number, 1-based. */
   readonly index: number;
@@ -42,6 +43,7 @@ export class ChaosNode {
   #exited: Promise<void> = Promise.resolve();
   #tail: string[] = [];
   #retired = false;
+  #paused = false;
 
   /** @param spec the cluster @param index node number, 1-based */
   constructor(spec: ChaosClusterSpec, index: number) {
@@ -55,6 +57,11 @@ export class ChaosNode {
   get running(): boolean {
     return this.#child !== undefined && this.#child.exitCode === null &&
       this.#child.signalCode === null;
+  }
+
+  /** Whether the process is stopped with SIGSTOP (it still runs, but does nothing). */
+  get paused(): boolean {
+    return this.#paused && this.running;
   }
 
   /** Path of the file collecting everything the node printed, over all its starts. */
@@ -96,6 +103,7 @@ export class ChaosNode {
       ...extraArgs,
     ]);
     this.starts++;
+    this.#paused = false;
     this.#log(`--- start ${this.starts} at ${new Date().toISOString()}`);
     const child = spawnChild(argv, REPO_ROOT);
     this.#child = child;
@@ -121,6 +129,30 @@ export class ChaosNode {
     this.#log(`--- kill -9 at ${new Date().toISOString()}`);
     this.#child?.kill("SIGKILL");
     await this.#exited;
+  }
+
+  /**
+   * Freezes the process with SIGSTOP: its timers, sockets and clocks stand still while the
+   * others' run on, which is what a long GC pause or a descheduled VM looks like to them.
+   * @returns whether a running process was stopped
+   */
+  pause(): boolean {
+    if (!this.running || this.#paused) return false;
+    this.#log(`--- SIGSTOP at ${new Date().toISOString()}`);
+    // process.kill, not child.kill: Deno's child.kill() records the signal as signalCode, so
+    // a stopped child would look as if it had exited.
+    process.kill(this.#child!.pid!, "SIGSTOP");
+    this.#paused = true;
+    return true;
+  }
+
+  /** Lets a paused process go on (SIGCONT). */
+  resume(): void {
+    if (!this.#paused) return;
+    this.#paused = false;
+    if (!this.running) return;
+    this.#log(`--- SIGCONT at ${new Date().toISOString()}`);
+    process.kill(this.#child!.pid!, "SIGCONT");
   }
 
   /** Kills the process for good: a nemesis still running cannot restart it during cleanup. */

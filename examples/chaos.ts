@@ -1,8 +1,8 @@
 /**
  * `deno task chaos`: a real-process chaos test of examples/kv. N nodes run as separate
  * processes in their own network namespaces, joined by a bridge; a nemesis cuts the network
- * with iptables (partitions, one-way drops, packet loss) and kills nodes with SIGKILL while
- * concurrent clients read and write over HTTP. At the end the history the clients saw is
+ * with iptables (partitions, one-way drops, packet loss), kills nodes with SIGKILL and freezes
+ * them with SIGSTOP while concurrent clients read and write over HTTP. At the end the history the clients saw is
  * checked with the linearizability checker of `@tsraft/sim`. Linux and root only;
  * elsewhere it prints why it is skipped and exits 0. `--help` lists the options.
  * @module
@@ -28,7 +28,8 @@ import { fetchStatus, MAIN_PATH, type NodeStatus, waitFor } from "./kv/node_proc
 const HELP = `Usage: deno task chaos [options] [-- extra node options]
 
 Runs N examples/kv nodes in network namespaces (Linux, root), injects faults chosen by a
-seed (iptables partitions, one-way drops and packet loss, kill -9 and restart) while
+seed (iptables partitions, one-way drops and packet loss, kill -9 and restart, SIGSTOP
+pauses) while
 concurrent clients read and write, then checks the history for linearizability.
 Exits 0 when the history is linearizable (or the test cannot run here), 1 when it is not.
 
@@ -40,7 +41,8 @@ Exits 0 when the history is linearizable (or the test cannot run here), 1 when i
   --transport tcp|http   raft transport (default tcp)
   --storage file|kv      storage (default file)
   --faults LIST          fault kinds, comma-separated (default all): partition,
-                         isolate-leader, bridge, one-way, loss, kill, kill-leader, kill-all
+                         isolate-leader, bridge, one-way, loss, kill, kill-leader, kill-all,
+                         pause, pause-leader (SIGSTOP for 2-6 s, then SIGCONT)
   --attempt-timeout-ms N limit of one HTTP request (default 1500)
   --op-timeout-ms N      limit of one operation over its retries; a write still
                          unanswered then has an unknown outcome (default 4000)
@@ -53,7 +55,7 @@ Exits 0 when the history is linearizable (or the test cannot run here), 1 when i
 Anything after -- is passed to every node (e.g. -- --election-timeout-ms 500).`;
 
 const NETWORK_FAULTS = ["partition", "isolate-leader", "bridge", "one-way", "loss"] as const;
-const PROCESS_FAULTS = ["kill", "kill-leader", "kill-all"] as const;
+const PROCESS_FAULTS = ["kill", "kill-leader", "kill-all", "pause", "pause-leader"] as const;
 type FaultKind = (typeof NETWORK_FAULTS)[number] | (typeof PROCESS_FAULTS)[number];
 
 const { values, positionals } = parseArgs({
@@ -248,7 +250,10 @@ async function main(): Promise<number> {
   // Liveness phase: everything healed and running again.
   console.log(`${clock()} healing the network, restarting stopped nodes`);
   await net.heal();
-  for (const node of nodes) if (!node.running) node.start();
+  for (const node of nodes) {
+    node.resume();
+    if (!node.running) node.start();
+  }
   await Promise.all(clients);
   const final = await leader(30_000);
   console.log(`${clock()} leader ${final.id} in term ${final.term}; final reads`);
@@ -474,7 +479,10 @@ async function networkNemesis(
   }
 }
 
-/** Process faults one after another: kill -9 one or more nodes, restart them later. */
+/**
+ * Process faults one after another: kill -9 one or more nodes and restart them later, or
+ * freeze one with SIGSTOP for a few seconds and let it go on (SIGCONT).
+ */
 async function processNemesis(
   random: SeededRandom,
   end: number,
@@ -492,6 +500,10 @@ async function processNemesis(
     const kind = random.chance(0.1) || !kinds.includes("kill-all")
       ? pick(random, kinds)
       : pick(random, kinds.filter((k) => k !== "kill-all"));
+    if (kind === "pause" || kind === "pause-leader") {
+      await pauseFault(kind, random, end, faults);
+      continue;
+    }
     let victims: number[];
     if (kind === "kill-all") victims = all;
     else if (kind === "kill-leader") {
@@ -513,6 +525,36 @@ async function processNemesis(
     record.endS = seconds();
     console.log(`${clock()} restarted ${names(victims)}`);
   }
+}
+
+/**
+ * SIGSTOP one node for 2 to 6 seconds (well past an election timeout), then SIGCONT. Biased
+ * toward the leader: `pause-leader` always takes it, `pause` half the time. A leader that
+ * wakes up still believing it leads is what lease reads and stale answers are made of.
+ */
+async function pauseFault(
+  kind: "pause" | "pause-leader",
+  random: SeededRandom,
+  end: number,
+  faults: FaultRecord[],
+): Promise<void> {
+  const useLeader = kind === "pause-leader" || random.chance(0.5);
+  const leaderNode = useLeader ? await currentLeader() : undefined;
+  const candidates = nodes.filter((node) => node.running);
+  const victim = leaderNode ?? (candidates.length === 0 ? undefined : pick(random, candidates));
+  const pauseMs = 2000 + random.int(4000);
+  if (victim === undefined || !victim.pause()) return;
+  const record: FaultRecord = {
+    kind,
+    detail: `${victim.id}${leaderNode === undefined ? "" : " (leader)"} for ${pauseMs} ms`,
+    startS: seconds(),
+  };
+  faults.push(record);
+  console.log(`${clock()} fault ${kind}: SIGSTOP ${record.detail}`);
+  await sleep(Math.min(pauseMs, end - performance.now()));
+  victim.resume();
+  record.endS = seconds();
+  console.log(`${clock()} SIGCONT ${victim.id}`);
 }
 
 function seconds(): number {
