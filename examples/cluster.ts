@@ -15,13 +15,19 @@ import {
   freePorts,
   type LocalClusterSpec,
   NodeProcess,
+  type NodeStatus,
+  waitFor,
   waitForLeader,
 } from "./kv/node_process.ts";
+import type { NodeStats } from "./kv/metrics.ts";
 
 const HELP = `Usage: deno task cluster [options] [-- extra node options]
 
 Starts a local tsraft key-value cluster (one process per node, on 127.0.0.1) and a live
-dashboard. Ctrl-C stops everything.
+dashboard: each node's indexes, the leader's view of its followers, throughput and commit
+latency, the log tails; from the page, kill/restart/partition nodes, add a node (a new
+process that joins through the leader), remove one, transfer leadership. Ctrl-C stops
+everything.
 
   --nodes N              number of nodes (default 3)
   --transport tcp|http   raft transport (default tcp)
@@ -145,24 +151,134 @@ async function serveDashboard(port: number): Promise<{ url: string; close(): Pro
   const page = await readFile(new URL("./dashboard.html", import.meta.url), "utf8");
   const app = new Hono();
   const byId = (id: string) => nodes.find((node) => node.id === id);
+  /** Names given to nodes added from the page; never reused (a name is a data directory). */
+  let nextId = nodes.length + 1;
+  const changing = { busy: false };
+
+  /** POSTs to a node's admin API (loopback, with the launcher's token). */
+  async function admin(node: NodeProcess, action: string, body: unknown, timeoutMs = 2000) {
+    const response = await fetch(`${node.adminUrl}/admin/${action}`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${adminToken}` },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+    return { status: response.status, body: await response.json() as Record<string, unknown> };
+  }
+
+  /** The running node that says it leads, in the highest term. */
+  async function leaderNode(): Promise<NodeProcess | undefined> {
+    const running = nodes.filter((node) => node.running);
+    const statuses = await Promise.all(running.map((node) => fetchStatus(node.url, 400)));
+    let best: { node: NodeProcess; status: NodeStatus } | undefined;
+    statuses.forEach((status, i) => {
+      if (status?.state === "leader" && (best === undefined || status.term > best.status.term)) {
+        best = { node: running[i]!, status };
+      }
+    });
+    return best?.node;
+  }
+
+  /** Runs one membership change at a time against the leader; answers its admin reply. */
+  async function onLeader(
+    action: string,
+    body: unknown,
+    timeoutMs: number,
+  ): Promise<{ status: number; body: Record<string, unknown> }> {
+    const leader = await leaderNode();
+    if (leader === undefined) return { status: 503, body: { error: "no leader" } };
+    return await admin(leader, action, body, timeoutMs);
+  }
+
+  async function exclusive(
+    work: () => Promise<{ status: number; body: Record<string, unknown> }>,
+  ) {
+    if (changing.busy) return { status: 409, body: { error: "another change is running" } };
+    changing.busy = true;
+    try {
+      return await work();
+    } catch (error) {
+      return { status: 502, body: { error: String(error) } };
+    } finally {
+      changing.busy = false;
+    }
+  }
+
+  /** Starts a node with --join on free ports, then asks the leader to add it. */
+  async function addNode() {
+    const id = `n${nextId++}`;
+    const [port] = await freePorts(1, transport === "tcp" ? 1000 : 0, ADMIN_PORT_OFFSET);
+    // A fresh name, but --data may hold a directory of that name from an earlier run.
+    await rm(join(dataRoot, id), { recursive: true, force: true });
+    const node = new NodeProcess({
+      ...spec,
+      nodes: [...spec.nodes, { id, port: port! }],
+      extraArgs: [...spec.extraArgs ?? [], "--join"],
+    }, id);
+    nodes.push(node);
+    node.start();
+    await waitFor(async () => !node.running || await fetchStatus(node.url, 400) !== undefined, {
+      timeoutMs: 20_000,
+      message: `${id} answers`,
+    });
+    if (!node.running) return { status: 502, body: { error: `${id} exited`, id } };
+    const reply = await onLeader("add-peer", {
+      name: id,
+      connectionString: `127.0.0.1:${port}`,
+    }, 35_000);
+    return { status: reply.status, body: { ...reply.body, id } };
+  }
+
+  /** Asks the leader to remove a node, then stops its process and forgets it. */
+  async function removeNode(node: NodeProcess) {
+    const reply = await onLeader("remove-peer", { name: node.id }, 35_000);
+    if (reply.status !== 200) return reply;
+    await Promise.race([
+      node.kill("SIGTERM"),
+      new Promise((resolve) => setTimeout(resolve, 3000)),
+    ]);
+    await node.kill("SIGKILL");
+    nodes.splice(nodes.indexOf(node), 1);
+    return reply;
+  }
 
   app.get("/", (c) => c.html(page));
 
   app.get("/api/cluster", async (c) => {
-    const states = await Promise.all(nodes.map(async (node) => ({
-      id: node.id,
-      url: node.url,
-      running: node.running,
-      pid: node.pid ?? null,
-      status: node.running ? (await fetchStatus(node.url, 400)) ?? null : null,
-    })));
+    const states = await Promise.all(nodes.map(async (node) => {
+      const [status, stats] = node.running
+        ? await Promise.all([fetchStatus(node.url, 400), fetchStats(node.url, 400)])
+        : [undefined, undefined];
+      return {
+        id: node.id,
+        url: node.url,
+        running: node.running,
+        pid: node.pid ?? null,
+        status: status ?? null,
+        stats: stats ?? null,
+      };
+    }));
     return c.json({ transport, storage, dataRoot, nodes: states });
+  });
+
+  // Membership: a new process joins through the leader; removal goes through the leader too.
+  app.post("/api/nodes", async (c) => {
+    const reply = await exclusive(addNode);
+    return c.json(reply.body, reply.status as 200);
   });
 
   app.post("/api/nodes/:id/:action", async (c) => {
     const node = byId(c.req.param("id"));
     if (node === undefined) return c.json({ error: "no such node" }, 404);
     switch (c.req.param("action")) {
+      case "remove": {
+        const reply = await exclusive(() => removeNode(node));
+        return c.json(reply.body, reply.status as 200);
+      }
+      case "transfer": {
+        const reply = await exclusive(() => onLeader("transfer", { to: node.id }, 5000));
+        return c.json(reply.body, reply.status as 200);
+      }
       case "kill":
         await node.kill("SIGKILL");
         return c.json({ ok: true });
@@ -213,4 +329,18 @@ async function serveDashboard(port: number): Promise<{ url: string; close(): Pro
 
   const server = Deno.serve({ hostname: "127.0.0.1", port, onListen() {} }, app.fetch);
   return { url: `http://127.0.0.1:${server.addr.port}`, close: () => server.shutdown() };
+}
+
+/** A node's `GET /stats`, or undefined when it does not answer. */
+async function fetchStats(url: string, timeoutMs: number): Promise<NodeStats | undefined> {
+  try {
+    const response = await fetch(`${url}/stats`, { signal: AbortSignal.timeout(timeoutMs) });
+    if (!response.ok) {
+      await response.body?.cancel();
+      return undefined;
+    }
+    return await response.json() as NodeStats;
+  } catch {
+    return undefined;
+  }
 }
