@@ -498,17 +498,14 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
    * @returns the path
    */
   path(): string {
-    const storage = this.#storage as { path?: unknown; dir?: unknown };
-    const path = storage.path ?? storage.dir;
-    return typeof path === "string" ? path : "";
+    return this.#storage.dir ?? "";
   }
   /**
    * Where the storage keeps its log, when it says (the spec's `LogPath()`), else `""`.
    * @returns the path
    */
   logPath(): string {
-    const storage = this.#storage as { logPath?: () => string };
-    return typeof storage.logPath === "function" ? storage.logPath() : "";
+    return this.#storage.logPath?.() ?? "";
   }
   /**
    * Where the storage keeps a snapshot, when it says (the spec's `SnapshotPath()`), else `""`.
@@ -517,10 +514,7 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
    * @returns the path
    */
   snapshotPath(lastIndex: number, lastTerm: number): string {
-    const storage = this.#storage as { snapshotPath?: (index: number, term: number) => string };
-    return typeof storage.snapshotPath === "function"
-      ? storage.snapshotPath(lastIndex, lastTerm)
-      : "";
+    return this.#storage.snapshotPath?.(lastIndex, lastTerm) ?? "";
   }
   /**
    * Time of the last response from `name` as seen by this leader (the spec's

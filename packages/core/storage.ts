@@ -94,4 +94,10 @@ export interface Storage {
   compact(throughIndex: number): Promise<void>;
   /** Releases files and handles. Safe to call twice. */
   close(): Promise<void>;
+  /** Optional: the directory the storage lives in (the spec's `Path()`). */
+  readonly dir?: string;
+  /** Optional: where the log is kept (the spec's `LogPath()`). */
+  logPath?(): string;
+  /** Optional: where a snapshot of `lastIndex`/`lastTerm` is kept (the spec's `SnapshotPath()`). */
+  snapshotPath?(lastIndex: number, lastTerm: number): string;
 }
