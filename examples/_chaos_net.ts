@@ -387,10 +387,15 @@ async function removeSlot(slot: number): Promise<void> {
  * so the child's pid is the program's pid and SIGKILL reaches it.
  * @param argv program and arguments
  * @param cwd working directory
+ * @param env environment @default this process's
  * @returns the child process
  */
-export function spawnChild(argv: string[], cwd: string): ReturnType<typeof spawn> {
+export function spawnChild(
+  argv: string[],
+  cwd: string,
+  env: Record<string, string | undefined> = process.env,
+): ReturnType<typeof spawn> {
   const [file, ...args] = argv;
   if (file === undefined) throw new TypeError("Cannot spawn an empty command line");
-  return spawn(file, args, { cwd, stdio: ["ignore", "pipe", "pipe"] });
+  return spawn(file, args, { cwd, env, stdio: ["ignore", "pipe", "pipe"] });
 }

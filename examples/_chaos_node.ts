@@ -1,6 +1,6 @@
 // One examples/kv node running inside a network namespace, for examples/chaos.ts.
 import type { ChildProcess } from "node:child_process";
-import { appendFileSync } from "node:fs";
+import { appendFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import process from "node:process";
 import { type ChaosNet, spawnChild } from "./_chaos_net.ts";
@@ -8,6 +8,8 @@ import { MAIN_PATH, REPO_ROOT } from "./kv/node_process.ts";
 
 /** Client API port of every node (each node has its own namespace, so they can share it). */
 export const CHAOS_PORT = 4001;
+/** Admin API port of every node, on its namespace's address (the root namespace reaches it). */
+export const CHAOS_ADMIN_PORT = 6001;
 
 /** Settings shared by every node. */
 export interface ChaosClusterSpec {
@@ -21,6 +23,10 @@ export interface ChaosClusterSpec {
   storage: "file" | "kv";
   /** More arguments for every node. */
   extraArgs: string[];
+  /** Nodes 1..founders bootstrap the cluster; later ones start with `--join`. */
+  founders: number;
+  /** Bearer token of the nodes' admin API (`--admin`), passed in the environment. */
+  adminToken: string;
 }
 
 function denoExecutable(): string {
@@ -36,6 +42,15 @@ export class ChaosNode {
   readonly id: string;
   /** Client API base URL, reachable from the root namespace. */
   readonly url: string;
+  /** Admin API base URL, reachable from the root namespace. */
+  readonly adminUrl: string;
+  /**
+   * Whether the node should be in the cluster's membership as far as the nemeses know: a
+   * founder at first; false once removed, until added again.
+   */
+  member: boolean;
+  /** Start with `--join` (no membership of its own; wait to be added). */
+  joining: boolean;
   /** Times the process was started. */
   starts = 0;
   readonly #spec: ChaosClusterSpec;
@@ -51,6 +66,9 @@ export class ChaosNode {
     this.index = index;
     this.id = `n${index}`;
     this.url = `http://${spec.net.address(index)}:${CHAOS_PORT}`;
+    this.adminUrl = `http://${spec.net.address(index)}:${CHAOS_ADMIN_PORT}`;
+    this.member = index <= spec.founders;
+    this.joining = !this.member;
   }
 
   /** Whether the process runs. */
@@ -79,7 +97,7 @@ export class ChaosNode {
     if (this.#retired) return;
     if (this.running) throw new TypeError(`${this.id} is already running`);
     const { net, dataRoot, transport, storage, extraArgs } = this.#spec;
-    const peers = Array.from({ length: net.size }, (_, k) => k + 1)
+    const peers = Array.from({ length: this.#spec.founders }, (_, k) => k + 1)
       .filter((i) => i !== this.index)
       .map((i) => `n${i}=${net.address(i)}:${CHAOS_PORT}`).join(",");
     const argv = net.exec(this.index, [
@@ -100,12 +118,19 @@ export class ChaosNode {
       transport,
       "--storage",
       storage,
+      "--admin",
+      "--admin-listen",
+      `${net.address(this.index)}:${CHAOS_ADMIN_PORT}`,
+      ...(this.joining ? ["--join"] : []),
       ...extraArgs,
     ]);
     this.starts++;
     this.#paused = false;
     this.#log(`--- start ${this.starts} at ${new Date().toISOString()}`);
-    const child = spawnChild(argv, REPO_ROOT);
+    const child = spawnChild(argv, REPO_ROOT, {
+      ...process.env,
+      TSRAFT_KV_ADMIN_TOKEN: this.#spec.adminToken,
+    });
     this.#child = child;
     const onData = (chunk: Buffer) => {
       for (const line of chunk.toString("utf8").split("\n")) {
@@ -153,6 +178,53 @@ export class ChaosNode {
     if (!this.running) return;
     this.#log(`--- SIGCONT at ${new Date().toISOString()}`);
     process.kill(this.#child!.pid!, "SIGCONT");
+  }
+
+  /** Path of the node's data directory. */
+  get dataDir(): string {
+    return join(this.#spec.dataRoot, this.id);
+  }
+
+  /** Deletes the data directory of a stopped node: it starts again as a fresh machine. */
+  wipe(): void {
+    if (this.running) throw new TypeError(`Cannot wipe ${this.id} while it runs`);
+    this.#log(`--- data directory wiped at ${new Date().toISOString()}`);
+    rmSync(this.dataDir, { recursive: true, force: true });
+  }
+
+  /**
+   * Sends an admin request (POST, JSON body, bearer token); never throws.
+   * @param path e.g. `/admin/transfer`
+   * @param body the JSON body
+   * @param timeoutMs request limit
+   * @returns the status (0 when unreachable or timed out) and the parsed body
+   */
+  async admin(
+    path: string,
+    body: Record<string, unknown>,
+    timeoutMs: number,
+  ): Promise<{ status: number; body: Record<string, unknown> }> {
+    try {
+      const response = await fetch(this.adminUrl + path, {
+        method: "POST",
+        headers: {
+          authorization: `Bearer ${this.#spec.adminToken}`,
+          "content-type": "application/json",
+        },
+        body: JSON.stringify(body),
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+      const text = await response.text();
+      let parsed: Record<string, unknown>;
+      try {
+        parsed = JSON.parse(text) as Record<string, unknown>;
+      } catch {
+        parsed = { text };
+      }
+      return { status: response.status, body: parsed };
+    } catch (error) {
+      return { status: 0, body: { error: error instanceof Error ? error.name : String(error) } };
+    }
   }
 
   /** Kills the process for good: a nemesis still running cannot restart it during cleanup. */

@@ -7,6 +7,7 @@
  * elsewhere it prints why it is skipped and exits 0. `--help` lists the options.
  * @module
  */
+import { randomBytes } from "node:crypto";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -42,7 +43,8 @@ Exits 0 when the history is linearizable (or the test cannot run here), 1 when i
   --storage file|kv      storage (default file)
   --faults LIST          fault kinds, comma-separated (default all): partition,
                          isolate-leader, bridge, one-way, loss, kill, kill-leader, kill-all,
-                         pause, pause-leader (SIGSTOP for 2-6 s, then SIGCONT)
+                         pause, pause-leader (SIGSTOP for 2-6 s, then SIGCONT),
+                         transfer (leadership transfer through the admin API)
   --attempt-timeout-ms N limit of one HTTP request (default 1500)
   --op-timeout-ms N      limit of one operation over its retries; a write still
                          unanswered then has an unknown outcome (default 4000)
@@ -56,7 +58,11 @@ Anything after -- is passed to every node (e.g. -- --election-timeout-ms 500).`;
 
 const NETWORK_FAULTS = ["partition", "isolate-leader", "bridge", "one-way", "loss"] as const;
 const PROCESS_FAULTS = ["kill", "kill-leader", "kill-all", "pause", "pause-leader"] as const;
-type FaultKind = (typeof NETWORK_FAULTS)[number] | (typeof PROCESS_FAULTS)[number];
+const ADMIN_FAULTS = ["transfer"] as const;
+type FaultKind =
+  | (typeof NETWORK_FAULTS)[number]
+  | (typeof PROCESS_FAULTS)[number]
+  | (typeof ADMIN_FAULTS)[number];
 
 const { values, positionals } = parseArgs({
   args: process.argv.slice(2),
@@ -110,7 +116,7 @@ if (values.transport !== "tcp" && values.transport !== "http") fail("--transport
 if (values.storage !== "file" && values.storage !== "kv") fail("--storage is file or kv");
 const transport: "tcp" | "http" = values.transport;
 const storage: "file" | "kv" = values.storage;
-const allFaults: readonly FaultKind[] = [...NETWORK_FAULTS, ...PROCESS_FAULTS];
+const allFaults: readonly FaultKind[] = [...NETWORK_FAULTS, ...PROCESS_FAULTS, ...ADMIN_FAULTS];
 const enabled = new Set<FaultKind>(
   values.faults === undefined ? allFaults : values.faults.split(",").map((name) => {
     if (!allFaults.includes(name as FaultKind)) fail(`Unknown fault "${name}"`);
@@ -203,7 +209,16 @@ process.exit(exitCode);
 async function main(): Promise<number> {
   dataRoot = await mkdtemp(join(tmpdir(), `tsraft-chaos-${seed}-`));
   net = await ChaosNet.create(nodeCount);
-  const spec = { net, dataRoot, transport, storage, extraArgs: positionals };
+  const spec = {
+    net,
+    dataRoot,
+    transport,
+    storage,
+    extraArgs: positionals,
+    founders: nodeCount,
+    // The nodes' admin API listens on their namespace address, reachable from here only.
+    adminToken: randomBytes(16).toString("hex"),
+  };
   nodes = Array.from({ length: nodeCount }, (_, k) => new ChaosNode(spec, k + 1));
   console.log(
     `${clock()} network: bridge tsrc${net.slot}br, nodes ${
@@ -241,9 +256,11 @@ async function main(): Promise<number> {
     }));
   const networkRandom = new SeededRandom(childSeed());
   const processRandom = new SeededRandom(childSeed());
+  const adminRandom = new SeededRandom(childSeed());
   const nemeses = [
     networkNemesis(networkRandom, end, faults),
     processNemesis(processRandom, end, faults),
+    adminNemesis(adminRandom, end, faults),
   ];
   await Promise.all(nemeses);
 
@@ -555,6 +572,37 @@ async function pauseFault(
   victim.resume();
   record.endS = seconds();
   console.log(`${clock()} SIGCONT ${victim.id}`);
+}
+
+/**
+ * Changes the cluster through the nodes' admin API, one change after another: leadership
+ * transfers to a chosen or to the most caught-up follower.
+ */
+async function adminNemesis(
+  random: SeededRandom,
+  end: number,
+  faults: FaultRecord[],
+): Promise<void> {
+  const kinds = ADMIN_FAULTS.filter((kind) => enabled.has(kind));
+  if (kinds.length === 0 || nodeCount < 2) return;
+  for (;;) {
+    await sleep(Math.min(1000 + random.int(3000), end - performance.now()));
+    if (performance.now() >= end) return;
+    const from = await currentLeader();
+    if (from === undefined) continue;
+    const others = nodes.filter((node) => node.member && node !== from);
+    const to = random.chance(0.7) && others.length > 0 ? pick(random, others).id : undefined;
+    const record: FaultRecord = { kind: "transfer", detail: "", startS: seconds() };
+    const answer = await from.admin("/admin/transfer", to === undefined ? {} : { to }, 5000);
+    record.endS = seconds();
+    const outcome = answer.status === 200
+      ? `ok, leader ${String(answer.body.leader)}`
+      : `${answer.status} ${String(answer.body.error ?? "")} ${String(answer.body.reason ?? "")}`
+        .trim();
+    record.detail = `${from.id} -> ${to ?? "(most caught up)"}: ${outcome}`;
+    faults.push(record);
+    console.log(`${clock()} fault transfer: ${record.detail}`);
+  }
 }
 
 function seconds(): number {
