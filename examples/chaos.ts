@@ -49,6 +49,9 @@ Exits 0 when the history is linearizable (or the test cannot run here), 1 when i
   --op-timeout-ms N      limit of one operation over its retries; a write still
                          unanswered then has an unknown outcome (default 4000)
   --check-timeout-ms N   budget of the linearizability check (default 60000)
+  --lease-reads          nodes run with --lease-reads: the leader answers reads from its
+                         lease (its own monotonic clock) while it holds, with no heartbeat
+                         round; pauses and transfers are what put a lease to the test
   --local-reads          clients read with ?local (a node's possibly stale copy): a
                          deliberate bug, to see the check catch stale reads
   --keep                 keep the data directory, logs and history
@@ -81,6 +84,7 @@ const { values, positionals } = parseArgs({
     "op-timeout-ms": { type: "string", default: "4000" },
     keep: { type: "boolean", default: false },
     "local-reads": { type: "boolean", default: false },
+    "lease-reads": { type: "boolean", default: false },
     help: { type: "boolean", short: "h" },
   },
 });
@@ -151,11 +155,18 @@ const replay = [
   `--op-timeout-ms ${opTimeoutMs}`,
   ...(values.faults === undefined ? [] : [`--faults ${values.faults}`]),
   ...(values["local-reads"] ? ["--local-reads"] : []),
+  ...(values["lease-reads"] ? ["--lease-reads"] : []),
   ...(positionals.length === 0 ? [] : ["--", ...positionals]),
 ].join(" ");
+const readMode = values["local-reads"]
+  ? "local (stale on purpose)"
+  : values["lease-reads"]
+  ? "lease"
+  : "read index";
 console.log(
   `chaos: seed ${seed}, ${nodeCount} nodes (${transport}, ${storage}), ${clientCount} clients, ` +
-    `${keyCount} keys, ${durationMs / 1000} s\n  replay: deno task chaos ${replay}`,
+    `${keyCount} keys, reads: ${readMode}, ${durationMs / 1000} s\n` +
+    `  replay: deno task chaos ${replay}`,
 );
 // The fault schedule and the clients' choices replay exactly from the seed; process timing
 // (elections, which node leads when a fault strikes) does not, so a replay is close, not equal.
@@ -214,7 +225,7 @@ async function main(): Promise<number> {
     dataRoot,
     transport,
     storage,
-    extraArgs: positionals,
+    extraArgs: [...(values["lease-reads"] ? ["--lease-reads"] : []), ...positionals],
     founders: nodeCount,
     // The nodes' admin API listens on their namespace address, reachable from here only.
     adminToken: randomBytes(16).toString("hex"),
@@ -320,7 +331,7 @@ async function main(): Promise<number> {
   const statuses = await Promise.all(nodes.map((node) => fetchStatus(node.url, 2000)));
 
   console.log(`
-chaos report (seed ${seed}, ${nodeCount} nodes, ${transport} + ${storage})
+chaos report (seed ${seed}, ${nodeCount} nodes, ${transport} + ${storage}, reads: ${readMode})
   ops:        ${history.length} (${
     [...byOp].map(([op, n]) => `${op} ${n}`).join(", ")
   }; cas swapped ${casOk})
