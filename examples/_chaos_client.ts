@@ -6,6 +6,12 @@ import { CLIENT_ID_HEADER, REQUEST_SEQ_HEADER } from "./kv/kv_app.ts";
 
 /** What the clients counted, for the report. */
 export interface ClientStats {
+  /** Operations answered (in the history with their output). */
+  ok: number;
+  /** Operations that certainly did not happen (reads out of time, writes refused with 4xx). */
+  failed: number;
+  /** Writes whose outcome is unknown (in the history as possibly applied). */
+  unknown: number;
   /** HTTP attempts, including retries. */
   attempts: number;
   /** Writes answered as a duplicate of an earlier attempt of the same request. */
@@ -18,7 +24,15 @@ export interface ClientStats {
 
 /** Creates empty {@link ClientStats}. @returns the stats */
 export function newClientStats(): ClientStats {
-  return { attempts: 0, duplicates: 0, failures: new Map(), errors: [] };
+  return {
+    ok: 0,
+    failed: 0,
+    unknown: 0,
+    attempts: 0,
+    duplicates: 0,
+    failures: new Map(),
+    errors: [],
+  };
 }
 
 /** Options of {@link runClient}. */
@@ -150,20 +164,23 @@ export async function runClient(options: ClientOptions): Promise<void> {
       if (answer?.status === 200) {
         recorder.ok(handle, answer.text);
         known.set(key, answer.text);
+        stats.ok++;
         return;
       }
       if (answer?.status === 404 && errorCode(answer.text) === "not_found") {
         recorder.ok(handle, null);
         known.set(key, null);
+        stats.ok++;
         return;
       }
       recorder.fail(handle);
       if (answer !== undefined && answer.status >= 400 && answer.status < 500) {
         stats.errors.push(`GET ${key}: ${answer.status} ${answer.text}`);
-        return;
+        break;
       }
       await sleep(20 + random.int(80));
     }
+    stats.failed++;
   }
 
   async function write(input: KvInput & { op: "put" | "delete" | "cas" }): Promise<void> {
@@ -205,6 +222,7 @@ export async function runClient(options: ClientOptions): Promise<void> {
         if (body.duplicate === true) stats.duplicates++;
         const ok = body.ok === true;
         recorder.ok(handle, input.op === "cas" ? ok : "ok");
+        stats.ok++;
         if (input.op === "delete") known.set(input.key, null);
         else if (ok) known.set(input.key, input.value);
         else if (typeof body.previous === "string" || body.previous === null) {
@@ -216,12 +234,14 @@ export async function runClient(options: ClientOptions): Promise<void> {
         // A malformed request never reaches the log.
         stats.errors.push(`${input.op} ${input.key}: ${answer.status} ${answer.text}`);
         recorder.fail(handle);
+        stats.failed++;
         return;
       }
       // 503/504, a timeout or a dead node: the request may or may not be in some log.
       await sleep(20 + random.int(80));
     }
     recorder.unknown(handle);
+    stats.unknown++;
   }
 
   while (options.keepGoing()) {

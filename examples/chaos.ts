@@ -250,6 +250,7 @@ async function main(): Promise<number> {
   const root = new SeededRandom(seed);
   const childSeed = () => Math.floor(root.next() * 0x1_0000_0000);
 
+  const leaders = watchLeaders();
   const clients = Array.from({ length: clientCount }, (_, k) =>
     runClient({
       name: `c${k + 1}`,
@@ -313,6 +314,7 @@ async function main(): Promise<number> {
     }
   }
   const divergence = await compareReplicas(keys);
+  const leadership = await leaders.stop();
 
   // The check.
   const history = recorder.history();
@@ -335,9 +337,9 @@ chaos report (seed ${seed}, ${nodeCount} nodes, ${transport} + ${storage}, reads
   ops:        ${history.length} (${
     [...byOp].map(([op, n]) => `${op} ${n}`).join(", ")
   }; cas swapped ${casOk})
-  outcomes:   ${
-    history.length - unknown.length
-  } ok, ${unknown.length} unknown (of ${writes.length} writes)
+  operations: ${stats.ok + finalStats.ok} ok, ${stats.failed + finalStats.failed} failed, ${
+    stats.unknown + finalStats.unknown
+  } unknown (${unknown.length} of ${writes.length} writes in the history unanswered)
   attempts:   ${stats.attempts} HTTP requests, ${stats.duplicates} answered as duplicates
   failures:   ${
     [...stats.failures].sort((a, b) => b[1] - a[1]).map(([cause, n]) => `${cause} ${n}`)
@@ -346,6 +348,7 @@ chaos report (seed ${seed}, ${nodeCount} nodes, ${transport} + ${storage}, reads
   faults:     ${faults.length} (${
     [...byFault].map(([kind, n]) => `${kind} ${n}`).join(", ")
   }), ${restarts} restarts
+  leaders:    ${leadership.changes} leader changes seen, ${leadership.terms} terms with a leader, ${leadership.polls} status polls
   final:      leader ${final.id}, term ${final.term}, ${
     statuses.map((s) => s === undefined ? "?" : `${s.id} applied ${s.appliedIndex}`).join(", ")
   }
@@ -356,6 +359,11 @@ chaos report (seed ${seed}, ${nodeCount} nodes, ${transport} + ${storage}, reads
   if (stats.errors.length > 0) {
     console.log(`\nchaos: ${stats.errors.length} unexpected answers:`);
     for (const error of stats.errors.slice(0, 20)) console.log(`  ${error}`);
+    code = 1;
+  }
+  if (leadership.conflicts.length > 0) {
+    console.log(`\nchaos: two leaders in one term:`);
+    for (const line of leadership.conflicts) console.log(`  ${line}`);
     code = 1;
   }
   if (divergence.length > 0) {
@@ -402,6 +410,63 @@ async function leader(timeoutMs: number): Promise<NodeStatus> {
       ? found
       : undefined;
   }, { timeoutMs, intervalMs: 100, message: "a leader every running node follows" });
+}
+
+/** What {@link watchLeaders} saw. */
+interface LeadershipRecord {
+  /** Times the leader seen changed (another node, or the same one in a new term). */
+  changes: number;
+  /** Distinct terms in which some node said it led. */
+  terms: number;
+  /** Rounds of /status requests. */
+  polls: number;
+  /** Terms in which two nodes said they led (Raft §5.2 allows one leader per term). */
+  conflicts: string[];
+}
+
+/**
+ * Polls every running node's /status a few times a second until stopped, counting leader
+ * changes. Polling misses a leader that lasts less than a poll, so the count is a floor.
+ */
+function watchLeaders(): { stop(): Promise<LeadershipRecord> } {
+  const byTerm = new Map<number, string>();
+  const record: LeadershipRecord = { changes: 0, terms: 0, polls: 0, conflicts: [] };
+  let last: string | undefined;
+  let stopped = false;
+  const done = (async () => {
+    while (!stopped) {
+      const statuses = await Promise.all(
+        nodes.filter((node) => node.running && !node.paused).map((node) =>
+          fetchStatus(node.url, 500)
+        ),
+      );
+      record.polls++;
+      let newest: NodeStatus | undefined;
+      for (const status of statuses) {
+        if (status?.state !== "leader") continue;
+        const known = byTerm.get(status.term);
+        if (known === undefined) byTerm.set(status.term, status.id);
+        else if (known !== status.id) {
+          record.conflicts.push(`term ${status.term}: ${known} and ${status.id}`);
+        }
+        if (newest === undefined || status.term > newest.term) newest = status;
+      }
+      const now = newest === undefined ? undefined : `${newest.id}@${newest.term}`;
+      if (now !== undefined && now !== last) {
+        if (last !== undefined) record.changes++;
+        last = now;
+      }
+      await sleep(200);
+    }
+  })();
+  return {
+    async stop() {
+      stopped = true;
+      await done;
+      record.terms = byTerm.size;
+      return record;
+    },
+  };
 }
 
 /** The node that claims leadership in the highest term, if any answers. */

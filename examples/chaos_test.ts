@@ -52,5 +52,7 @@ test(
     const ops = Number(/ops:\s+(\d+)/.exec(output)?.[1]);
     assert.ok(ops > 50, `only ${ops} operations were checked`);
     assert.match(output, /faults:\s+[1-9]/);
+    assert.match(output, /operations: \d+ ok, \d+ failed, \d+ unknown/);
+    assert.match(output, /leaders:\s+\d+ leader changes seen/);
   },
 );
