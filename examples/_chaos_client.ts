@@ -39,7 +39,7 @@ export function newClientStats(): ClientStats {
 export interface ClientOptions {
   /** Client name in the history and in the `x-client-id` header. */
   name: string;
-  /** Base URLs of the nodes. */
+  /** Base URLs of the nodes (the caller may change the array in place). */
   urls: string[];
   /** The keys to use. */
   keys: string[];
@@ -111,7 +111,8 @@ export async function runClient(options: ClientOptions): Promise<void> {
 
   async function attempt(path: string, init: RequestInit, timeoutMs: number, seqNo: number) {
     stats.attempts++;
-    const url = options.urls[home]!;
+    // The list may shrink or grow while the run changes the membership.
+    const url = options.urls[home % options.urls.length]!;
     const start = performance.now();
     const record = (status: number | string, forwardedTo?: string | null, body?: string) =>
       options.onAttempt?.({

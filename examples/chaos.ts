@@ -13,6 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { parseArgs } from "node:util";
+import type { ServerStats } from "@tsraft/core";
 import { SeededRandom } from "@tsraft/core/testing";
 import {
   checkLinearizability,
@@ -23,7 +24,7 @@ import {
 } from "@tsraft/sim";
 import { type AttemptRecord, newClientStats, runClient } from "./_chaos_client.ts";
 import { ChaosNet, chaosUnsupported, run } from "./_chaos_net.ts";
-import { ChaosNode } from "./_chaos_node.ts";
+import { CHAOS_PORT, ChaosNode } from "./_chaos_node.ts";
 import { fetchStatus, MAIN_PATH, type NodeStatus, waitFor } from "./kv/node_process.ts";
 
 const HELP = `Usage: deno task chaos [options] [-- extra node options]
@@ -44,7 +45,10 @@ Exits 0 when the history is linearizable (or the test cannot run here), 1 when i
   --faults LIST          fault kinds, comma-separated (default all): partition,
                          isolate-leader, bridge, one-way, loss, kill, kill-leader, kill-all,
                          pause, pause-leader (SIGSTOP for 2-6 s, then SIGCONT),
-                         transfer (leadership transfer through the admin API)
+                         transfer (leadership transfer through the admin API),
+                         add-node (a fresh node, empty data directory, joins: it needs a
+                         snapshot), remove-node, remove-leader (membership stays between
+                         N and N+1; a removed node is stopped and comes back fresh)
   --attempt-timeout-ms N limit of one HTTP request (default 1500)
   --op-timeout-ms N      limit of one operation over its retries; a write still
                          unanswered then has an unknown outcome (default 4000)
@@ -61,7 +65,8 @@ Anything after -- is passed to every node (e.g. -- --election-timeout-ms 500).`;
 
 const NETWORK_FAULTS = ["partition", "isolate-leader", "bridge", "one-way", "loss"] as const;
 const PROCESS_FAULTS = ["kill", "kill-leader", "kill-all", "pause", "pause-leader"] as const;
-const ADMIN_FAULTS = ["transfer"] as const;
+const ADMIN_FAULTS = ["transfer", "add-node", "remove-node", "remove-leader"] as const;
+const MEMBERSHIP_FAULTS: readonly FaultKind[] = ["add-node", "remove-node", "remove-leader"];
 type FaultKind =
   | (typeof NETWORK_FAULTS)[number]
   | (typeof PROCESS_FAULTS)[number]
@@ -177,6 +182,8 @@ await run(process.execPath, ["cache", "--unstable-kv", MAIN_PATH], { timeoutMs: 
 
 let net: ChaosNet | undefined;
 let nodes: ChaosNode[] = [];
+/** The client API URLs the clients use: the members'. */
+let clientUrls: string[] = [];
 let dataRoot: string | undefined;
 let keepData = values.keep;
 let cleaning: Promise<void> | undefined;
@@ -219,24 +226,35 @@ process.exit(exitCode);
 
 async function main(): Promise<number> {
   dataRoot = await mkdtemp(join(tmpdir(), `tsraft-chaos-${seed}-`));
-  net = await ChaosNet.create(nodeCount);
+  // One namespace more than the founders when membership changes: the node that comes and goes.
+  const membership = nodeCount >= 3 && MEMBERSHIP_FAULTS.some((kind) => enabled.has(kind));
+  net = await ChaosNet.create(nodeCount + (membership ? 1 : 0));
   const spec = {
     net,
     dataRoot,
     transport,
     storage,
-    extraArgs: [...(values["lease-reads"] ? ["--lease-reads"] : []), ...positionals],
+    extraArgs: [
+      ...(values["lease-reads"] ? ["--lease-reads"] : []),
+      // Snapshots every few seconds of load, so a node that joins (or lags) needs one; the
+      // nodes take the last occurrence of an option, so `-- --snapshot-threshold N` wins.
+      "--snapshot-threshold",
+      "200",
+      "--trailing-log-entries",
+      "50",
+      ...positionals,
+    ],
     founders: nodeCount,
     // The nodes' admin API listens on their namespace address, reachable from here only.
     adminToken: randomBytes(16).toString("hex"),
   };
-  nodes = Array.from({ length: nodeCount }, (_, k) => new ChaosNode(spec, k + 1));
+  nodes = Array.from({ length: net.size }, (_, k) => new ChaosNode(spec, k + 1));
   console.log(
     `${clock()} network: bridge tsrc${net.slot}br, nodes ${
       nodes.map((node) => `${node.id}=${net!.address(node.index)}`).join(" ")
     }; data ${dataRoot}`,
   );
-  for (const node of nodes) node.start();
+  for (const node of nodes) if (node.member) node.start();
   const first = await leader(30_000);
   console.log(`${clock()} leader ${first.id} in term ${first.term}`);
 
@@ -245,7 +263,9 @@ async function main(): Promise<number> {
   const attempts: AttemptRecord[] = [];
   const faults: FaultRecord[] = [];
   const end = performance.now() + durationMs;
-  const urls = nodes.map((node) => node.url);
+  // Changed in place as members come and go.
+  clientUrls = nodes.filter((node) => node.member).map((node) => node.url);
+  const urls = clientUrls;
   const keys = Array.from({ length: keyCount }, (_, k) => `k${k}`);
   const root = new SeededRandom(seed);
   const childSeed = () => Math.floor(root.next() * 0x1_0000_0000);
@@ -279,10 +299,11 @@ async function main(): Promise<number> {
   // Liveness phase: everything healed and running again.
   console.log(`${clock()} healing the network, restarting stopped nodes`);
   await net.heal();
-  for (const node of nodes) {
-    node.resume();
-    if (!node.running) node.start();
-  }
+  for (const node of nodes) node.resume();
+  await settleMembership();
+  // A node whose join did not go through is of no use to the final checks.
+  for (const node of nodes) if (!node.member) await node.kill();
+  for (const node of nodes) if (node.member && !node.running) node.start();
   await Promise.all(clients);
   const final = await leader(30_000);
   console.log(`${clock()} leader ${final.id} in term ${final.term}; final reads`);
@@ -583,7 +604,6 @@ async function processNemesis(
 ): Promise<void> {
   const kinds = PROCESS_FAULTS.filter((kind) => enabled.has(kind));
   if (kinds.length === 0) return;
-  const all = nodes.map((node) => node.index);
   // A minority at most, so the cluster can still elect a leader (kill-all aside).
   const maxDown = Math.max(1, Math.floor((nodeCount - 1) / 2));
   for (;;) {
@@ -597,6 +617,8 @@ async function processNemesis(
       await pauseFault(kind, random, end, faults);
       continue;
     }
+    const all = nodes.filter((node) => node.member && node.running).map((node) => node.index);
+    if (all.length === 0) continue;
     let victims: number[];
     if (kind === "kill-all") victims = all;
     else if (kind === "kill-leader") {
@@ -614,7 +636,10 @@ async function processNemesis(
     console.log(`${clock()} fault ${kind}: kill -9 ${record.detail}`);
     await Promise.all(victims.map((i) => nodes[i - 1]!.kill()));
     await sleep(Math.min(downMs, end - performance.now()));
-    for (const i of victims) if (!nodes[i - 1]!.running) nodes[i - 1]!.start();
+    // A victim removed from the cluster meanwhile stays down (the membership nemesis owns it).
+    for (const i of victims) {
+      if (!nodes[i - 1]!.running && nodes[i - 1]!.member) nodes[i - 1]!.start();
+    }
     record.endS = seconds();
     console.log(`${clock()} restarted ${names(victims)}`);
   }
@@ -633,7 +658,7 @@ async function pauseFault(
 ): Promise<void> {
   const useLeader = kind === "pause-leader" || random.chance(0.5);
   const leaderNode = useLeader ? await currentLeader() : undefined;
-  const candidates = nodes.filter((node) => node.running);
+  const candidates = nodes.filter((node) => node.running && node.member);
   const victim = leaderNode ?? (candidates.length === 0 ? undefined : pick(random, candidates));
   const pauseMs = 2000 + random.int(4000);
   if (victim === undefined || !victim.pause()) return;
@@ -652,32 +677,157 @@ async function pauseFault(
 
 /**
  * Changes the cluster through the nodes' admin API, one change after another: leadership
- * transfers to a chosen or to the most caught-up follower.
+ * transfers to a chosen or to the most caught-up follower, and membership changes that keep
+ * between N and N+1 members: a fresh node joins, then a member (or the leader) leaves.
  */
 async function adminNemesis(
   random: SeededRandom,
   end: number,
   faults: FaultRecord[],
 ): Promise<void> {
-  const kinds = ADMIN_FAULTS.filter((kind) => enabled.has(kind));
+  const kinds = ADMIN_FAULTS.filter((kind) =>
+    enabled.has(kind) && (kind === "transfer" || nodes.length > nodeCount)
+  );
   if (kinds.length === 0 || nodeCount < 2) return;
   for (;;) {
     await sleep(Math.min(1000 + random.int(3000), end - performance.now()));
     if (performance.now() >= end) return;
-    const from = await currentLeader();
-    if (from === undefined) continue;
-    const others = nodes.filter((node) => node.member && node !== from);
-    const to = random.chance(0.7) && others.length > 0 ? pick(random, others).id : undefined;
-    const record: FaultRecord = { kind: "transfer", detail: "", startS: seconds() };
-    const answer = await from.admin("/admin/transfer", to === undefined ? {} : { to }, 5000);
+    // Only the changes that keep the membership between N and N+1.
+    const grown = nodes.filter((node) => node.member).length > nodeCount;
+    const possible = kinds.filter((kind) =>
+      kind === "transfer" || (kind === "add-node" ? !grown : grown)
+    );
+    if (possible.length === 0) continue;
+    const kind = pick(random, possible);
+    if (kind === "transfer") await transferFault(random, faults);
+    else await membershipFault(kind, random, faults);
+  }
+}
+
+async function transferFault(random: SeededRandom, faults: FaultRecord[]): Promise<void> {
+  const from = await currentLeader();
+  if (from === undefined) return;
+  const others = nodes.filter((node) => node.member && node !== from);
+  const to = random.chance(0.7) && others.length > 0 ? pick(random, others).id : undefined;
+  const record: FaultRecord = { kind: "transfer", detail: "", startS: seconds() };
+  const answer = await from.admin("/admin/transfer", to === undefined ? {} : { to }, 5000);
+  record.endS = seconds();
+  record.detail = `${from.id} -> ${to ?? "(most caught up)"}: ${outcome(answer)}`;
+  faults.push(record);
+  console.log(`${clock()} fault transfer: ${record.detail}`);
+}
+
+function outcome(answer: { status: number; body: Record<string, unknown> }): string {
+  return answer.status === 200
+    ? `ok, leader ${String(answer.body.leader)}`
+    : `${answer.status} ${String(answer.body.error ?? "")} ${String(answer.body.reason ?? "")}`
+      .trim();
+}
+
+/**
+ * One membership change. With N+1 members it removes one (`remove-leader`: the leader, which
+ * steps down once the change commits); with N it adds the node that is out, from an empty
+ * data directory when it was removed before. Whatever the admin request answered, the
+ * membership is then read from the leader, since a change can commit after its request
+ * failed. A node is wiped only once its removal is seen committed: a member that forgot its
+ * log and votes could break safety, a removed one cannot.
+ */
+async function membershipFault(
+  kind: FaultKind,
+  random: SeededRandom,
+  faults: FaultRecord[],
+): Promise<void> {
+  await settleMembership();
+  const members = nodes.filter((node) => node.member);
+  const leaderNode = await currentLeader();
+  if (leaderNode === undefined) return;
+  const record: FaultRecord = { kind, detail: "", startS: seconds() };
+  if (members.length > nodeCount) {
+    if (kind === "add-node") return;
+    const target = kind === "remove-leader"
+      ? leaderNode
+      : pick(random, members.filter((node) => node !== leaderNode));
+    // Clients stop using it first: answers from a node on its way out are not the point.
+    clientUrls.splice(
+      0,
+      clientUrls.length,
+      ...members.filter((n) => n !== target).map((n) => n.url),
+    );
+    console.log(`${clock()} fault ${kind}: removing ${target.id}`);
+    const answer = await leaderNode.admin("/admin/remove-peer", { name: target.id }, 35_000);
+    await settleMembership();
     record.endS = seconds();
-    const outcome = answer.status === 200
-      ? `ok, leader ${String(answer.body.leader)}`
-      : `${answer.status} ${String(answer.body.error ?? "")} ${String(answer.body.reason ?? "")}`
-        .trim();
-    record.detail = `${from.id} -> ${to ?? "(most caught up)"}: ${outcome}`;
-    faults.push(record);
-    console.log(`${clock()} fault transfer: ${record.detail}`);
+    record.detail = `${target.id}${target === leaderNode ? " (leader)" : ""}: ${outcome(answer)}; ${
+      target.member ? "still a member" : "removed, stopped"
+    }`;
+  } else {
+    if (kind !== "add-node") return;
+    const target = nodes.find((node) => !node.member);
+    if (target === undefined) return;
+    let fresh = false;
+    if (!target.running) {
+      // Only a node whose removal was seen committed is stopped and out (see above).
+      target.wipe();
+      target.joining = true;
+      target.start();
+      fresh = true;
+    }
+    console.log(`${clock()} fault add-node: adding ${target.id}${fresh ? " (empty data)" : ""}`);
+    const answer = await leaderNode.admin("/admin/add-peer", {
+      name: target.id,
+      connectionString: `${net!.address(target.index)}:${CHAOS_PORT}`,
+    }, 35_000);
+    await settleMembership();
+    const stats = await fetchRaftStats(target);
+    record.endS = seconds();
+    record.detail = `${target.id}${fresh ? " (empty data directory)" : ""}: ${outcome(answer)}; ${
+      target.member ? "a member" : "not a member"
+    }, snapshot chunks received ${stats?.received.snapshotRecoveryRequest.messages ?? "?"}`;
+  }
+  faults.push(record);
+  console.log(`${clock()} ${kind}: ${record.detail}`);
+}
+
+/**
+ * Reads the membership from the leader (waiting up to 15 s for one) and brings the nodes in
+ * line: members are marked and offered to the clients; a node out of the configuration is
+ * stopped, and its data may then be wiped.
+ */
+async function settleMembership(): Promise<void> {
+  if (nodes.length === nodeCount) return;
+  let members: string[] | undefined;
+  const deadline = performance.now() + 15_000;
+  while (members === undefined && performance.now() < deadline) {
+    const leaderNode = await currentLeader();
+    const stats = leaderNode === undefined ? undefined : await fetchRaftStats(leaderNode);
+    if (stats?.state === "leader") members = stats.members;
+    else await sleep(200);
+  }
+  if (members === undefined) return; // No leader to ask; try again at the next change.
+  for (const node of nodes) {
+    const member = members.includes(node.id);
+    if (member === node.member) continue;
+    node.member = member;
+    if (!member) {
+      node.joining = true;
+      await node.kill();
+    }
+  }
+  clientUrls.splice(
+    0,
+    clientUrls.length,
+    ...nodes.filter((node) => node.member).map((node) => node.url),
+  );
+}
+
+/** `server.stats()` of a node (GET /stats), or undefined when it does not answer. */
+async function fetchRaftStats(node: ChaosNode): Promise<ServerStats | undefined> {
+  try {
+    const response = await fetch(`${node.url}/stats`, { signal: AbortSignal.timeout(1000) });
+    if (!response.ok) return undefined;
+    return ((await response.json()) as { raft: ServerStats }).raft;
+  } catch {
+    return undefined;
   }
 }
 
@@ -685,27 +835,33 @@ function seconds(): number {
   return Math.round((performance.now() - started) / 100) / 10;
 }
 
+function members(): ChaosNode[] {
+  return nodes.filter((node) => node.member);
+}
+
 /** After the nodes catch up, every replica must hold the same value for every key. */
 async function compareReplicas(keys: string[]): Promise<string[]> {
   const target = await waitFor(async () => {
-    const statuses = await Promise.all(nodes.map((node) => fetchStatus(node.url, 1000)));
+    const statuses = await Promise.all(members().map((node) => fetchStatus(node.url, 1000)));
     if (statuses.some((status) => status === undefined)) return undefined;
     const commit = Math.max(...statuses.map((status) => status!.commitIndex));
     return statuses.every((status) => status!.appliedIndex >= commit) ? commit : undefined;
   }, { timeoutMs: 30_000, intervalMs: 200, message: "every replica applying the last commit" });
   const problems: string[] = [];
   for (const key of keys) {
-    const copies = await Promise.all(nodes.map(async (node) => {
-      const response = await fetch(`${node.url}/kv/${key}?local`, {
-        signal: AbortSignal.timeout(2000),
-      });
-      const text = await response.text();
-      return response.status === 200 ? text : response.status === 404 ? null : `?${text}`;
-    }));
+    const copies = await Promise.all(
+      members().map(async (node) => {
+        const response = await fetch(`${node.url}/kv/${key}?local`, {
+          signal: AbortSignal.timeout(2000),
+        });
+        const text = await response.text();
+        return response.status === 200 ? text : response.status === 404 ? null : `?${text}`;
+      }),
+    );
     if (new Set(copies).size > 1) {
       problems.push(
         `${key} at index ${target}: ${
-          nodes.map((node, k) => `${node.id}=${JSON.stringify(copies[k])}`).join(" ")
+          members().map((node, k) => `${node.id}=${JSON.stringify(copies[k])}`).join(" ")
         }`,
       );
     }
