@@ -65,6 +65,7 @@ test(
     cluster.stdout?.on("data", collect);
     cluster.stderr?.on("data", collect);
     let browser: Awaited<ReturnType<typeof chromium.launch>> | undefined;
+    let pageText = (): Promise<string> => Promise.resolve("");
     try {
       const url = await waitFor(
         () => /Dashboard listening on (http:\/\/\S+)/.exec(output.join(""))?.[1],
@@ -72,6 +73,7 @@ test(
       );
       browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
       const page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
+      pageText = () => page.locator("body").innerText({ timeout: 2000 }).catch(String);
       await page.goto(url);
       const leaderText = () => page.locator("#leader").textContent();
       await waitFor(async () => /^Leader: n\d \(term \d+\)$/.test(await leaderText() ?? ""), {
@@ -116,7 +118,9 @@ test(
             await Promise.all(
               Array.from(
                 { length: 8 },
-                (_, i) => fetch(`/api/kv/load-${i}`, { method: "PUT", body: String(round) }),
+                (_, i) =>
+                  fetch(`/api/kv/load-${i}`, { method: "PUT", body: String(round) })
+                    .catch(() => {}),
               ),
             );
           }
@@ -166,14 +170,14 @@ test(
         timeoutMs: 15_000,
         message: `leadership moves to ${target}`,
       });
-      // The log tails show the new term's entries (a second colour) under the load.
-      const term = Number(/\(term (\d+)\)/.exec(await leaderText() ?? "")?.[1]);
-      await waitFor(
-        async () =>
-          await page.locator(`.logrow[data-id="${target}"] .entry[data-term="${term}"]`).count() >
-            5,
-        { timeoutMs: 15_000, message: `entries of term ${term} in ${target}'s log tail` },
-      );
+      // The log tails show the new term's entries (a second colour) under the load. (Read
+      // again each time: a busy machine may hold one more election after the transfer.)
+      await waitFor(async () => {
+        const now = /^Leader: (n\d+) \(term (\d+)\)$/.exec(await leaderText() ?? "");
+        if (now === null) return false;
+        const row = page.locator(`.logrow[data-id="${now[1]}"]`);
+        return await row.locator(`.entry[data-term="${now[2]}"]`).count() > 5;
+      }, { timeoutMs: 15_000, message: "entries of the new term in the leader's log tail" });
 
       await page.evaluate(() => (window as unknown as { loading: boolean }).loading = false);
 
@@ -253,7 +257,9 @@ test(
         },
       );
     } catch (error) {
-      throw new Error(`${String(error)}\n--- cluster output\n${output.join("")}`);
+      throw new Error(
+        `${String(error)}\n--- page\n${await pageText()}\n--- cluster output\n${output.join("")}`,
+      );
     } finally {
       await browser?.close();
       cluster.kill("SIGTERM");
