@@ -229,9 +229,17 @@ async function serveDashboard(port: number): Promise<{ url: string; close(): Pro
     return { status: reply.status, body: { ...reply.body, id } };
   }
 
-  /** Asks the leader to remove a node, then stops its process and forgets it. */
+  /**
+   * Asks the leader to remove a node, then stops its process and forgets it. A node that is
+   * no member (its join failed) is only stopped.
+   */
   async function removeNode(node: NodeProcess) {
-    const reply = await onLeader("remove-peer", { name: node.id }, 35_000);
+    const leader = await leaderNode();
+    if (leader === undefined) return { status: 503, body: { error: "no leader" } };
+    const members = (await fetchStats(leader.url, 1000))?.raft.members;
+    const reply = members !== undefined && !members.includes(node.id)
+      ? { status: 200, body: { ok: true, members } }
+      : await admin(leader, "remove-peer", { name: node.id }, 35_000);
     if (reply.status !== 200) return reply;
     await Promise.race([
       node.kill("SIGTERM"),
