@@ -161,6 +161,9 @@ test(
         assert.equal(await row.locator(".commit-line").count(), 1);
         assert.ok(Number(await row.getAttribute("data-commit")) > 0);
       }
+      await waitFor(async () => await page.locator(".logrow .inflight").count() === 2, {
+        message: "the followers' log rows count the leader's messages in flight",
+      });
       // Transfer leadership to a follower from its card.
       const target = await page.locator('.node[data-role="follower"]').first().getAttribute(
         "data-id",
