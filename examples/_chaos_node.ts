@@ -1,9 +1,9 @@
 // One examples/kv node running inside a network namespace, for examples/chaos.ts.
 import type { ChildProcess } from "node:child_process";
-import { appendFileSync, rmSync } from "node:fs";
+import { appendFileSync, mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import process from "node:process";
-import { type ChaosNet, spawnChild } from "./_chaos_net.ts";
+import { type ChaosNet, run, spawnChild } from "./_chaos_net.ts";
 import { MAIN_PATH, REPO_ROOT } from "./kv/node_process.ts";
 
 /** Client API port of every node (each node has its own namespace, so they can share it). */
@@ -27,6 +27,16 @@ export interface ChaosClusterSpec {
   founders: number;
   /** Bearer token of the nodes' admin API (`--admin`), passed in the environment. */
   adminToken: string;
+}
+
+/** Name of the file that fills a node's tmpfs. */
+const FILLER = "chaos-filler";
+
+async function mustRun(file: string, args: string[]): Promise<void> {
+  const result = await run(file, args);
+  if (result.code !== 0) {
+    throw new Error(`${file} ${args.join(" ")} failed (${result.code}): ${result.stderr.trim()}`);
+  }
 }
 
 function denoExecutable(): string {
@@ -59,6 +69,8 @@ export class ChaosNode {
   #tail: string[] = [];
   #retired = false;
   #paused = false;
+  #disk: { stash: string } | undefined;
+  #watchers = new Set<{ pattern: RegExp; found: (line: string) => void }>();
 
   /** @param spec the cluster @param index node number, 1-based */
   constructor(spec: ChaosClusterSpec, index: number) {
@@ -227,13 +239,106 @@ export class ChaosNode {
     }
   }
 
-  /** Kills the process for good: a nemesis still running cannot restart it during cleanup. */
+  /** Kills the process for good (a nemesis still running cannot restart it) and unmounts. */
   async retire(): Promise<void> {
     this.#retired = true;
     await this.kill();
+    if (this.#disk !== undefined) await run("umount", ["-l", this.dataDir]);
+  }
+
+  /**
+   * Waits until the node prints a line matching `pattern`.
+   * @param pattern what to look for
+   * @param timeoutMs how long to wait
+   * @returns the line, or undefined when none came in time
+   */
+  waitForLine(pattern: RegExp, timeoutMs: number): Promise<string | undefined> {
+    return new Promise((resolve) => {
+      const watcher = {
+        pattern,
+        found: (line: string | undefined) => {
+          clearTimeout(timer);
+          this.#watchers.delete(watcher);
+          resolve(line);
+        },
+      };
+      const timer = setTimeout(() => watcher.found(undefined), timeoutMs);
+      this.#watchers.add(watcher);
+    });
+  }
+
+  /** Whether the data directory is on a small tmpfs ({@link fillDisk}). */
+  get diskFull(): boolean {
+    return this.#disk !== undefined;
+  }
+
+  /**
+   * Puts the (stopped) node's data directory on a tmpfs just larger than what it holds, then
+   * fills it with a filler file until `freeBytes` are left: once the node has written that
+   * much, its writes fail with ENOSPC. Needs root (mount).
+   * @param options bytes left free, and the least size of the tmpfs
+   * @returns the size of the tmpfs and the bytes left free
+   * @throws Error when mount fails (the data directory is put back first)
+   */
+  async fillDisk(
+    options: { freeBytes: number; minSizeBytes: number },
+  ): Promise<{ sizeBytes: number; freeBytes: number }> {
+    if (this.running) throw new TypeError(`Cannot move ${this.id}'s data while it runs`);
+    if (this.#disk !== undefined) throw new TypeError(`${this.id}'s disk is already full`);
+    const dir = this.dataDir;
+    const stash = `${dir}.disk`;
+    mkdirSync(dir, { recursive: true });
+    const used = Number((await run("du", ["-sb", dir])).stdout.split(/\s/)[0]) || 0;
+    const page = 64 * 1024;
+    const sizeBytes = Math.max(
+      options.minSizeBytes,
+      Math.ceil((used * 1.2 + options.freeBytes + 256 * 1024) / page) * page,
+    );
+    renameSync(dir, stash);
+    mkdirSync(dir);
+    const mounted = await run("mount", ["-t", "tmpfs", "-o", `size=${sizeBytes}`, "tmpfs", dir]);
+    if (mounted.code !== 0) {
+      rmSync(dir, { recursive: true, force: true });
+      renameSync(stash, dir);
+      throw new Error(`mount -t tmpfs failed: ${mounted.stderr.trim()}`);
+    }
+    this.#disk = { stash };
+    await mustRun("cp", ["-a", `${stash}/.`, dir]);
+    const avail = Number((await run("df", ["-B1", "--output=avail", dir])).stdout.split("\n")[1]);
+    const filler = Math.max(0, avail - options.freeBytes);
+    writeFileSync(join(dir, FILLER), new Uint8Array(filler));
+    const left = Number((await run("df", ["-B1", "--output=avail", dir])).stdout.split("\n")[1]);
+    this.#log(
+      `--- data directory on a ${sizeBytes}-byte tmpfs, ${left} bytes free, at ${
+        new Date().toISOString()
+      }`,
+    );
+    return { sizeBytes, freeBytes: left };
+  }
+
+  /**
+   * Ends {@link fillDisk} on a stopped node: copies what the node wrote on the tmpfs (all
+   * of it, torn tail included: what it acknowledged must survive) back to the disk,
+   * unmounts the tmpfs and puts the data directory back in place.
+   */
+  async clearDisk(): Promise<void> {
+    if (this.#disk === undefined) return;
+    if (this.running) throw new TypeError(`Cannot move ${this.id}'s data while it runs`);
+    const dir = this.dataDir;
+    const { stash } = this.#disk;
+    rmSync(join(dir, FILLER), { force: true });
+    rmSync(stash, { recursive: true, force: true });
+    mkdirSync(stash);
+    await mustRun("cp", ["-a", `${dir}/.`, stash]);
+    await mustRun("umount", [dir]);
+    this.#disk = undefined;
+    rmSync(dir, { recursive: true, force: true });
+    renameSync(stash, dir);
+    this.#log(`--- data directory back on disk at ${new Date().toISOString()}`);
   }
 
   #log(line: string): void {
+    for (const watcher of this.#watchers) if (watcher.pattern.test(line)) watcher.found(line);
     this.#tail.push(line);
     if (this.#tail.length > 60) this.#tail.shift();
     try {

@@ -45,6 +45,8 @@ Exits 0 when the history is linearizable (or the test cannot run here), 1 when i
   --faults LIST          fault kinds, comma-separated (default all): partition,
                          isolate-leader, bridge, one-way, loss, kill, kill-leader, kill-all,
                          pause, pause-leader (SIGSTOP for 2-6 s, then SIGCONT),
+                         disk-full (a node restarts on a small tmpfs that fills up: it
+                         must fail-stop; then its data goes back to disk and it restarts),
                          transfer (leadership transfer through the admin API),
                          add-node (a fresh node, empty data directory, joins: it needs a
                          snapshot), remove-node, remove-leader (membership stays between
@@ -64,9 +66,22 @@ Exits 0 when the history is linearizable (or the test cannot run here), 1 when i
 Anything after -- is passed to every node (e.g. -- --election-timeout-ms 500).`;
 
 const NETWORK_FAULTS = ["partition", "isolate-leader", "bridge", "one-way", "loss"] as const;
-const PROCESS_FAULTS = ["kill", "kill-leader", "kill-all", "pause", "pause-leader"] as const;
+const PROCESS_FAULTS = [
+  "kill",
+  "kill-leader",
+  "kill-all",
+  "pause",
+  "pause-leader",
+  "disk-full",
+] as const;
 const ADMIN_FAULTS = ["transfer", "add-node", "remove-node", "remove-leader"] as const;
 const MEMBERSHIP_FAULTS: readonly FaultKind[] = ["add-node", "remove-node", "remove-leader"];
+/** The line a node prints when a storage write fails and it stops (Server's fail-stop). */
+const FAIL_STOP_LINE = /write failed, stopping|failed, stopping/;
+
+/** Disk faults that went wrong: a node that kept running on a full disk. */
+const diskProblems: string[] = [];
+
 type FaultKind =
   | (typeof NETWORK_FAULTS)[number]
   | (typeof PROCESS_FAULTS)[number]
@@ -382,6 +397,11 @@ chaos report (seed ${seed}, ${nodeCount} nodes, ${transport} + ${storage}, reads
     for (const error of stats.errors.slice(0, 20)) console.log(`  ${error}`);
     code = 1;
   }
+  if (diskProblems.length > 0) {
+    console.log(`\nchaos: disk faults:`);
+    for (const line of diskProblems) console.log(`  ${line}`);
+    code = 1;
+  }
   if (leadership.conflicts.length > 0) {
     console.log(`\nchaos: two leaders in one term:`);
     for (const line of leadership.conflicts) console.log(`  ${line}`);
@@ -617,6 +637,10 @@ async function processNemesis(
       await pauseFault(kind, random, end, faults);
       continue;
     }
+    if (kind === "disk-full") {
+      await diskFault(random, end, faults);
+      continue;
+    }
     const all = nodes.filter((node) => node.member && node.running).map((node) => node.index);
     if (all.length === 0) continue;
     let victims: number[];
@@ -744,9 +768,10 @@ async function membershipFault(
   const record: FaultRecord = { kind, detail: "", startS: seconds() };
   if (members.length > nodeCount) {
     if (kind === "add-node") return;
-    const target = kind === "remove-leader"
-      ? leaderNode
-      : pick(random, members.filter((node) => node !== leaderNode));
+    // A node in a disk fault is the process nemesis's until the fault is over.
+    const others = members.filter((node) => node !== leaderNode && !node.diskFull);
+    const target = kind === "remove-leader" ? leaderNode : pick(random, others);
+    if (target.diskFull || others.length === 0) return;
     // Clients stop using it first: answers from a node on its way out are not the point.
     clientUrls.splice(
       0,
@@ -762,7 +787,7 @@ async function membershipFault(
     }`;
   } else {
     if (kind !== "add-node") return;
-    const target = nodes.find((node) => !node.member);
+    const target = nodes.find((node) => !node.member && !node.diskFull);
     if (target === undefined) return;
     let fresh = false;
     if (!target.running) {
@@ -829,6 +854,59 @@ async function fetchRaftStats(node: ChaosNode): Promise<ServerStats | undefined>
   } catch {
     return undefined;
   }
+}
+
+/**
+ * A full disk (ENOSPC): the victim (the leader half the time) restarts with its data
+ * directory on a tmpfs with little room left (see ChaosNode.fillDisk) and must fail-stop
+ * with a log line once a write fails. Then the fault is removed: its data, as it left it,
+ * goes back to disk and it restarts.
+ */
+async function diskFault(random: SeededRandom, end: number, faults: FaultRecord[]): Promise<void> {
+  const candidates = nodes.filter((node) => node.member && node.running && !node.paused);
+  const leaderNode = random.chance(0.5) ? await currentLeader() : undefined;
+  const victim = leaderNode ?? (candidates.length === 0 ? undefined : pick(random, candidates));
+  if (victim === undefined || !victim.running || victim.paused) return;
+  const record: FaultRecord = { kind: "disk-full", detail: "", startS: seconds() };
+  faults.push(record);
+  await victim.kill();
+  let disk: { sizeBytes: number; freeBytes: number };
+  try {
+    disk = await victim.fillDisk({ freeBytes: 64 * 1024, minSizeBytes: 2 * 1024 * 1024 });
+  } catch (error) {
+    record.detail = `${victim.id}: not injected: ${String(error)}`;
+    console.log(`${clock()} fault disk-full: ${record.detail}`);
+    if (victim.member) victim.start();
+    return;
+  }
+  console.log(
+    `${clock()} fault disk-full: ${victim.id}${leaderNode === undefined ? "" : " (leader)"} ` +
+      `restarts on a ${disk.sizeBytes}-byte tmpfs with ${disk.freeBytes} bytes free`,
+  );
+  const startedAt = performance.now();
+  const stopped = victim.waitForLine(FAIL_STOP_LINE, Math.max(8000, end - performance.now()));
+  victim.start();
+  const line = await stopped;
+  const afterS = ((performance.now() - startedAt) / 1000).toFixed(1);
+  let outcome: string;
+  if (line !== undefined) {
+    const status = await fetchStatus(victim.url, 1000);
+    outcome = `fail-stop after ${afterS} s ("${line.trim().slice(0, 120)}"), then ${
+      status === undefined ? "no answer" : `state ${status.state}`
+    }`;
+    if (status !== undefined && (status.state === "leader" || status.state === "follower")) {
+      diskProblems.push(`${victim.id} logged a fail-stop but still runs as ${status.state}`);
+    }
+  } else {
+    const status = await fetchStatus(victim.url, 1000);
+    outcome = `no fail-stop within ${afterS} s (state ${status?.state ?? "?"})`;
+  }
+  await victim.kill();
+  await victim.clearDisk();
+  if (victim.member) victim.start();
+  record.endS = seconds();
+  record.detail = `${victim.id}: ${outcome}; restarted on disk`;
+  console.log(`${clock()} disk-full: ${record.detail}`);
 }
 
 function seconds(): number {
