@@ -141,6 +141,7 @@ Try:
   curl -X POST ${leader.leaderUrl}/kv/greeting/cas -d '{"expect":"hello","value":"hi"}'
   curl -X PUT -H 'x-client-id: me' -H 'x-request-seq: 1' ${follower.url}/kv/once -d 1
   curl ${leader.leaderUrl}/status
+  curl ${leader.leaderUrl}/metrics
 
 Ctrl-C stops the cluster.`);
 } catch (error) {
