@@ -37,6 +37,7 @@ Exits 0 when the history is linearizable (or the test cannot run here), 1 when i
 
   --nodes N              number of nodes (default 3)
   --duration S           seconds of faults and client load (default 30)
+  --minutes M            the same in minutes (a soak: --minutes 10 --nodes 5)
   --seed N               seed of the fault schedule and the clients (default: random)
   --clients N            concurrent clients (default 6)
   --keys N               number of keys (default 5)
@@ -93,6 +94,7 @@ const { values, positionals } = parseArgs({
   options: {
     nodes: { type: "string", default: "3" },
     duration: { type: "string", default: "30" },
+    minutes: { type: "string" },
     seed: { type: "string" },
     clients: { type: "string", default: "6" },
     keys: { type: "string", default: "5" },
@@ -127,7 +129,9 @@ if (values.help) {
   process.exit(0);
 }
 const nodeCount = integer(values.nodes, "--nodes", 1, 9);
-const durationMs = integer(values.duration, "--duration", 1, 24 * 3600) * 1000;
+const durationMs = values.minutes === undefined
+  ? integer(values.duration, "--duration", 1, 24 * 3600) * 1000
+  : integer(values.minutes, "--minutes", 1, 24 * 60) * 60_000;
 const seed = values.seed === undefined
   ? Math.floor(Math.random() * 0x7fff_ffff)
   : integer(values.seed, "--seed", 0, 0xffff_ffff);
