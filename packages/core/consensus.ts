@@ -235,6 +235,8 @@ export class Consensus {
   // Outputs, drained by takeReady().
   #messages: OutboundMessage[] = [];
   #replicationPending = false;
+  /** A heartbeat round with this sequence number is owed to reads (sent at takeReady). */
+  #readRoundSeq = 0;
   #events: CoreEvent[] = [];
   #snapshotsNeeded: PeerInfo[] = [];
   #readsReady: ReadyRead[] = [];
@@ -810,7 +812,9 @@ export class Consensus {
     // The commit index is only known to be current once an entry of this term committed.
     if (!this.hasCommittedInTerm) return this.#reads.request(undefined, Infinity);
     const id = this.#reads.request(this.#log.commitIndex, this.#heartbeatSeq + 1);
-    this.#broadcastHeartbeat();
+    // The heartbeat round goes out at takeReady(): every read of one turn shares it (and a
+    // round sent meanwhile, by a tick, confirms them as well).
+    this.#readRoundSeq = this.#heartbeatSeq + 1;
     if (this.quorumSize === 1) this.#confirmReads();
     return id;
   }
@@ -911,6 +915,9 @@ export class Consensus {
       this.#replicationPending = false;
       for (const progress of this.#progress.values()) this.#sendAppend(progress, false);
     }
+    if (this.#readRoundSeq > this.#heartbeatSeq && this.#role === "leader") {
+      this.#broadcastHeartbeat();
+    }
     const ready: Ready = {
       hardState: this.#hardStateDirty ? { term: this.#term, votedFor: this.#votedFor } : undefined,
       entries: this.#log.takeUnstable(),
@@ -931,6 +938,7 @@ export class Consensus {
   /** Whether {@link takeReady} would return anything. */
   get hasReady(): boolean {
     return this.#hardStateDirty || this.#replicationPending || this.#log.hasUnstable ||
+      (this.#readRoundSeq > this.#heartbeatSeq && this.#role === "leader") ||
       this.#messages.length > 0 || this.#snapshotsNeeded.length > 0 ||
       this.#readsReady.length > 0 || this.#events.length > 0;
   }

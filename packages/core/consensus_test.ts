@@ -801,3 +801,28 @@ describe("Consensus: follower commit rule", () => {
     assert.equal(core.lastIndex, 5, "matching entries are kept, the suffix is not cut");
   });
 });
+
+describe("Consensus: reads share heartbeat rounds", () => {
+  test("Consensus.requestRead() calls of one turn share one heartbeat round (thesis §6.4)", () => {
+    const h = new CoreHarness(["a", "b", "c"]);
+    const leader = h.electLeader();
+    h.advance(100);
+    const core = h.node(leader);
+    const ids = Array.from({ length: 10 }, () => core.requestRead());
+    const ready = core.takeReady();
+    const heartbeats = ready.messages.filter((m) =>
+      m.kind === "appendEntries" && m.request.entries.length === 0
+    );
+    assert.equal(heartbeats.length, 2, "one heartbeat per follower for ten reads");
+    const confirmed: number[] = [];
+    for (const message of heartbeats) {
+      if (message.kind !== "appendEntries") continue;
+      const target = h.node(message.to.name);
+      const response = target.handleAppendEntries(message.request);
+      target.takeReady();
+      core.handleAppendEntriesResponse(message.to.name, message.request, response);
+      confirmed.push(...core.takeReady().readsReady.map((read) => read.id));
+    }
+    assert.deepEqual(confirmed, ids, "one quorum of answers confirms all ten");
+  });
+});

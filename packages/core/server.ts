@@ -693,7 +693,8 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
       options.signal?.addEventListener("abort", () => {
         if (this.#readWaiters.delete(id)) reject(new CommandTimeoutError("Read aborted"));
       }, { once: true });
-      this.#drive();
+      // Deferred like do(): reads made together share one heartbeat round.
+      this.#scheduleDrive();
     });
     await this.#waitApplied(index);
     return index;
