@@ -191,6 +191,19 @@ export function prometheusText(stats: ServerStats, service?: KvServiceStats): st
     "How long storage writes took, the wait for fsync included.",
     stats.storageWriteLatency,
   );
+  out.histogram(
+    "commit_duration_seconds",
+    "From do() to the command applied, for commands proposed on this node.",
+    stats.commitLatency,
+  );
+  if (Number.isFinite(stats.leaderContactMsAgo)) {
+    out.family(
+      "leader_contact_age_seconds",
+      "gauge",
+      "Seconds since a leader last contacted this node (0 on the leader).",
+      [[{}, stats.leaderContactMsAgo / 1000]],
+    );
+  }
 
   if (service !== undefined) {
     out.family("kv_write_batches_total", "counter", "Log entries of batched writes proposed.", [

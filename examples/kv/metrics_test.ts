@@ -180,6 +180,7 @@ describe("GET /metrics of examples/kv (3 nodes in one process, http transport)",
     grew("tsraft_kv_writes_total");
     grew("tsraft_storage_writes_total");
     grew("tsraft_storage_write_duration_seconds_count");
+    grew("tsraft_commit_duration_seconds_count");
     grew("tsraft_rpc_sent_messages_total", { rpc: "append_entries" }, 2);
     // Both followers received the entry, whose command holds the 100-byte value.
     grew("tsraft_rpc_sent_bytes_total", { rpc: "append_entries" }, 200);
@@ -233,6 +234,8 @@ test("prometheusText() escapes label values", () => {
     sent: rpcs(),
     received: rpcs(),
     storageWriteLatency: { boundsMs: [1, Infinity], counts: [0, 0], count: 0, sumMs: 0 },
+    commitLatency: { boundsMs: [1, Infinity], counts: [0, 0], count: 0, sumMs: 0 },
+    leaderContactMsAgo: 0,
   });
   const parsed = parse(text);
   assert.equal(

@@ -222,8 +222,13 @@ describe("Server.stats() and the logger", () => {
     const latency = stats.storageWriteLatency;
     assert.equal(latency.counts.reduce((a, b) => a + b, 0), latency.count);
     assert.equal(latency.count, stats.counters.storageWrites);
+    assert.equal(stats.commitLatency.count - before.commitLatency.count, 4);
+    assert.equal(stats.commitLatency.counts.reduce((a, b) => a + b, 0), stats.commitLatency.count);
+    assert.equal(stats.leaderContactMsAgo, 0);
     const follower = cluster.server(stats.followers[0]!.name).stats();
     assert.deepEqual(follower.followers, []);
+    assert.ok(follower.leaderContactMsAgo < 150, "a follower hears its leader every heartbeat");
+    assert.equal(follower.commitLatency.count, 0, "it proposed nothing");
     assert.ok(follower.received.appendEntries.bytes >= commandBytes);
     await cluster.stop();
   });

@@ -192,6 +192,8 @@ export interface ReadIndexOptions extends DoOptions {
 
 interface Waiter {
   term: number;
+  /** When do() proposed it, for the commit-latency histogram. */
+  proposedAtMs: number;
   resolve: (value: unknown) => void;
   reject: (error: unknown) => void;
 }
@@ -482,6 +484,9 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
       lastIndex: this.#core.lastIndex,
       snapshotIndex: this.#core.snapshotIndex,
       members: this.#core.members.map((member) => member.name),
+      leaderContactMsAgo: this.#core.state === LEADER
+        ? 0
+        : Math.max(0, nowMs - this.#core.lastLeaderContactMs),
       followers: this.#core.progress.map((p) => ({
         name: p.name,
         matchIndex: p.matchIndex,
@@ -651,6 +656,7 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     const result = new Promise<R>((resolve, reject) => {
       const waiter: Waiter = {
         term: proposal.term,
+        proposedAtMs: this.#clock.now(),
         resolve: resolve as (value: unknown) => void,
         reject,
       };
@@ -1517,8 +1523,11 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     if (waiter) {
       if (waiter.term !== entry.term) {
         waiter.reject(this.#notLeaderError());
-      } else if (failed) waiter.reject(failure);
-      else waiter.resolve(result);
+      } else {
+        this.#stats.recordCommitLatency(this.#clock.now() - waiter.proposedAtMs);
+        if (failed) waiter.reject(failure);
+        else waiter.resolve(result);
+      }
     }
   }
 

@@ -92,6 +92,11 @@ export interface ServerStats {
   snapshotIndex: number;
   /** Names of the members. */
   members: string[];
+  /**
+   * Milliseconds since a leader last contacted this server (0 on the leader itself;
+   * `Infinity` when none ever did).
+   */
+  leaderContactMsAgo: number;
   /** A leader's followers and learners; empty on other servers. */
   followers: FollowerStats[];
   /** Event counts. */
@@ -102,12 +107,14 @@ export interface ServerStats {
   received: Record<StatsRpcKind, RpcCounts>;
   /** How long storage writes took (including the wait for fsync). */
   storageWriteLatency: LatencyHistogram;
+  /** From `do()` to its command applied here, for commands proposed on this server. */
+  commitLatency: LatencyHistogram;
 }
 
 /** The state part of {@link ServerStats}, which the server fills in. */
 export type ServerStatsState = Omit<
   ServerStats,
-  "counters" | "sent" | "received" | "storageWriteLatency"
+  "counters" | "sent" | "received" | "storageWriteLatency" | "commitLatency"
 >;
 
 const LATENCY_BOUNDS_MS = [0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 128, 256, 1024, Infinity];
@@ -120,6 +127,29 @@ function rpcCounts(): Record<StatsRpcKind, RpcCounts> {
     requestSnapshot: { messages: 0, bytes: 0 },
     snapshotRecoveryRequest: { messages: 0, bytes: 0 },
   };
+}
+
+class Histogram {
+  readonly #counts: number[] = LATENCY_BOUNDS_MS.map(() => 0);
+  #count = 0;
+  #sumMs = 0;
+
+  record(latencyMs: number): void {
+    this.#count++;
+    this.#sumMs += latencyMs;
+    let bucket = 0;
+    while (latencyMs > LATENCY_BOUNDS_MS[bucket]!) bucket++;
+    this.#counts[bucket]!++;
+  }
+
+  snapshot(): LatencyHistogram {
+    return {
+      boundsMs: [...LATENCY_BOUNDS_MS],
+      counts: [...this.#counts],
+      count: this.#count,
+      sumMs: this.#sumMs,
+    };
+  }
 }
 
 /** Counters a server updates on its hot paths; cheap increments only. */
@@ -137,8 +167,8 @@ export class StatsRecorder {
   };
   readonly #sent = rpcCounts();
   readonly #received = rpcCounts();
-  readonly #latencyCounts: number[] = LATENCY_BOUNDS_MS.map(() => 0);
-  #latencySumMs = 0;
+  readonly #storageLatency = new Histogram();
+  readonly #commitLatency = new Histogram();
 
   /** Adds one to a counter. @param counter which */
   count(counter: keyof ServerCounters): void {
@@ -160,10 +190,12 @@ export class StatsRecorder {
   /** Notes a completed storage write. @param latencyMs how long it took */
   recordStorageWrite(latencyMs: number): void {
     this.#counters.storageWrites++;
-    this.#latencySumMs += latencyMs;
-    let bucket = 0;
-    while (latencyMs > LATENCY_BOUNDS_MS[bucket]!) bucket++;
-    this.#latencyCounts[bucket]!++;
+    this.#storageLatency.record(latencyMs);
+  }
+
+  /** Notes a proposed command applied. @param latencyMs time since its do() */
+  recordCommitLatency(latencyMs: number): void {
+    this.#commitLatency.record(latencyMs);
   }
 
   /**
@@ -181,12 +213,8 @@ export class StatsRecorder {
       counters: { ...this.#counters },
       sent: copy(this.#sent),
       received: copy(this.#received),
-      storageWriteLatency: {
-        boundsMs: [...LATENCY_BOUNDS_MS],
-        counts: [...this.#latencyCounts],
-        count: this.#counters.storageWrites,
-        sumMs: this.#latencySumMs,
-      },
+      storageWriteLatency: this.#storageLatency.snapshot(),
+      commitLatency: this.#commitLatency.snapshot(),
     };
   }
 }
