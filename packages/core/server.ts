@@ -564,6 +564,12 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
         await stored.data.cancel();
       }
     }
+    if (snapshotMeta !== undefined && opened.lastIndex < snapshotMeta.lastIndex) {
+      // The snapshot outlived log entries it covers (a follower applies, and may snapshot,
+      // entries its own log had not made durable yet, and a crash then lost them): the log
+      // must continue right after the snapshot, not after the stored entries.
+      await this.#storage.compact(snapshotMeta.lastIndex);
+    }
     const from = Math.max(opened.firstIndex, (snapshotMeta?.lastIndex ?? 0) + 1);
     const entries = opened.lastIndex >= from
       ? await this.#storage.entries(from, opened.lastIndex + 1)
