@@ -316,6 +316,12 @@ export class ChaosNode {
     return { sizeBytes, freeBytes: left };
   }
 
+  /** @returns the bytes free on the tmpfs of {@link fillDisk}, undefined without one */
+  async diskFreeBytes(): Promise<number | undefined> {
+    if (this.#disk === undefined) return undefined;
+    return Number((await run("df", ["-B1", "--output=avail", this.dataDir])).stdout.split("\n")[1]);
+  }
+
   /**
    * Ends {@link fillDisk} on a stopped node: copies what the node wrote on the tmpfs (all
    * of it, torn tail included: what it acknowledged must survive) back to the disk,

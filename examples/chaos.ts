@@ -369,7 +369,7 @@ async function main(): Promise<number> {
   const casOk = history.filter((op) => op.input.op === "cas" && op.output === true).length;
   const byFault = new Map<string, number>();
   for (const fault of faults) byFault.set(fault.kind, (byFault.get(fault.kind) ?? 0) + 1);
-  const restarts = nodes.reduce((sum, node) => sum + node.starts - 1, 0);
+  const restarts = nodes.reduce((sum, node) => sum + Math.max(0, node.starts - 1), 0);
   const statuses = await Promise.all(nodes.map((node) => fetchStatus(node.url, 2000)));
 
   console.log(`
@@ -867,6 +867,8 @@ async function fetchRaftStats(node: ChaosNode): Promise<ServerStats | undefined>
  * goes back to disk and it restarts.
  */
 async function diskFault(random: SeededRandom, end: number, faults: FaultRecord[]): Promise<void> {
+  // The disk fills only under load: no use starting when the clients are about to stop.
+  if (end - performance.now() < 5000) return;
   const candidates = nodes.filter((node) => node.member && node.running && !node.paused);
   const leaderNode = random.chance(0.5) ? await currentLeader() : undefined;
   const victim = leaderNode ?? (candidates.length === 0 ? undefined : pick(random, candidates));
@@ -876,7 +878,7 @@ async function diskFault(random: SeededRandom, end: number, faults: FaultRecord[
   await victim.kill();
   let disk: { sizeBytes: number; freeBytes: number };
   try {
-    disk = await victim.fillDisk({ freeBytes: 64 * 1024, minSizeBytes: 2 * 1024 * 1024 });
+    disk = await victim.fillDisk({ freeBytes: 16 * 1024, minSizeBytes: 2 * 1024 * 1024 });
   } catch (error) {
     record.detail = `${victim.id}: not injected: ${String(error)}`;
     console.log(`${clock()} fault disk-full: ${record.detail}`);
@@ -903,7 +905,17 @@ async function diskFault(random: SeededRandom, end: number, faults: FaultRecord[
     }
   } else {
     const status = await fetchStatus(victim.url, 1000);
-    outcome = `no fail-stop within ${afterS} s (state ${status?.state ?? "?"})`;
+    const full = await victim.diskFreeBytes() === 0;
+    outcome = `no fail-stop within ${afterS} s (state ${status?.state ?? "?"}, disk ${
+      full ? "full" : "not full"
+    })`;
+    // While the clients still write, a node on a full disk must have hit ENOSPC on its log.
+    if (
+      full && performance.now() < end && status !== undefined &&
+      (status.state === "leader" || status.state === "follower")
+    ) {
+      diskProblems.push(`${victim.id} runs as ${status.state} on a full disk with no fail-stop`);
+    }
   }
   await victim.kill();
   await victim.clearDisk();

@@ -1,5 +1,6 @@
 // A short run of `deno task chaos` (examples/chaos.ts): 3 kv node processes in network
-// namespaces, iptables faults and kill -9, then the linearizability check. Linux + root only.
+// namespaces, every fault kind the seed draws (iptables, kill -9, SIGSTOP, leadership
+// transfers, membership changes, a full tmpfs), then the linearizability check. Linux + root.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import process from "node:process";
@@ -38,21 +39,42 @@ function runChaos(args: string[]): Promise<{ code: number | null; output: string
   });
 }
 
+function check(code: number | null, output: string, what: string): void {
+  if (code !== 0 || !/^verdict: ok$/m.test(output)) process.stderr.write(output);
+  assert.equal(code, 0, `chaos.ts ${what} exited with ${code}`);
+  assert.match(output, /^verdict: ok$/m);
+  const ops = Number(/ops:\s+(\d+)/.exec(output)?.[1]);
+  assert.ok(ops > 50, `only ${ops} operations were checked`);
+  assert.match(output, /faults:\s+[1-9]/);
+  assert.match(output, /operations: \d+ ok, \d+ failed, \d+ unknown/);
+  assert.match(output, /leaders:\s+\d+ leader changes seen/);
+}
+
+// Bun's default limit is 5 s; each run takes 10 to 20 s.
+const options = unsupported === undefined
+  ? { timeout: 120_000 }
+  : { skip: `chaos test skipped: ${unsupported}` };
+
 test(
-  "chaos.ts: 3 kv processes under partitions, loss and kill -9 keep a linearizable history",
-  // Bun's default limit is 5 s; the run takes about 15 s.
-  unsupported === undefined ? { timeout: 120_000 } : { skip: `chaos test skipped: ${unsupported}` },
+  "chaos.ts: 3 kv processes under partitions, loss, kill -9 and membership changes keep a linearizable history",
+  options,
   async () => {
     // A fixed fault schedule; `deno task chaos` (random seeds, longer runs) explores more.
     const seed = process.env.TSRAFT_CHAOS_SEED ?? "1";
     const { code, output } = await runChaos(["--duration", "8", "--nodes", "3", "--seed", seed]);
-    if (code !== 0 || !/^verdict: ok$/m.test(output)) process.stderr.write(output);
-    assert.equal(code, 0, `chaos.ts --seed ${seed} exited with ${code}`);
-    assert.match(output, /^verdict: ok$/m);
-    const ops = Number(/ops:\s+(\d+)/.exec(output)?.[1]);
-    assert.ok(ops > 50, `only ${ops} operations were checked`);
-    assert.match(output, /faults:\s+[1-9]/);
-    assert.match(output, /operations: \d+ ok, \d+ failed, \d+ unknown/);
-    assert.match(output, /leaders:\s+\d+ leader changes seen/);
+    check(code, output, `--seed ${seed}`);
+  },
+);
+
+test(
+  "chaos.ts: a node whose disk fills up fail-stops, restarts on disk, and the history stays linearizable",
+  options,
+  async () => {
+    // Seed 4 draws the disk fault first (then leadership transfers).
+    const args = ["--duration", "10", "--seed", "4", "--faults", "disk-full,pause-leader,transfer"];
+    const { code, output } = await runChaos(args);
+    check(code, output, args.join(" "));
+    assert.match(output, /disk-full: n\d: fail-stop after [\d.]+ s \(".*No space left on device/);
+    assert.match(output, /fault transfer: /);
   },
 );
