@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { test } from "node:test";
-import { CommandRegistry, createServer, crc32c, LEADER, type StateMachine } from "@tsraft/core";
+import { CommandRegistry, crc32c, createServer, LEADER, type StateMachine } from "@tsraft/core";
 import { MemoryNetwork, waitUntil } from "@tsraft/core/testing";
 import { FileStorage } from "./mod.ts";
 
