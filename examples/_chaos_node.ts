@@ -27,6 +27,8 @@ export interface ChaosClusterSpec {
   founders: number;
   /** Bearer token of the nodes' admin API (`--admin`), passed in the environment. */
   adminToken: string;
+  /** Called with every line a node prints. */
+  onLine?: (node: ChaosNode, line: string) => void;
 }
 
 /** Name of the file that fills a node's tmpfs. */
@@ -146,7 +148,9 @@ export class ChaosNode {
     this.#child = child;
     const onData = (chunk: Buffer) => {
       for (const line of chunk.toString("utf8").split("\n")) {
-        if (line !== "") this.#log(line);
+        if (line === "") continue;
+        this.#log(line);
+        this.#spec.onLine?.(this, line);
       }
     };
     child.stdout?.on("data", onData);

@@ -82,6 +82,8 @@ const FAIL_STOP_LINE = /write failed, stopping|failed, stopping/;
 
 /** Disk faults that went wrong: a node that kept running on a full disk. */
 const diskProblems: string[] = [];
+/** Fail-stops outside a disk fault: a storage write that failed on a healthy disk. */
+const unexpectedStops: string[] = [];
 
 type FaultKind =
   | (typeof NETWORK_FAULTS)[number]
@@ -266,6 +268,12 @@ async function main(): Promise<number> {
     founders: nodeCount,
     // The nodes' admin API listens on their namespace address, reachable from here only.
     adminToken: randomBytes(16).toString("hex"),
+    onLine: (node: ChaosNode, line: string) => {
+      if (FAIL_STOP_LINE.test(line) && !node.diskFull) {
+        unexpectedStops.push(`${clock()} ${node.id}: ${line.trim()}`);
+        console.log(`${clock()} ${node.id} stopped unexpectedly: ${line.trim()}`);
+      }
+    },
   };
   nodes = Array.from({ length: net.size }, (_, k) => new ChaosNode(spec, k + 1));
   console.log(
@@ -323,6 +331,13 @@ async function main(): Promise<number> {
   // A node whose join did not go through is of no use to the final checks.
   for (const node of nodes) if (!node.member) await node.kill();
   for (const node of nodes) if (node.member && !node.running) node.start();
+  // A fail-stopped node waits for its operator: restart it (the run fails anyway, see below).
+  for (const node of nodes.filter((node) => node.member && node.running)) {
+    if ((await fetchStatus(node.url, 1000))?.state === "stopped") {
+      await node.kill();
+      node.start();
+    }
+  }
   await Promise.all(clients);
   const final = await leader(30_000);
   console.log(`${clock()} leader ${final.id} in term ${final.term}; final reads`);
@@ -399,6 +414,11 @@ chaos report (seed ${seed}, ${nodeCount} nodes, ${transport} + ${storage}, reads
   if (stats.errors.length > 0) {
     console.log(`\nchaos: ${stats.errors.length} unexpected answers:`);
     for (const error of stats.errors.slice(0, 20)) console.log(`  ${error}`);
+    code = 1;
+  }
+  if (unexpectedStops.length > 0) {
+    console.log(`\nchaos: nodes stopped on their own (not in a disk fault):`);
+    for (const line of unexpectedStops) console.log(`  ${line}`);
     code = 1;
   }
   if (diskProblems.length > 0) {
