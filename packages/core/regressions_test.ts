@@ -668,4 +668,27 @@ describe("Regressions: found by the 10,000-seed run", () => {
     assert.equal(server.appliedIndex, 12, "the no-op at 11, the write at 12");
     await server.stop();
   });
+
+  test("Server.readIndex() settles when a read's signal from before stop() and start() aborts late (sim seed 9227)", async () => {
+    // Read ids start over with each Consensus, and start() builds a new one: the abort
+    // listener of a read made before stop() outlives it and, firing later, removed the
+    // waiter of the new read that reused its id. That read then never settled.
+    const cluster = new TestCluster(["a", "b", "c"], {
+      seed: 54,
+      serverOptions: { logger: quietLogger },
+    });
+    await cluster.start();
+    const leader = await cluster.waitForLeader();
+    const stale = new AbortController();
+    await cluster.run(leader.readIndex({ signal: stale.signal }));
+    await leader.stop();
+    await leader.start();
+    const current = await cluster.waitForLeader();
+    if (current !== leader) await cluster.run(current.transferLeadership(leader.name));
+    await cluster.waitFor(() => leader.state === LEADER, { what: "the restarted server to lead" });
+    const read = leader.readIndex(); // the new core's first read, waiting for its round
+    stale.abort(); // the deadline of the read made before stop() passes now
+    assert.equal(await cluster.run(read, 5_000), leader.commitIndex);
+    await cluster.stop();
+  });
 });

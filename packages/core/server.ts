@@ -701,9 +701,14 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     }
     const id = this.#core.requestRead();
     const index = await new Promise<number>((resolve, reject) => {
-      this.#readWaiters.set(id, { resolve, reject });
+      const waiter = { resolve, reject };
+      this.#readWaiters.set(id, waiter);
       options.signal?.addEventListener("abort", () => {
-        if (this.#readWaiters.delete(id)) reject(new CommandTimeoutError("Read aborted"));
+        // Read ids start over with each core (start() builds a new one): a signal that
+        // aborts after stop() and start() must not remove a newer read that reuses the id.
+        if (this.#readWaiters.get(id) !== waiter) return;
+        this.#readWaiters.delete(id);
+        reject(new CommandTimeoutError("Read aborted"));
       }, { once: true });
       // Deferred like do(): reads made together share one heartbeat round.
       this.#scheduleDrive();
