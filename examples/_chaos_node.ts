@@ -29,6 +29,8 @@ export interface ChaosClusterSpec {
   adminToken: string;
   /** Called with every line a node prints. */
   onLine?: (node: ChaosNode, line: string) => void;
+  /** Path of the built EIO shim (examples/_chaos_eio.c), preloaded into every node. */
+  eioShim?: string;
 }
 
 /** Name of the file that fills a node's tmpfs. */
@@ -72,6 +74,7 @@ export class ChaosNode {
   #retired = false;
   #paused = false;
   #disk: { stash: string } | undefined;
+  #failingWrites = false;
   #watchers = new Set<{ pattern: RegExp; found: (line: string) => void }>();
 
   /** @param spec the cluster @param index node number, 1-based */
@@ -141,9 +144,15 @@ export class ChaosNode {
     this.starts++;
     this.#paused = false;
     this.#log(`--- start ${this.starts} at ${new Date().toISOString()}`);
+    const eio = this.#spec.eioShim === undefined ? {} : {
+      LD_PRELOAD: this.#spec.eioShim,
+      TSRAFT_EIO_DIR: this.dataDir,
+      TSRAFT_EIO_TRIGGER: this.#eioTrigger,
+    };
     const child = spawnChild(argv, REPO_ROOT, {
       ...process.env,
       TSRAFT_KV_ADMIN_TOKEN: this.#spec.adminToken,
+      ...eio,
     });
     this.#child = child;
     const onData = (chunk: Buffer) => {
@@ -269,6 +278,33 @@ export class ChaosNode {
       const timer = setTimeout(() => watcher.found(undefined), timeoutMs);
       this.#watchers.add(watcher);
     });
+  }
+
+  get #eioTrigger(): string {
+    return join(this.#spec.dataRoot, `${this.id}.eio`);
+  }
+
+  /** Whether writes under the data directory fail with EIO ({@link failWrites}). */
+  get failingWrites(): boolean {
+    return this.#failingWrites;
+  }
+
+  /** Whether a disk fault is on: a full tmpfs or failing writes. */
+  get diskFault(): boolean {
+    return this.#disk !== undefined || this.#failingWrites;
+  }
+
+  /**
+   * Makes every write and fsync under the data directory fail with EIO (through the shim
+   * preloaded into the node, spec.eioShim), or stops it.
+   * @param on whether writes fail
+   */
+  failWrites(on: boolean): void {
+    if (this.#spec.eioShim === undefined) throw new TypeError("The EIO shim is not built");
+    this.#failingWrites = on;
+    if (on) writeFileSync(this.#eioTrigger, "");
+    else rmSync(this.#eioTrigger, { force: true });
+    this.#log(`--- writes ${on ? "fail with EIO" : "work again"} at ${new Date().toISOString()}`);
   }
 
   /** Whether the data directory is on a small tmpfs ({@link fillDisk}). */

@@ -10,6 +10,7 @@
 import { randomBytes } from "node:crypto";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
+import { fileURLToPath } from "node:url";
 import { join } from "node:path";
 import process from "node:process";
 import { parseArgs } from "node:util";
@@ -48,6 +49,9 @@ Exits 0 when the history is linearizable (or the test cannot run here), 1 when i
                          pause, pause-leader (SIGSTOP for 2-6 s, then SIGCONT),
                          disk-full (a node restarts on a small tmpfs that fills up: it
                          must fail-stop; then its data goes back to disk and it restarts),
+                         disk-eio (writes and fsyncs under a node's data directory fail with
+                         EIO, through an LD_PRELOAD shim built with cc: it must fail-stop;
+                         then writes work again and it restarts),
                          transfer (leadership transfer through the admin API),
                          add-node (a fresh node, empty data directory, joins: it needs a
                          snapshot), remove-node, remove-leader (membership stays between
@@ -74,9 +78,78 @@ const PROCESS_FAULTS = [
   "pause",
   "pause-leader",
   "disk-full",
+  "disk-eio",
 ] as const;
 const ADMIN_FAULTS = ["transfer", "add-node", "remove-node", "remove-leader"] as const;
 const MEMBERSHIP_FAULTS: readonly FaultKind[] = ["add-node", "remove-node", "remove-leader"];
+/**
+ * Writes under the victim's data directory fail with EIO while it runs: it must fail-stop
+ * (a later fsync cannot be trusted after a failed one, so there is no retrying). Then writes
+ * work again and it restarts from what its storage holds.
+ */
+async function eioFault(
+  victim: ChaosNode,
+  wasLeader: boolean,
+  end: number,
+  record: FaultRecord,
+): Promise<void> {
+  if (eioShim === undefined) {
+    record.detail = `${victim.id}: not injected: ${eioUnavailable}`;
+    console.log(`${clock()} fault disk-eio: ${record.detail}`);
+    return;
+  }
+  console.log(
+    `${clock()} fault disk-eio: writes under ${victim.id}${
+      wasLeader ? " (leader)" : ""
+    }'s data directory fail with EIO`,
+  );
+  const startedAt = performance.now();
+  const stopped = victim.waitForLine(FAIL_STOP_LINE, Math.max(8000, end - performance.now()));
+  victim.failWrites(true);
+  const line = await stopped;
+  const afterS = ((performance.now() - startedAt) / 1000).toFixed(1);
+  const status = await fetchStatus(victim.url, 1000);
+  let outcome: string;
+  if (line !== undefined) {
+    outcome = `fail-stop after ${afterS} s ("${line.trim().slice(0, 120)}"), then ${
+      status === undefined ? "no answer" : `state ${status.state}`
+    }`;
+    if (status !== undefined && (status.state === "leader" || status.state === "follower")) {
+      diskProblems.push(`${victim.id} logged a fail-stop but still runs as ${status.state}`);
+    }
+  } else {
+    outcome = `no fail-stop within ${afterS} s (state ${status?.state ?? "?"})`;
+    if (
+      performance.now() < end && status !== undefined &&
+      (status.state === "leader" || status.state === "follower")
+    ) {
+      diskProblems.push(`${victim.id} runs as ${status.state} while its writes fail with EIO`);
+    }
+  }
+  await victim.kill();
+  victim.failWrites(false);
+  if (victim.member) victim.start();
+  record.endS = seconds();
+  record.detail = `${victim.id}: ${outcome}; restarted`;
+  console.log(`${clock()} disk-eio: ${record.detail}`);
+}
+
+/** The built EIO shim, when `cc` could build it. */
+let eioShim: string | undefined;
+/** Why the EIO shim is not there. */
+let eioUnavailable = "";
+
+/** Builds examples/_chaos_eio.c into the data root (needs `cc`). */
+async function buildEioShim(root: string): Promise<void> {
+  const source = fileURLToPath(new URL("./_chaos_eio.c", import.meta.url));
+  const output = join(root, "chaos_eio.so");
+  const built = await run("cc", ["-shared", "-fPIC", "-O2", "-o", output, source, "-ldl"], {
+    timeoutMs: 60_000,
+  });
+  if (built.code === 0) eioShim = output;
+  else eioUnavailable = `cannot build the EIO shim with cc: ${built.stderr.trim().slice(0, 200)}`;
+}
+
 /** The line a node prints when a storage write fails and it stops (Server's fail-stop). */
 const FAIL_STOP_LINE = /write failed, stopping|failed, stopping/;
 
@@ -250,7 +323,9 @@ async function main(): Promise<number> {
   // One namespace more than the founders when membership changes: the node that comes and goes.
   const membership = nodeCount >= 3 && MEMBERSHIP_FAULTS.some((kind) => enabled.has(kind));
   net = await ChaosNet.create(nodeCount + (membership ? 1 : 0));
+  if (enabled.has("disk-eio")) await buildEioShim(dataRoot);
   const spec = {
+    ...(eioShim === undefined ? {} : { eioShim }),
     net,
     dataRoot,
     transport,
@@ -269,7 +344,7 @@ async function main(): Promise<number> {
     // The nodes' admin API listens on their namespace address, reachable from here only.
     adminToken: randomBytes(16).toString("hex"),
     onLine: (node: ChaosNode, line: string) => {
-      if (FAIL_STOP_LINE.test(line) && !node.diskFull) {
+      if (FAIL_STOP_LINE.test(line) && !node.diskFault) {
         unexpectedStops.push(`${clock()} ${node.id}: ${line.trim()}`);
         console.log(`${clock()} ${node.id} stopped unexpectedly: ${line.trim()}`);
       }
@@ -661,8 +736,8 @@ async function processNemesis(
       await pauseFault(kind, random, end, faults);
       continue;
     }
-    if (kind === "disk-full") {
-      await diskFault(random, end, faults);
+    if (kind === "disk-full" || kind === "disk-eio") {
+      await diskFault(kind, random, end, faults);
       continue;
     }
     const all = nodes.filter((node) => node.member && node.running).map((node) => node.index);
@@ -793,9 +868,9 @@ async function membershipFault(
   if (members.length > nodeCount) {
     if (kind === "add-node") return;
     // A node in a disk fault is the process nemesis's until the fault is over.
-    const others = members.filter((node) => node !== leaderNode && !node.diskFull);
+    const others = members.filter((node) => node !== leaderNode && !node.diskFault);
     const target = kind === "remove-leader" ? leaderNode : pick(random, others);
-    if (target.diskFull || others.length === 0) return;
+    if (target.diskFault || others.length === 0) return;
     // Clients stop using it first: answers from a node on its way out are not the point.
     clientUrls.splice(
       0,
@@ -811,7 +886,7 @@ async function membershipFault(
     }`;
   } else {
     if (kind !== "add-node") return;
-    const target = nodes.find((node) => !node.member && !node.diskFull);
+    const target = nodes.find((node) => !node.member && !node.diskFault);
     if (target === undefined) return;
     let fresh = false;
     if (!target.running) {
@@ -886,15 +961,24 @@ async function fetchRaftStats(node: ChaosNode): Promise<ServerStats | undefined>
  * with a log line once a write fails. Then the fault is removed: its data, as it left it,
  * goes back to disk and it restarts.
  */
-async function diskFault(random: SeededRandom, end: number, faults: FaultRecord[]): Promise<void> {
+async function diskFault(
+  kind: "disk-full" | "disk-eio",
+  random: SeededRandom,
+  end: number,
+  faults: FaultRecord[],
+): Promise<void> {
   // The disk fills only under load: no use starting when the clients are about to stop.
   if (end - performance.now() < 5000) return;
   const candidates = nodes.filter((node) => node.member && node.running && !node.paused);
   const leaderNode = random.chance(0.5) ? await currentLeader() : undefined;
   const victim = leaderNode ?? (candidates.length === 0 ? undefined : pick(random, candidates));
   if (victim === undefined || !victim.running || victim.paused) return;
-  const record: FaultRecord = { kind: "disk-full", detail: "", startS: seconds() };
+  const record: FaultRecord = { kind, detail: "", startS: seconds() };
   faults.push(record);
+  if (kind === "disk-eio") {
+    await eioFault(victim, leaderNode !== undefined, end, record);
+    return;
+  }
   await victim.kill();
   let disk: { sizeBytes: number; freeBytes: number };
   try {
