@@ -260,6 +260,8 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
   #appliedIndex = 0;
   /** Last index handed to storage; a later batch starting at or below it truncated the log. */
   #lastTakenIndex = 0;
+  /** Storage holds no entry at or below this index (as of its last completed compaction). */
+  #storageCompactedThrough = 0;
   #applying = false;
   #applyChain: Promise<void> = Promise.resolve();
   #waiters = new Map<number, Waiter>();
@@ -569,7 +571,9 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
       // entries its own log had not made durable yet, and a crash then lost them): the log
       // must continue right after the snapshot, not after the stored entries.
       await this.#storage.compact(snapshotMeta.lastIndex);
+      opened.firstIndex = snapshotMeta.lastIndex + 1;
     }
+    this.#storageCompactedThrough = opened.firstIndex - 1;
     const from = Math.max(opened.firstIndex, (snapshotMeta?.lastIndex ?? 0) + 1);
     const entries = opened.lastIndex >= from
       ? await this.#storage.entries(from, opened.lastIndex + 1)
@@ -904,7 +908,7 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
       const compactTo = Math.min(snapshotMeta.lastIndex - keep, this.#core.commitIndex);
       if (compactTo > this.#core.snapshotIndex) {
         this.#core.compact(compactTo);
-        await this.#withStorage(() => this.#storage.compact(compactTo));
+        await this.#withStorage(() => this.#compactStorage(compactTo));
       }
       this.#stats.count("snapshotsTaken");
       this.#logger.debug(`${this.name}: snapshot taken`, {
@@ -1039,7 +1043,7 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
       try {
         await this.#withStorage(async () => {
           await sink.commit();
-          await this.#storage.compact(meta.lastIndex);
+          await this.#compactStorage(meta.lastIndex);
         });
         const stored = await this.#withStorage(() => this.#storage.loadSnapshot());
         if (stored === undefined) throw new Error("the installed snapshot is not stored");
@@ -1195,9 +1199,11 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
       const startedMs = this.#clock.now();
       try {
         await this.#withStorage(() => {
-          // A snapshot installed or taken while this batch waited covers its first entries,
-          // and storage may already be compacted past them: write only what follows.
-          const floor = this.#core.snapshotIndex;
+          // A snapshot installed or taken while this batch waited may have compacted storage
+          // past its first entries: write only what follows. The floor is what storage has
+          // compacted, not the core's snapshot index: a save queued before an install's
+          // compaction runs after the core moved on, and skipping entries there left a gap.
+          const floor = this.#storageCompactedThrough;
           const entries = batch.entries[0] !== undefined && batch.entries[0].index <= floor
             ? batch.entries.filter((entry) => entry.index > floor)
             : batch.entries;
@@ -1224,6 +1230,12 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
       for (const waiter of batch.waiters) waiter();
       this.#drive();
     }
+  }
+
+  /** Compacts storage (inside the storage lock) and notes how far. */
+  async #compactStorage(throughIndex: number): Promise<void> {
+    await this.#storage.compact(throughIndex);
+    this.#storageCompactedThrough = Math.max(this.#storageCompactedThrough, throughIndex);
   }
 
   /**
