@@ -1,4 +1,12 @@
-import { CommandTimeoutError, LEADER, NotLeaderError, type Server, StopError } from "@tsraft/core";
+import {
+  CommandOutcomeUnknownError,
+  CommandTimeoutError,
+  LEADER,
+  LeadershipTransferError,
+  NotLeaderError,
+  type Server,
+  StopError,
+} from "@tsraft/core";
 import {
   BatchCommand,
   isKvOp,
@@ -490,6 +498,14 @@ export function errorReply(error: unknown, forwarded: boolean): ForwardReply {
     return { error: "timeout", status: 504, reason: error.message };
   }
   if (error instanceof StopError) return { error: "stopped", status: 503, reason: error.message };
+  if (error instanceof LeadershipTransferError) {
+    // Proposals are refused while leadership moves; the new leader takes them shortly.
+    return { error: "transferring", status: 503, reason: error.message };
+  }
+  if (error instanceof CommandOutcomeUnknownError) {
+    // The write may or may not have been applied: the client must not assume either.
+    return { error: "outcome_unknown", status: 504, reason: error.message };
+  }
   return { error: "internal", status: 500, reason: String(error) };
 }
 

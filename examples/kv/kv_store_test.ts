@@ -457,3 +457,14 @@ describe("PartitionableTransporter", () => {
     assert.equal((await guarded.requestVote({ ...vote, candidateName: "b" })).voteGranted, true);
   });
 });
+
+test("errorReply() maps retryable and unknown-outcome errors to 503 and 504, not 500", async () => {
+  const { errorReply } = await import("./kv_service.ts");
+  const { CommandOutcomeUnknownError, LeadershipTransferError } = await import("@tsraft/core");
+  const transfer = errorReply(new LeadershipTransferError("moving to n2"), false);
+  assert.ok("status" in transfer);
+  assert.deepEqual([transfer.status, transfer.error], [503, "transferring"]);
+  const unknown = errorReply(new CommandOutcomeUnknownError(7), true);
+  assert.ok("status" in unknown);
+  assert.deepEqual([unknown.status, unknown.error], [504, "outcome_unknown"]);
+});
