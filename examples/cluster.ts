@@ -6,6 +6,7 @@
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { createServer } from "node:net";
 import process from "node:process";
 import { parseArgs } from "node:util";
 import { Hono } from "hono";
@@ -36,8 +37,9 @@ everything.
                          on exit)
   --base-port P          client port of the first node; node i uses P+i, and with tcp the
                          raft port is +1000; the admin API (loopback, token known only
-                         to this launcher) is +2000 (default 4001; 0 picks free ports)
-  --dashboard-port P     dashboard port (default 8080; 0 picks a free port)
+                         to this launcher) is +2000 (default 4001, or free ports when
+                         those are taken; 0 picks free ports)
+  --dashboard-port P     dashboard port (default 8080, or a free one when taken; 0 picks a free port)
   -h, --help             this text
 
 Anything after -- is passed to every node (e.g. -- --election-timeout-ms 500).`;
@@ -50,8 +52,8 @@ const { values, positionals } = parseArgs({
     transport: { type: "string", default: "tcp" },
     storage: { type: "string", default: "file" },
     data: { type: "string" },
-    "base-port": { type: "string", default: "4001" },
-    "dashboard-port": { type: "string", default: "8080" },
+    "base-port": { type: "string" },
+    "dashboard-port": { type: "string" },
     help: { type: "boolean", short: "h" },
   },
 });
@@ -61,8 +63,19 @@ if (values.help) {
   process.exit(0);
 }
 const count = Number(values.nodes);
-const basePort = Number(values["base-port"]);
-const dashboardPort = Number(values["dashboard-port"]);
+const raftOffsets = [values.transport === "tcp" ? 1000 : 0, ADMIN_PORT_OFFSET];
+// The default ports are used when they are free; when another run holds them, free ports
+// are picked instead (an explicit --base-port or --dashboard-port is used as given).
+const basePort = values["base-port"] !== undefined
+  ? Number(values["base-port"])
+  : await portsFree([4001, 4002, 4003].slice(0, Number(values.nodes)), raftOffsets)
+  ? 4001
+  : 0;
+const dashboardPort = values["dashboard-port"] !== undefined
+  ? Number(values["dashboard-port"])
+  : await portsFree([8080], [])
+  ? 8080
+  : 0;
 if (!Number.isInteger(count) || count < 1 || count > 9) fail("--nodes must be 1..9");
 if (!Number.isInteger(basePort) || basePort < 0) fail("--base-port must be a port");
 if (!Number.isInteger(dashboardPort) || dashboardPort < 0) fail("--dashboard-port must be a port");
@@ -70,6 +83,22 @@ if (values.transport !== "tcp" && values.transport !== "http") fail("--transport
 if (values.storage !== "file" && values.storage !== "kv") fail("--storage is file or kv");
 const transport = values.transport;
 const storage = values.storage;
+
+/** Whether every port, and every port plus each offset, can be bound on 127.0.0.1 now. */
+async function portsFree(ports: number[], offsets: number[]): Promise<boolean> {
+  const wanted = ports.flatMap((
+    port,
+  ) => [port, ...offsets.filter((o) => o !== 0).map((o) => port + o)]);
+  for (const port of wanted) {
+    const free = await new Promise<boolean>((resolve) => {
+      const server = createServer();
+      server.once("error", () => resolve(false));
+      server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)));
+    });
+    if (!free) return false;
+  }
+  return true;
+}
 
 function fail(message: string): never {
   console.error(`${message}\n\n${HELP}`);
