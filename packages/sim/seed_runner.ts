@@ -5,6 +5,7 @@ import {
   type SimulationResult,
 } from "./run_simulation.ts";
 
+import { emptySimStats } from "./simulator.ts";
 /** Real time a run may go without advancing before it counts as hung (a busy loop). */
 const SEED_WATCHDOG_MS = 20_000;
 
@@ -103,22 +104,7 @@ function hung(
     trace: [],
     traceHash: "",
     simulatedMs: 0,
-    stats: {
-      crashes: 0,
-      crashesLostWrites: 0,
-      restarts: 0,
-      stopStarts: 0,
-      selfStops: 0,
-      diskFaults: 0,
-      partitions: 0,
-      oneWayCuts: 0,
-      peersAdded: 0,
-      peersRemoved: 0,
-      transfers: 0,
-      snapshotsInstalled: 0,
-      snapshotsTaken: 0,
-      events: 0,
-    },
+    stats: emptySimStats(),
     coverage: {
       crashes: false,
       crashLostWrites: false,

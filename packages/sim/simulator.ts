@@ -112,6 +112,26 @@ export interface SimStats {
   events: number;
 }
 
+/** Stats of a run that exercised nothing yet. @returns all counts at zero */
+export function emptySimStats(): SimStats {
+  return {
+    crashes: 0,
+    crashesLostWrites: 0,
+    restarts: 0,
+    stopStarts: 0,
+    selfStops: 0,
+    diskFaults: 0,
+    partitions: 0,
+    oneWayCuts: 0,
+    peersAdded: 0,
+    peersRemoved: 0,
+    transfers: 0,
+    snapshotsInstalled: 0,
+    snapshotsTaken: 0,
+    events: 0,
+  };
+}
+
 /** A node's state, read through the public API of its current Server. */
 export interface SimNodeInfo {
   /** Node name. */
@@ -177,22 +197,7 @@ export class Simulator {
   /** Command types of the servers. */
   readonly registry: CommandRegistryType = new CommandRegistry();
   /** What the run exercised. */
-  readonly stats: SimStats = {
-    crashes: 0,
-    crashesLostWrites: 0,
-    restarts: 0,
-    stopStarts: 0,
-    selfStops: 0,
-    diskFaults: 0,
-    partitions: 0,
-    oneWayCuts: 0,
-    peersAdded: 0,
-    peersRemoved: 0,
-    transfers: 0,
-    snapshotsInstalled: 0,
-    snapshotsTaken: 0,
-    events: 0,
-  };
+  readonly stats: SimStats = emptySimStats();
   readonly #options: SimulatorOptions;
   readonly #random: SeededRandom;
   readonly #faultRandom: SeededRandom;
