@@ -63,18 +63,26 @@
  * await Promise.all(servers.map((server) => server.start()));
  *
  * // Runs `action` on the leader. A leader that loses its role before a proposal commits
- * // rejects with NotLeaderError, and the proposal is then certainly not applied: retry.
+ * // rejects with NotLeaderError, and the proposal is then certainly not applied: retry
+ * // once the leadership changes (listening first, so a change while we look is not missed).
  * async function onLeader<T>(action: (leader: Server<Counter>) => Promise<T>): Promise<T> {
  *   for (;;) {
- *     const leader = servers.find((server) => server.state === "leader");
- *     if (leader !== undefined) {
- *       try {
- *         return await action(leader);
- *       } catch (error) {
- *         if (!(error instanceof NotLeaderError)) throw error;
+ *     let onChange = () => {};
+ *     const changed = new Promise<void>((resolve) => onChange = resolve);
+ *     for (const server of servers) server.addEventListener("leaderChange", onChange);
+ *     try {
+ *       const leader = servers.find((server) => server.state === "leader");
+ *       if (leader !== undefined) {
+ *         try {
+ *           return await action(leader);
+ *         } catch (error) {
+ *           if (!(error instanceof NotLeaderError)) throw error;
+ *         }
  *       }
+ *       await changed;
+ *     } finally {
+ *       for (const server of servers) server.removeEventListener("leaderChange", onChange);
  *     }
- *     await new Promise((resolve) => setTimeout(resolve, 10));
  *   }
  * }
  * // do() resolves once a majority has the entry durably and the leader has applied it.
