@@ -11,11 +11,11 @@ import {
   NotLeaderError,
 } from "./errors.ts";
 import type { Logger } from "./logger.ts";
-import { CommandRegistry, defineCommand } from "./command.ts";
+import { defineCommand } from "./command.ts";
 import { crc32c } from "./crc32c.ts";
 import { createServer } from "./server.ts";
 import { ManualClock } from "./testing/manual_clock.ts";
-import { MemoryDisk, MemoryStorage } from "./testing/memory_storage.ts";
+import { MemoryStorage } from "./testing/memory_storage.ts";
 import { MemoryNetwork } from "./testing/memory_transport.ts";
 import { KvSetCommand, KvStateMachine, TestCluster } from "./testing/test_cluster.ts";
 import type { LogEntry } from "./types.ts";
@@ -613,10 +613,10 @@ describe("Regressions: found by the 10,000-seed run", () => {
   test("Server restarts over a snapshot that is ahead of its durable log (sim seed 5474)", async () => {
     // A follower applies entries its own log has not made durable yet; a snapshot of them can
     // be durable while a crash loses the log's tail. The next entry must follow the snapshot.
-    const disk = new MemoryDisk();
-    const seed = new MemoryStorage(disk);
+    const cluster = new TestCluster(["solo"], { seed: 50, serverOptions: { logger: quietLogger } });
+    const seed = new MemoryStorage(cluster.disks.get("solo")!);
     await seed.open();
-    const member = [{ name: "solo", connectionString: "" }];
+    const member = [{ name: "solo", connectionString: "memory://solo" }];
     const configCommand = new TextEncoder().encode(JSON.stringify({ peers: member }));
     await seed.save({
       hardState: { term: 2, votedFor: "solo" },
@@ -630,43 +630,19 @@ describe("Regressions: found by the 10,000-seed run", () => {
         })),
       ],
     });
-    const machine = new KvStateMachine();
     await seed.saveSnapshot(
       { lastIndex: 10, lastTerm: 2, peers: member },
-      machine.save(),
+      new KvStateMachine().save(),
     );
     await seed.close();
 
-    const clock = new ManualClock();
-    const network = new MemoryNetwork({ clock });
-    const registry = new CommandRegistry();
-    registry.register(KvSetCommand);
-    const server = createServer({
-      name: "solo",
-      transporter: network.transporter(),
-      storage: new MemoryStorage(disk),
-      stateMachine: machine,
-      registry,
-      clock,
-      random: { next: () => 0 },
-      logger: quietLogger,
-    });
-    network.register(server);
-    await server.start();
-    for (let i = 0; i < 100 && server.state !== LEADER; i++) {
-      clock.advance(50);
-      await new Promise((resolve) => setTimeout(resolve, 0));
-    }
-    assert.equal(server.state, LEADER);
-    const write = server.do(new KvSetCommand("k", "v"));
-    for (let i = 0; i < 20 && machine.data.get("k") !== "v" && server.running(); i++) {
-      clock.advance(10);
-      await new Promise((resolve) => setTimeout(resolve, 0));
-    }
-    assert.equal(await write, null);
+    await cluster.start();
+    const server = await cluster.waitForLeader();
+    assert.equal(await cluster.run(server.do(new KvSetCommand("k", "v"))), null);
     assert.ok(server.running(), "the server keeps running");
     assert.equal(server.appliedIndex, 12, "the no-op at 11, the write at 12");
-    await server.stop();
+    assert.equal(cluster.machines.get("solo")!.data.get("k"), "v");
+    await cluster.stop();
   });
 
   test("Server.readIndex() settles when a read's signal from before stop() and start() aborts late (sim seed 9227)", async () => {
