@@ -8,7 +8,8 @@
  *
  * Lifecycle: the node listens on a free loopback port with a handler that forwards to a
  * server created later and prints `{"event":"listening","port":N}`; `start` (with the
- * peers' addresses) creates and starts the server; `status`, `bench`, `stats` and `stop`
+ * peers' addresses) creates and starts the server; `status`, `bench`, `stats`, `trace`,
+ * `memory` (the process's memory use and the server's snapshot counters) and `stop`
  * follow. The node exits when stdin closes, so a dying parent leaves no orphans.
  * With `"mode":"echo"` it is instead a bare node:net echo server (the loopback RTT limit).
  * @module
@@ -55,8 +56,9 @@ async function runEcho(): Promise<void> {
 
 async function runNode(config: NodeConfig): Promise<void> {
   const stats = new NodeStats();
+  const instrument = config.instrument ?? true;
   let server: Server | undefined;
-  const handler = forwardingHandler(config.name, () => server, stats);
+  const handler = forwardingHandler(config.name, () => server, instrument ? stats : undefined);
 
   let transporter: Transporter;
   let port: number;
@@ -95,8 +97,8 @@ async function runNode(config: NodeConfig): Promise<void> {
           name: config.name,
           connectionString: instruction.connectionString,
           peers: instruction.peers,
-          transporter: instrumentTransporter(transporter, stats),
-          storage: instrumentStorage(storage, stats),
+          transporter: instrument ? instrumentTransporter(transporter, stats) : transporter,
+          storage: instrument ? instrumentStorage(storage, stats) : storage,
           stateMachine: new CounterStateMachine(),
           registry: benchRegistry(),
           electionTimeoutMs: config.electionTimeoutMs,
@@ -104,6 +106,9 @@ async function runNode(config: NodeConfig): Promise<void> {
           ...(config.maxInflightMessages === undefined
             ? {}
             : { maxInflightMessages: config.maxInflightMessages }),
+          ...(config.snapshotThreshold === undefined
+            ? {}
+            : { snapshotThreshold: config.snapshotThreshold }),
         });
         server.addEventListener("leaderChange", () => stats.leaderChanges++);
         await server.start();
@@ -138,6 +143,21 @@ async function runNode(config: NodeConfig): Promise<void> {
       }
       case "trace":
         return { ok: true, trace: Object.fromEntries(stats.trace) };
+      case "memory": {
+        // From inside the process, so it reads the same on Linux, macOS, Node and Bun.
+        const usage = process.memoryUsage();
+        const serverStats = server?.stats();
+        return {
+          ok: true,
+          rssBytes: usage.rss,
+          heapUsedBytes: usage.heapUsed,
+          state: server?.state ?? "none",
+          snapshotsTaken: serverStats?.counters.snapshotsTaken ?? 0,
+          logEntries: serverStats === undefined
+            ? 0
+            : serverStats.lastIndex - serverStats.snapshotIndex,
+        };
+      }
       case "stop":
         await stop();
         return { ok: true };

@@ -7,6 +7,7 @@ import {
   type Command,
   CommandRegistry,
   type Context,
+  LEADER,
   type Server,
   type StateMachine,
 } from "@tsraft/core";
@@ -100,29 +101,41 @@ export interface RunClientsOptions {
   durationMs: number;
   /** Load before the window starts (JIT, connection and batch warm-up), not counted. */
   warmupMs: number;
+  /**
+   * Stop once this many commands have committed (warm-up included), even if the window has
+   * not ended; `durationMs` is then a deadline. A failed command is retried while the
+   * server leads; once it does not, the run ends (the caller goes on on the new leader).
+   * @default no limit
+   */
+  commands?: number;
 }
 
 /**
  * Runs `options.clients` closed-loop clients against `server.do` and measures the commands
  * that start inside the window after the warm-up.
  * @param server the leader
- * @param options clients, window and warm-up
+ * @param options clients, window, warm-up and an optional number of commands
  * @returns throughput and latency percentiles
  */
 export async function runClients(server: Server, options: RunClientsOptions): Promise<LoadResult> {
   const command = new IncrementCommand();
   const latencies: number[] = [];
   let errors = 0;
+  // Commands not yet started; a failed one is handed back so exactly `commands` commit.
+  let unclaimed = options.commands ?? Infinity;
   const startMs = performance.now() + options.warmupMs;
   const endMs = startMs + options.durationMs;
   async function client(): Promise<void> {
     for (;;) {
       const sentMs = performance.now();
-      if (sentMs >= endMs) return;
+      if (sentMs >= endMs || unclaimed <= 0) return;
+      unclaimed--;
       try {
         await server.do(command);
       } catch {
         errors++;
+        unclaimed++;
+        if (options.commands !== undefined && server.state !== LEADER) return;
         // A failed command (no leader) must not spin: the run reports the errors.
         await new Promise((resolve) => setTimeout(resolve, 1));
         continue;
@@ -131,7 +144,10 @@ export async function runClients(server: Server, options: RunClientsOptions): Pr
     }
   }
   await Promise.all(Array.from({ length: options.clients }, client));
-  const elapsedMs = Math.max(performance.now(), endMs) - startMs;
+  const finishedMs = performance.now();
+  // A run of a number of commands ends when its last command does, not at endMs.
+  const elapsedMs = (options.commands !== undefined ? finishedMs : Math.max(finishedMs, endMs)) -
+    startMs;
   return summarize(options.clients, latencies, errors, elapsedMs);
 }
 

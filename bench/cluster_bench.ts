@@ -143,6 +143,99 @@ export async function benchMemoryCluster(options: ClusterBenchOptions): Promise<
   }
 }
 
+/** What the three node processes of {@link startProcessCluster} are. */
+export interface ProcessClusterSpec {
+  transport: "tcp" | "http";
+  storage: "file" | "kv";
+  /** Directory under which the nodes' data directories are made. @default the OS temp dir */
+  parentDir?: string;
+  /** `maxInflightMessages` of every server. @default the server's default */
+  maxInflightMessages?: number;
+  /** `snapshotThreshold` of every server. @default the server's default */
+  snapshotThreshold?: number;
+  /** Count saves and AppendEntries in the nodes (`_instrument.ts`). @default true */
+  instrument?: boolean;
+  /** Open node i's V8 inspector on port `inspectBase + i`. */
+  inspectBase?: number;
+}
+
+/** Three started `_bench_node.ts` processes on loopback. */
+export interface ProcessCluster {
+  /** n1, n2, n3. */
+  nodes: NodeProcess[];
+  /** Stops the nodes and removes their data. */
+  close(): Promise<void>;
+}
+
+/**
+ * Spawns three `_bench_node.ts` processes (fsync on), tells each the others' addresses and
+ * starts their servers; the caller then waits for a leader ({@link waitForProcessLeader}).
+ * @param spec transport, storage and server options
+ * @returns the running cluster
+ * @throws Error (after printing the nodes' logs) when a node does not come up within 30 s
+ */
+export async function startProcessCluster(spec: ProcessClusterSpec): Promise<ProcessCluster> {
+  const root = await mkdtemp(join(spec.parentDir ?? tmpdir(), "tsraft-bench-"));
+  const names = ["n1", "n2", "n3"];
+  for (const name of names) await mkdir(join(root, name));
+  const nodes = names.map((name, i) => {
+    const config: NodeConfig = {
+      name,
+      transport: spec.transport,
+      storage: spec.storage,
+      dir: join(root, name),
+      fsync: true,
+      electionTimeoutMs: ELECTION_TIMEOUT_MS,
+      heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS,
+      ...(spec.maxInflightMessages === undefined
+        ? {}
+        : { maxInflightMessages: spec.maxInflightMessages }),
+      ...(spec.snapshotThreshold === undefined
+        ? {}
+        : { snapshotThreshold: spec.snapshotThreshold }),
+      ...(spec.instrument === undefined ? {} : { instrument: spec.instrument }),
+    };
+    return NodeProcess.spawn(
+      config,
+      spec.inspectBase === undefined ? {} : { inspectPort: spec.inspectBase + i },
+    );
+  });
+  const killAll = () => nodes.forEach((node) => node.kill());
+  process.once("exit", killAll);
+  async function close(): Promise<void> {
+    await Promise.all(nodes.map((node) => node.close()));
+    process.off("exit", killAll);
+    await rm(root, { recursive: true, force: true });
+  }
+  try {
+    const ports = await withDeadline(
+      Promise.all(nodes.map((node) => node.port())),
+      30_000,
+      "the nodes to listen",
+    );
+    const members = names.map((name, i) => ({ name, connectionString: `127.0.0.1:${ports[i]}` }));
+    await Promise.all(nodes.map((node, i) =>
+      node.request({
+        op: "start",
+        connectionString: members[i]!.connectionString,
+        peers: members.filter((member) => member.name !== node.name),
+      })
+    ));
+  } catch (error) {
+    printNodeLogs(nodes);
+    await close();
+    throw error;
+  }
+  return { nodes, close };
+}
+
+/** Prints what each node logged (after a failure). */
+export function printNodeLogs(nodes: NodeProcess[]): void {
+  for (const node of nodes) {
+    if (node.log.trim() !== "") console.error(`--- log of ${node.name}:\n${node.log}`);
+  }
+}
+
 /** Options of {@link benchProcessCluster}. */
 export interface ProcessClusterOptions extends ClusterBenchOptions {
   transport: "tcp" | "http";
@@ -159,44 +252,18 @@ export interface ProcessClusterOptions extends ClusterBenchOptions {
  * @returns one run per client count, with the nodes' counters
  */
 export async function benchProcessCluster(options: ProcessClusterOptions): Promise<ClusterRun[]> {
-  const root = await mkdtemp(join(options.parentDir ?? tmpdir(), "tsraft-bench-"));
-  const names = ["n1", "n2", "n3"];
-  for (const name of names) await mkdir(join(root, name));
   const inspectBase = options.profilePath === undefined ? undefined : 19_229;
-  const nodes = names.map((name, i) => {
-    const config: NodeConfig = {
-      name,
-      transport: options.transport,
-      storage: options.storage,
-      dir: join(root, name),
-      fsync: true,
-      electionTimeoutMs: ELECTION_TIMEOUT_MS,
-      heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS,
-      ...(options.maxInflightMessages === undefined
-        ? {}
-        : { maxInflightMessages: options.maxInflightMessages }),
-    };
-    return NodeProcess.spawn(
-      config,
-      inspectBase === undefined ? {} : { inspectPort: inspectBase + i },
-    );
+  const cluster = await startProcessCluster({
+    transport: options.transport,
+    storage: options.storage,
+    ...(options.parentDir === undefined ? {} : { parentDir: options.parentDir }),
+    ...(options.maxInflightMessages === undefined
+      ? {}
+      : { maxInflightMessages: options.maxInflightMessages }),
+    ...(inspectBase === undefined ? {} : { inspectBase }),
   });
-  const killAll = () => nodes.forEach((node) => node.kill());
-  process.once("exit", killAll);
+  const { nodes } = cluster;
   try {
-    const ports = await withDeadline(
-      Promise.all(nodes.map((node) => node.port())),
-      30_000,
-      "the nodes to listen",
-    );
-    const members = names.map((name, i) => ({ name, connectionString: `127.0.0.1:${ports[i]}` }));
-    await Promise.all(nodes.map((node, i) =>
-      node.request({
-        op: "start",
-        connectionString: members[i]!.connectionString,
-        peers: members.filter((member) => member.name !== node.name),
-      })
-    ));
     const runs: ClusterRun[] = [];
     for (const clients of options.clientCounts) {
       const leaderIndex = await waitForProcessLeader(nodes);
@@ -246,18 +313,20 @@ export async function benchProcessCluster(options: ProcessClusterOptions): Promi
     }
     return runs;
   } catch (error) {
-    for (const node of nodes) {
-      if (node.log.trim() !== "") console.error(`--- log of ${node.name}:\n${node.log}`);
-    }
+    printNodeLogs(nodes);
     throw error;
   } finally {
-    await Promise.all(nodes.map((node) => node.close()));
-    process.off("exit", killAll);
-    await rm(root, { recursive: true, force: true });
+    await cluster.close();
   }
 }
 
-async function waitForProcessLeader(nodes: NodeProcess[]): Promise<number> {
+/**
+ * Waits until exactly one node leads and every node follows it.
+ * @param nodes the cluster's nodes
+ * @returns the leader's index in `nodes`
+ * @throws Error after 20 s without such a leader
+ */
+export async function waitForProcessLeader(nodes: NodeProcess[]): Promise<number> {
   return await waitFor(
     async () => {
       const statuses = await Promise.all(nodes.map((node) => node.request({ op: "status" })));

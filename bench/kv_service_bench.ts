@@ -128,29 +128,51 @@ export interface KvServiceResults {
   failures: string[];
 }
 
-interface Cluster {
+/** A running 3-node kv service cluster of one build. */
+export interface KvCluster {
+  /** `current`, a baseline revision or a variant's name. */
   build: string;
   nodes: NodeProcess[];
   dataRoot: string;
 }
 
-async function startCluster(
-  build: string,
-  parentDir: string,
-  mainPath: string | undefined,
-  inspectBase: number | undefined,
-  nodeArgs: string[] = [],
-): Promise<Cluster> {
+/** Options of {@link startKvCluster}. */
+export interface KvClusterOptions {
+  /** Name of the build in reports. @default "current" */
+  build?: string;
+  /** Where the data directories go. @default the OS temp dir */
+  parentDir?: string;
+  /** Entry point of another build of the service. @default examples/kv/main.ts */
+  mainPath?: string;
+  /** Open node i's V8 inspector on port `inspectBase + i`. */
+  inspectBase?: number;
+  /** More arguments for every node. */
+  nodeArgs?: string[];
+  /** `--election-timeout-ms` of every node. @default 500 */
+  electionTimeoutMs?: number;
+  /** Keys written before it is returned, so reads of them find a value. @default 1000 */
+  prefillKeys?: number;
+}
+
+/**
+ * Starts three `examples/kv/main.ts` processes over TCP + FileStorage and waits for a leader.
+ * @param options build, election timeout, keys to write first
+ * @returns the cluster; stop it with {@link stopKvCluster}
+ * @throws Error (after printing the nodes' output) when no leader is elected within 30 s
+ */
+export async function startKvCluster(options: KvClusterOptions = {}): Promise<KvCluster> {
+  const build = options.build ?? "current";
   const ports = await freePorts(3, 1000);
-  const dataRoot = await mkdtemp(join(parentDir, "tsraft-kvbench-"));
+  const dataRoot = await mkdtemp(join(options.parentDir ?? tmpdir(), "tsraft-kvbench-"));
+  const inspectBase = options.inspectBase;
+  const electionTimeoutMs = options.electionTimeoutMs ?? ELECTION_TIMEOUT_MS;
   const spec: LocalClusterSpec = {
     nodes: ports.map((port, i) => ({ id: `n${i + 1}`, port })),
     dataRoot,
     transport: "tcp",
     storage: "file",
-    // Large snapshot interval: the bench measures requests, not snapshots.
-    extraArgs: ["--election-timeout-ms", String(ELECTION_TIMEOUT_MS), ...nodeArgs],
-    ...(mainPath === undefined ? {} : { mainPath }),
+    extraArgs: ["--election-timeout-ms", String(electionTimeoutMs), ...options.nodeArgs ?? []],
+    ...(options.mainPath === undefined ? {} : { mainPath: options.mainPath }),
     ...(inspectBase === undefined
       ? {}
       : { runtimeArgs: (id: string) => [`--inspect=127.0.0.1:${inspectBase + Number(id[1])}`] }),
@@ -161,22 +183,24 @@ async function startCluster(
     const leader = await waitForLeader(nodes.map((node) => node.url), { timeoutMs: 30_000 });
     // Every key the GET cases read exists (404s would count as errors).
     const url = nodes.find((node) => node.id === leader.id)!.url;
+    const keys = options.prefillKeys ?? KEYS;
     let next = 0;
     await Promise.all(Array.from({ length: 32 }, async () => {
-      while (next < KEYS) {
+      while (next < keys) {
         const response = await fetch(`${url}/kv/k${next++}`, { method: "PUT", body: "v" });
         await response.body?.cancel();
       }
     }));
   } catch (error) {
     for (const node of nodes) console.error(`--- ${build} ${node.id}\n${node.output}`);
-    await stopCluster({ build, nodes, dataRoot });
+    await stopKvCluster({ build, nodes, dataRoot });
     throw error;
   }
   return { build, nodes, dataRoot };
 }
 
-async function stopCluster(cluster: Cluster): Promise<void> {
+/** Stops every node of `cluster` (SIGTERM) and removes its data. */
+export async function stopKvCluster(cluster: KvCluster): Promise<void> {
   await Promise.all(cluster.nodes.map((node) => node.kill("SIGTERM")));
   await rm(cluster.dataRoot, { recursive: true, force: true });
 }
@@ -202,7 +226,7 @@ async function extractBaseline(revision: string): Promise<string> {
   return join(dir, "examples", "kv", "main.ts");
 }
 
-async function roles(cluster: Cluster): Promise<{ leader: NodeProcess; follower: NodeProcess }> {
+async function roles(cluster: KvCluster): Promise<{ leader: NodeProcess; follower: NodeProcess }> {
   const status = await waitForLeader(cluster.nodes.map((node) => node.url), {
     timeoutMs: 60_000,
   });
@@ -257,21 +281,23 @@ export async function benchKvService(options: KvServiceOptions): Promise<KvServi
   const say = options.say ?? (() => {});
   const parentDir = options.parentDir ?? tmpdir();
   const inspectBase = options.profilePath === undefined ? undefined : 19_330;
-  const clusters: Cluster[] = [];
+  const clusters: KvCluster[] = [];
   const killAll = () => clusters.forEach((c) => c.nodes.forEach((n) => void n.kill("SIGKILL")));
   process.once("exit", killAll);
   const results: KvServiceResults = { runs: [], httpFloor: [], profiles: [], failures: [] };
   try {
     say("  HTTP floor: bare Deno.serve under wrk ...");
     results.httpFloor = await httpFloor(options.durationMs);
-    clusters.push(await startCluster("current", parentDir, undefined, inspectBase));
+    clusters.push(
+      await startKvCluster({ parentDir, ...(inspectBase === undefined ? {} : { inspectBase }) }),
+    );
     if (options.baseline !== undefined) {
-      const main = await extractBaseline(options.baseline);
-      clusters.push(await startCluster(options.baseline, parentDir, main, undefined));
+      const mainPath = await extractBaseline(options.baseline);
+      clusters.push(await startKvCluster({ build: options.baseline, parentDir, mainPath }));
     }
     for (const variant of options.variants ?? []) {
       clusters.push(
-        await startCluster(variant.name, parentDir, undefined, undefined, variant.args),
+        await startKvCluster({ build: variant.name, parentDir, nodeArgs: variant.args }),
       );
     }
     const rounds = Math.max(1, options.rounds ?? 1);
@@ -280,7 +306,7 @@ export async function benchKvService(options: KvServiceOptions): Promise<KvServi
       // Each build's cluster, warmed up; then the rounds, interleaved across the builds so a
       // burst of load from elsewhere on the machine hurts them alike.
       const prepared: {
-        cluster: Cluster;
+        cluster: KvCluster;
         leader: NodeProcess;
         entry: NodeProcess;
         measured: RoundMeasure[];
@@ -322,7 +348,7 @@ export async function benchKvService(options: KvServiceOptions): Promise<KvServi
     }
     return results;
   } finally {
-    await Promise.all(clusters.map(stopCluster));
+    await Promise.all(clusters.map(stopKvCluster));
     process.off("exit", killAll);
   }
 }
@@ -340,7 +366,7 @@ interface RoundMeasure {
 }
 
 async function measureRound(
-  cluster: Cluster,
+  cluster: KvCluster,
   leader: NodeProcess,
   entry: NodeProcess,
   spec: KvServiceCase,

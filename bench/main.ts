@@ -1,6 +1,6 @@
 /**
  * The tsraft benchmark suite, in one run: commits/s and p50/p99 commit latency of a 3-node
- * cluster for 1 and 32 closed-loop clients,
+ * cluster for 1 and 32 closed-loop clients (or the counts of `--clients`),
  *
  * - (a) in one process on the memory transport and memory storage (real clock),
  * - (b) three processes over TCP with FileStorage (fsync on),
@@ -12,15 +12,36 @@
  *
  * next to the machine's limits measured in the same run (write 256 B + fdatasync, and a
  * loopback TCP round trip between processes), each cluster figure also given as a ratio to
- * them; then the adapters' micro-benchmarks. Prints tables and writes everything to
+ * them; then
+ *
+ * - the scale curve of (b): commits/s, p50 and p99 per client count, checked against issue
+ *   14's targets (throughput does not fall as clients grow; p99 at 512 clients ≤ 10 ms),
+ * - `failover`: kill -9 of the leader of three kv example processes to the first write
+ *   committed through a survivor, p50 and max over `--trials` trials (default 20, 3 with
+ *   `--quick`), beside the election timeout (bench/failover_bench.ts),
+ * - `memory`: RSS of each node of a 3-process TCP + FileStorage cluster with automatic
+ *   snapshots (`--snapshot-threshold`, default 10,000) after every tenth of `--commands`
+ *   commands (default 1,000,000, 100,000 with `--quick`), and its growth over the first
+ *   tenth beside the +20% limit (bench/memory_bench.ts),
+ *
+ * and the adapters' micro-benchmarks. Prints tables and writes everything to
  * `.bench/results.json`.
  *
- * Run: `deno task bench [--quick] [--only a,b,c,d,e,limits,micro|tcp,http,file,kv]
- * [--profile] [--dir DIR] [--max-inflight N] [--kv-baseline REV]`.
+ * Run: `deno task bench [--quick] [--only a,b,c,d,e,failover,memory,limits,micro|tcp,http,file,kv]
+ * [--clients 1,8,32,128,512] [--trials N] [--election-timeout-ms N] [--commands N]
+ * [--snapshot-threshold N] [--profile] [--dir DIR] [--max-inflight N] [--kv-baseline REV]`.
+ * `--clients` sets the client counts of (a)-(d) (default 1,32); (e) keeps its own cases and
+ * `memory` runs 32 clients. `--election-timeout-ms` is that of `failover` (default 300, as
+ * in issue 14's reference).
  * `--profile` writes a CPU profile of the leader of (b)-(e) per run to
  * `.bench/<case>-c<clients>.cpuprofile` and prints its hottest functions.
  * `--kv-baseline REV` also runs (e) on the kv service of git revision REV, case by case
  * beside the current one.
+ *
+ * The full figures of issue 14: `deno task bench --clients 1,8,32,128,512` (everything), or
+ * one part at a time: `deno task bench --only b --clients 1,8,32,128,512`,
+ * `deno task bench --only failover --trials 20`,
+ * `deno task bench --only memory --commands 1000000`.
  * @module
  */
 import { mkdir, readFile, writeFile } from "node:fs/promises";
@@ -33,6 +54,8 @@ import { type CpuProfile, summarizeProfile } from "./_profile.ts";
 import { round } from "./_load.ts";
 import { runtimeName } from "./_measure.ts";
 import { benchKvService, type KvServiceResults, printKvService } from "./kv_service_bench.ts";
+import { benchFailover, type FailoverResults, printFailover } from "./failover_bench.ts";
+import { benchMemory, type MemoryResults, printMemory } from "./memory_bench.ts";
 
 const CLUSTERS = {
   a: { label: "memory, 1 process" },
@@ -56,19 +79,38 @@ export interface BenchResults {
   date: string;
   runtime: string;
   quick: boolean;
+  /** Client counts of (a)-(d). */
+  clientCounts: number[];
   limits: { fdatasync?: Limit; fdatasync3?: Limit; loopbackRtt?: Limit };
   clusters: Partial<Record<ClusterKey, { label: string; runs: ClusterRun[] }>>;
   micro: Record<string, Record<string, number>>;
   /** Case (e), the kv example service over HTTP. */
   kvService?: KvServiceResults;
+  /** kill -9 of the leader to the first committed write. */
+  failover?: FailoverResults;
+  /** RSS of each node over a long run with automatic snapshots. */
+  memory?: MemoryResults;
   errors: string[];
 }
 
 /** Options of {@link runBenchmarks}. */
 export interface RunOptions {
   quick?: boolean;
-  /** Sections to run: a, b, c, d, e, limits, micro, tcp, http, file, kv. @default all */
+  /**
+   * Sections to run: a, b, c, d, e, failover, memory, limits, micro, tcp, http, file, kv.
+   * @default all
+   */
   only?: string[];
+  /** Closed-loop clients of (a)-(d), one run per entry in order. @default [1, 32] */
+  clientCounts?: number[];
+  /** Leaders killed by `failover`. @default 20, 3 when quick */
+  trials?: number;
+  /** Election timeout of `failover`'s nodes. @default 300 */
+  electionTimeoutMs?: number;
+  /** Commands through `memory`'s cluster. @default 1,000,000, 100,000 when quick */
+  commands?: number;
+  /** Automatic snapshot threshold of `memory`'s nodes. @default 10000 */
+  snapshotThreshold?: number;
   /** Write CPU profiles of the leaders of (b)-(d) with this path prefix. */
   profilePrefix?: string;
   /** Where data directories go. @default the OS temp dir */
@@ -91,16 +133,20 @@ export async function runBenchmarks(options: RunOptions = {}): Promise<BenchResu
   const quick = options.quick ?? false;
   const print = options.print ?? true;
   const say = (text: string) => print && console.log(text);
-  const only = new Set(options.only ?? ["a", "b", "c", "d", "e", "limits", "micro"]);
+  const only = new Set(
+    options.only ?? ["a", "b", "c", "d", "e", "failover", "memory", "limits", "micro"],
+  );
   const wants = (key: string) => only.has(key);
   const dir = options.dir ?? tmpdir();
   const durations = quick
     ? { durationMs: 800, warmupMs: 200, limitMs: 500 }
     : { durationMs: 5000, warmupMs: 1000, limitMs: 2000 };
+  const clientCounts = options.clientCounts ?? [1, 32];
   const results: BenchResults = {
     date: new Date().toISOString(),
     runtime: runtimeName(),
     quick,
+    clientCounts,
     limits: {},
     clusters: {},
     micro: {},
@@ -130,7 +176,6 @@ export async function runBenchmarks(options: RunOptions = {}): Promise<BenchResu
     });
   }
 
-  const clientCounts = [1, 32];
   const serverOptions = options.maxInflightMessages === undefined
     ? {}
     : { maxInflightMessages: options.maxInflightMessages };
@@ -170,6 +215,35 @@ export async function runBenchmarks(options: RunOptions = {}): Promise<BenchResu
         say,
         ...(options.kvBaseline === undefined ? {} : { baseline: options.kvBaseline }),
         ...(options.profilePrefix ? { profilePath: `${options.profilePrefix}e` } : {}),
+      });
+    });
+  }
+
+  if (wants("failover")) {
+    await attempt("failover", async () => {
+      say("failover: kill -9 of the leader of 3 kv processes ...");
+      results.failover = await benchFailover({
+        trials: options.trials ?? (quick ? 3 : 20),
+        parentDir: dir,
+        say,
+        ...(options.electionTimeoutMs === undefined
+          ? {}
+          : { electionTimeoutMs: options.electionTimeoutMs }),
+      });
+    });
+  }
+
+  if (wants("memory")) {
+    await attempt("memory", async () => {
+      const commands = options.commands ?? (quick ? 100_000 : 1_000_000);
+      say(`memory: ${commands} commands through 3 processes with automatic snapshots ...`);
+      results.memory = await benchMemory({
+        commands,
+        parentDir: dir,
+        say,
+        ...(options.snapshotThreshold === undefined
+          ? {}
+          : { snapshotThreshold: options.snapshotThreshold }),
       });
     });
   }
@@ -219,6 +293,39 @@ export function clusterRows(results: BenchResults): Record<string, string | numb
   return rows;
 }
 
+/** Issue 14's limit on the p99 commit latency of (b) at 512 clients. */
+export const SCALE_P99_LIMIT = { clients: 512, p99Ms: 10 };
+
+/**
+ * The scale curve of one cluster case: one row per client count, in the order run (rising
+ * counts, as `--clients` gives them), checked
+ * against issue 14's targets: throughput does not fall from one count to the next (`ok` or
+ * `FALLS`, with the ratio to the previous count), and the p99 at 512 clients is at most
+ * 10 ms (`≤ 10: ok` or `≤ 10: OVER`).
+ * @param runs the case's runs
+ * @returns the table rows
+ */
+export function scaleRows(runs: ClusterRun[]): Record<string, string | number>[] {
+  return runs.map((run, i) => {
+    const r = run.result;
+    const previous = runs[i - 1]?.result;
+    const ratio = previous === undefined ? undefined : r.commitsPerSec / previous.commitsPerSec;
+    const grows = ratio === undefined ? "" : `${ratio >= 1 ? "ok" : "FALLS"} ×${round(ratio, 2)}`;
+    const limited = r.clients === SCALE_P99_LIMIT.clients;
+    return {
+      clients: r.clients,
+      "commits/s": r.commitsPerSec,
+      "p50 ms": r.p50Ms,
+      "p99 ms": r.p99Ms,
+      errors: r.errors,
+      "throughput vs previous": grows,
+      "p99 limit ms": limited
+        ? `≤ ${SCALE_P99_LIMIT.p99Ms}: ${r.p99Ms <= SCALE_P99_LIMIT.p99Ms ? "ok" : "OVER"}`
+        : "",
+    };
+  });
+}
+
 function printResults(
   results: BenchResults,
   profilePrefix: string | undefined,
@@ -246,6 +353,15 @@ function printResults(
   }
   const rows = clusterRows(results);
   if (rows.length > 0) console.table(rows);
+  const scale = results.clusters.b;
+  if (scale !== undefined) {
+    console.log(
+      `\nscale curve of (b) ${scale.label}, 3 processes, clients in the leader ` +
+        `(issue 14: throughput must not fall as clients grow; p99 at ${SCALE_P99_LIMIT.clients} ` +
+        `clients ≤ ${SCALE_P99_LIMIT.p99Ms} ms):`,
+    );
+    console.table(scaleRows(scale.runs));
+  }
   if (results.kvService) {
     printKvService(results.kvService, previous?.kvService, previous?.date);
   }
@@ -277,6 +393,8 @@ function printResults(
       }
     }
   }
+  if (results.failover) printFailover(results.failover);
+  if (results.memory) printMemory(results.memory);
   for (const [key, figures] of Object.entries(results.micro)) {
     console.log(`\nmicro-benchmark ${key}:`);
     for (const [name, value] of Object.entries(figures)) {
@@ -292,7 +410,9 @@ function printResults(
 
 async function printProfiles(prefix: string, results: BenchResults): Promise<void> {
   const paths = Object.keys(results.clusters).filter((key) => key !== "a")
-    .flatMap((key) => [1, 32].map((clients) => `${prefix}${key}-c${clients}.cpuprofile`));
+    .flatMap((key) =>
+      results.clientCounts.map((clients) => `${prefix}${key}-c${clients}.cpuprofile`)
+    );
   paths.push(...results.kvService?.profiles ?? []);
   for (const path of paths) {
     let profile: CpuProfile;
@@ -326,8 +446,29 @@ if (import.meta.main) {
       dir: { type: "string" },
       "max-inflight": { type: "string" },
       "kv-baseline": { type: "string" },
+      clients: { type: "string" },
+      trials: { type: "string" },
+      "election-timeout-ms": { type: "string" },
+      commands: { type: "string" },
+      "snapshot-threshold": { type: "string" },
     },
   });
+  const integer = (name: string, text: string | undefined, min: number) => {
+    if (text === undefined) return undefined;
+    const value = Number(text);
+    if (!Number.isInteger(value) || value < min) {
+      console.error(`--${name} takes an integer of at least ${min}, not "${text}"`);
+      process.exit(2);
+    }
+    return value;
+  };
+  const clientCounts = values.clients?.split(",").map((part) =>
+    integer("clients", part.trim(), 1)!
+  );
+  const trials = integer("trials", values.trials, 1);
+  const electionTimeoutMs = integer("election-timeout-ms", values["election-timeout-ms"], 1);
+  const commands = integer("commands", values.commands, 10);
+  const snapshotThreshold = integer("snapshot-threshold", values["snapshot-threshold"], 0);
   await mkdir(".bench", { recursive: true });
   // The last run's figures, printed beside this run's (case e).
   const previous = await readFile(".bench/results.json", "utf8").then(
@@ -342,6 +483,11 @@ if (import.meta.main) {
     ...(values.dir ? { dir: values.dir } : {}),
     ...(values["max-inflight"] ? { maxInflightMessages: Number(values["max-inflight"]) } : {}),
     ...(values["kv-baseline"] ? { kvBaseline: values["kv-baseline"] } : {}),
+    ...(clientCounts ? { clientCounts } : {}),
+    ...(trials === undefined ? {} : { trials }),
+    ...(electionTimeoutMs === undefined ? {} : { electionTimeoutMs }),
+    ...(commands === undefined ? {} : { commands }),
+    ...(snapshotThreshold === undefined ? {} : { snapshotThreshold }),
   });
   printResults(results, profilePrefix, previous);
   if (profilePrefix) await printProfiles(profilePrefix, results);
