@@ -278,7 +278,11 @@ class PeerChannel {
     const key = this.#key;
     const socket = await dial(this.#address, { ...settings, key });
     socket.setNoDelay(true);
-    const conn = new TimeoutConn(socket, { readTimeoutMs: 0, writeTimeoutMs: settings.timeoutMs });
+    const conn = new TimeoutConn(socket, {
+      readTimeoutMs: 0,
+      writeTimeoutMs: settings.timeoutMs,
+      clock: settings.clock,
+    });
     const opened = await openClient(conn, { ...settings, key });
     const client: ClientConnection = { conn, pending: new Map() };
     if (this.#closed) {

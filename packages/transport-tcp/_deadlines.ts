@@ -3,19 +3,13 @@
  * `clearTimeout` per request or per socket write: on a busy connection those two calls
  * cost about as much as the rest of the transport's JavaScript per message.
  *
- * Time comes from an injected `Clock` (core's interface), so tests can drive deadlines with
- * a `ManualClock`. The default is {@link wallClock}: `TimeoutConn` deadlines may be given
- * as a `Date`, so they are epoch milliseconds.
+ * Time comes from an injected `Clock` (core's interface): the one of the `TcpTransporter`
+ * or `TimeoutConn` using it, core's `systemClock` unless a test passes a `ManualClock`.
+ * There is no default, so no deadline can end up on another scale than the clock that
+ * reads it.
  * @module
  */
 import { type Clock, systemClock, type TimerHandle } from "@tsraft/core";
-
-/** `Date.now()` and the global timers: the clock of deadlines given as a `Date`. */
-export const wallClock: Clock = {
-  now: () => Date.now(),
-  setTimeout: (callback, delayMs) => globalThis.setTimeout(callback, delayMs),
-  clearTimeout: (handle) => globalThis.clearTimeout(handle as number),
-};
 
 /** One timer that fires `onFire` once at (or soon after) the earliest deadline armed. */
 export class Watchdog {
@@ -28,7 +22,7 @@ export class Watchdog {
    * @param onFire called when the timer fires; it re-arms for what is still pending
    * @param clock the clock deadlines are read on and the timer is set with
    */
-  constructor(onFire: () => void, clock: Clock = wallClock) {
+  constructor(onFire: () => void, clock: Clock) {
     this.#onFire = onFire;
     this.#clock = clock;
   }
@@ -47,7 +41,7 @@ export class Watchdog {
     // The operations it watches keep the process alive (a pending read or write); the
     // watchdog alone must not, since it stays armed after they finish. Only a real timer
     // can be unref'd: another clock's handle may collide with a real timer's id.
-    if (clock === wallClock || clock === systemClock) unref(this.#timer);
+    if (clock === systemClock) unref(this.#timer);
   }
 
   /** Cancels the timer. */
@@ -89,7 +83,7 @@ export class Deadlines<T extends Expiring> {
   #watchdog: Watchdog;
 
   /** @param clock the clock items' `deadlineMs` are on */
-  constructor(clock: Clock = wallClock) {
+  constructor(clock: Clock) {
     this.#clock = clock;
     this.#watchdog = new Watchdog(() => this.#sweep(), clock);
   }

@@ -312,7 +312,9 @@ export function listenNative(
       } catch (error) {
         if (closed) return;
         options.onError(error);
-        // e.g. out of file descriptors: retry later rather than spin.
+        // e.g. out of file descriptors: retry later rather than spin. On real time even
+        // when the transporter has an injected clock: a manual clock that a test never
+        // advances would otherwise stop the listener for good.
         await new Promise((resolve) => setTimeout(resolve, 50));
         continue;
       }

@@ -84,7 +84,11 @@ export class TcpServer {
     }
     const settings = this.#settings;
     socket.setNoDelay(true);
-    const conn = new TimeoutConn(socket, { readTimeoutMs: 0, writeTimeoutMs: settings.timeoutMs });
+    const conn = new TimeoutConn(socket, {
+      readTimeoutMs: 0,
+      writeTimeoutMs: settings.timeoutMs,
+      clock: settings.clock,
+    });
     this.#conns.add(conn);
     socket.once("close", () => this.#conns.delete(conn));
     serveConnection(conn, { handler, settings }).catch((error: unknown) => {

@@ -31,7 +31,7 @@ export interface Settings {
   maxInFlightPerConnection: number;
   /** Receives one line per noteworthy event. */
   logger: (message: string) => void;
-  /** Clock of request deadlines, connect timeouts and reconnect backoff. */
+  /** Clock of request deadlines, connect timeouts, socket deadlines and reconnect backoff. */
   clock: Clock;
 }
 

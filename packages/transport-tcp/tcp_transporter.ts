@@ -94,9 +94,10 @@ export interface TcpTransporterOptions {
    */
   logger?: (message: string) => void;
   /**
-   * Clock of request deadlines, connect timeouts and reconnect backoff; pass core's
-   * `ManualClock` (from `@tsraft/core/testing`) to drive them in a test. Socket reads and
-   * writes keep their own deadlines on the wall clock (see `TimeoutConn`).
+   * Clock of every deadline and delay of the transport: request deadlines, connect
+   * timeouts, the handshake's read deadline, write deadlines (each `TimeoutConn` gets
+   * it) and reconnect backoff. Pass core's `ManualClock` (from `@tsraft/core/testing`)
+   * to drive them in a test.
    * @default {systemClock}
    */
   clock?: Clock;

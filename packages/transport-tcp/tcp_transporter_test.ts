@@ -534,6 +534,94 @@ for (const native of PATHS) {
       }
     });
 
+    test("TcpTransporter's reconnect backoff waits for its injected clock, not for real time", async () => {
+      const clock = new ManualClock();
+      const client = make(native, { clock, minReconnectDelayMs: 1, maxReconnectDelayMs: 1 });
+      const peer = { name: "b", connectionString: `127.0.0.1:${await freePort()}` };
+      const send = () => client.sendAppendEntriesRequest(SENDER, peer, heartbeat(1));
+      try {
+        await assert.rejects(send(), (error: Error) => !/next attempt/.test(error.message));
+        // Far longer than the 1 ms delay in real time: a wall-clock backoff would be over.
+        await new Promise((resolve) => setTimeout(resolve, 30));
+        await assert.rejects(send(), /\(next attempt in 1 ms\)$/);
+        clock.advance(1);
+        await assert.rejects(send(), (error: Error) => !/next attempt/.test(error.message));
+      } finally {
+        await client.close();
+      }
+    });
+
+    test("TcpTransporter drops a peer that sends no handshake when its injected clock reaches timeoutMs", async () => {
+      const clock = new ManualClock();
+      const log = new LogSink();
+      await using p = await pair(native, { clock, logger: log.logger, timeoutMs: 1000 });
+      const silent = await connectRaw(p.port);
+      // The accepted connection's handshake read deadline is the only timer on the clock.
+      await eventually(
+        () => clock.pendingTimers === 1 ? Promise.resolve() : Promise.reject(new Error("none")),
+        5000,
+        "the server's handshake deadline to be armed on the injected clock",
+      );
+      clock.advance(999);
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.equal(log.lines.filter((line) => /no handshake/.test(line)).length, 0);
+      assert.equal(silent.destroyed, false);
+      clock.advance(1);
+      await log.waitFor(/no handshake within 1000 ms/);
+      await withDeadline(closedOf(silent), 5000, "silent client to be dropped");
+    });
+
+    test("TcpTransporter gives up a handshake the peer never answers on its injected clock", async () => {
+      // A listener that accepts and never answers the hello.
+      const accepted: Socket[] = [];
+      let hello = () => {};
+      const helloReceived = new Promise<void>((resolve) => hello = resolve);
+      const silent = createServer((socket) => {
+        accepted.push(socket);
+        socket.once("data", () => hello());
+      });
+      await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+      const { port } = silent.address() as { port: number };
+      const clock = new ManualClock();
+      // The chunk may take 10 timeouts: only the handshake's deadline can end it sooner.
+      const client = make(native, { clock, timeoutMs: 60_000, snapshotTimeoutMs: 600_000 });
+      try {
+        let outcome: unknown;
+        const chunk = client.sendSnapshotRecoveryRequest(
+          SENDER,
+          { name: "b", connectionString: `127.0.0.1:${port}` },
+          {
+            term: 1,
+            leaderName: "a",
+            lastIndex: 5,
+            lastTerm: 1,
+            peers: [],
+            offset: 0,
+            data: new Uint8Array([1]),
+            done: true,
+            checksum: 0,
+          },
+        ).then(() => outcome = "answered", (error: unknown) => outcome = error);
+        await withDeadline(helloReceived, 5000, "the client's hello");
+        // The read deadline is set once the hello is written; a step of the clock before
+        // that only moves it later, so step until the handshake fails (at most 9 steps).
+        for (let step = 0; step < 9 && outcome === undefined; step++) {
+          clock.advance(60_000);
+          for (let turn = 0; turn < 10 && outcome === undefined; turn++) {
+            await new Promise((resolve) => setImmediate(resolve));
+          }
+        }
+        await withDeadline(chunk, 5000, "the chunk to fail");
+        assert.ok(outcome instanceof TransportError, `got ${outcome}`);
+        // A TimeoutConn deadline (read, or the hello's write), not the chunk's own.
+        assert.match(outcome.message, /deadline exceeded/);
+      } finally {
+        await client.close();
+        for (const socket of accepted) socket.destroy();
+        await new Promise((resolve) => silent.close(resolve));
+      }
+    });
+
     test("TcpTransporter defaults to core's request timeout and reconnect backoff constants", async () => {
       const clock = new ManualClock();
       const handler = echoHandler((seq) => seq === 1 ? new Promise(() => {}) : Promise.resolve());

@@ -1,4 +1,4 @@
-import { TransportError } from "@tsraft/core";
+import { type Clock, systemClock, type TimerHandle, TransportError } from "@tsraft/core";
 import { Watchdog } from "./_deadlines.ts";
 
 /** Address of one end of a TCP connection. */
@@ -49,7 +49,11 @@ export interface SocketLike {
   setNoDelay(noDelay?: boolean): unknown;
 }
 
-/** A deadline: an absolute `Date`, a number of milliseconds from now, or `null` for none. */
+/**
+ * A deadline: an absolute `Date`, a number of milliseconds from now, or `null` for none.
+ * A `Date` is taken at its distance from `Date.now()` when it is set, and from then on
+ * measured on the conn's `clock` like a number of milliseconds.
+ */
 export type Deadline = Date | number | null;
 
 /** Options of {@link TimeoutConn}. */
@@ -75,11 +79,18 @@ export interface TimeoutConnOptions {
    * @default {1048576}
    */
   highWaterMarkBytes?: number;
+  /**
+   * Clock of the read and write deadlines: they are measured on it and fired by its
+   * timers. Pass core's `ManualClock` (from `@tsraft/core/testing`) to drive them in a
+   * test; a `TcpTransporter` passes its own `clock`.
+   * @default {systemClock}
+   */
+  clock?: Clock;
 }
 
 /** One socket write of a batch of `write()` calls, until the socket reports it done. */
 interface Flush {
-  /** Epoch ms by which the socket must have taken it; `Infinity` for no limit. */
+  /** Time (on the conn's clock) by which the socket must have taken it; `Infinity` for none. */
   deadlineMs: number;
   byteLength: number;
   fail(error: Error): void;
@@ -88,7 +99,7 @@ interface Flush {
 interface PendingRead {
   resolve(chunk: Uint8Array | null): void;
   reject(error: Error): void;
-  timer: ReturnType<typeof setTimeout> | undefined;
+  timer: TimerHandle | undefined;
 }
 
 /**
@@ -99,6 +110,7 @@ interface PendingRead {
  * A read that misses its deadline leaves the connection usable (bytes that arrive later
  * are kept for the next read), as in Go. A write that misses its deadline destroys the
  * connection, because half a frame may already be on the wire and cannot be taken back.
+ * Deadlines run on the injected `clock` (default: core's `systemClock`).
  *
  * @example
  * ```ts
@@ -121,6 +133,7 @@ interface PendingRead {
  */
 export class TimeoutConn {
   #socket: SocketLike;
+  #clock: Clock;
   #readTimeoutMs: number;
   #writeTimeoutMs: number;
   #highWaterMarkBytes: number;
@@ -133,11 +146,12 @@ export class TimeoutConn {
   #closedLocally = false;
   #error: Error | undefined;
   #pendingRead: PendingRead | undefined;
+  // Both on #clock's scale.
   #readDeadline: number | undefined;
   #writeDeadline: number | undefined;
   #flushes = new Set<Flush>();
   // One timer for the deadlines of all flushes in progress rather than one per flush.
-  #writeWatchdog = new Watchdog(() => this.#checkWriteDeadlines());
+  #writeWatchdog: Watchdog;
   #writeBatch:
     | { bytes: Uint8Array; resolve: (written: number) => void; reject: (error: Error) => void }[]
     | undefined;
@@ -146,11 +160,11 @@ export class TimeoutConn {
    * Wraps `socket`, which from now on must only be used through this conn.
    * @param socket a connected (or connecting) `node:net`/`node:tls` socket, or anything
    * with the same {@link SocketLike} surface; the conn takes ownership of it
-   * @param options default per-operation timeout and buffering
+   * @param options default per-operation timeout, buffering and the clock of deadlines
    * @throws {RangeError} when an option is negative or not finite
    */
   constructor(socket: SocketLike, options: TimeoutConnOptions = {}) {
-    const { timeoutMs = 0, highWaterMarkBytes = 1 << 20 } = options;
+    const { timeoutMs = 0, highWaterMarkBytes = 1 << 20, clock = systemClock } = options;
     const { readTimeoutMs = timeoutMs, writeTimeoutMs = timeoutMs } = options;
     for (
       const [name, value] of [["timeoutMs", timeoutMs], ["readTimeoutMs", readTimeoutMs], [
@@ -166,6 +180,8 @@ export class TimeoutConn {
       throw new RangeError(`highWaterMarkBytes must be positive, got ${highWaterMarkBytes}`);
     }
     this.#socket = socket;
+    this.#clock = clock;
+    this.#writeWatchdog = new Watchdog(() => this.#checkWriteDeadlines(), clock);
     this.#readTimeoutMs = readTimeoutMs;
     this.#writeTimeoutMs = writeTimeoutMs;
     this.#highWaterMarkBytes = highWaterMarkBytes;
@@ -222,10 +238,10 @@ export class TimeoutConn {
    * @throws {RangeError} when `deadline` is an invalid date or not a finite number
    */
   setReadDeadline(deadline: Deadline): void {
-    this.#readDeadline = toEpochMs(deadline);
+    this.#readDeadline = this.#toClockMs(deadline);
     const pending = this.#pendingRead;
     if (pending !== undefined) {
-      clearTimeout(pending.timer);
+      this.#clearReadTimer(pending);
       pending.timer = this.#armReadTimer(pending);
     }
   }
@@ -236,7 +252,7 @@ export class TimeoutConn {
    * @throws {RangeError} when `deadline` is an invalid date or not a finite number
    */
   setWriteDeadline(deadline: Deadline): void {
-    this.#writeDeadline = toEpochMs(deadline);
+    this.#writeDeadline = this.#toClockMs(deadline);
   }
 
   /**
@@ -307,7 +323,7 @@ export class TimeoutConn {
       }
     }
     const deadlineMs = this.#writeDeadline ??
-      (this.#writeTimeoutMs > 0 ? Date.now() + this.#writeTimeoutMs : Infinity);
+      (this.#writeTimeoutMs > 0 ? this.#clock.now() + this.#writeTimeoutMs : Infinity);
     const flush: Flush = { deadlineMs, byteLength: payload.byteLength, fail: rejectAll };
     this.#flushes.add(flush);
     if (deadlineMs < Infinity) this.#writeWatchdog.arm(deadlineMs);
@@ -322,7 +338,7 @@ export class TimeoutConn {
   }
 
   #checkWriteDeadlines(): void {
-    const nowMs = Date.now();
+    const nowMs = this.#clock.now();
     let nextMs = Infinity;
     for (const flush of this.#flushes) {
       if (flush.deadlineMs <= nowMs) {
@@ -389,33 +405,43 @@ export class TimeoutConn {
   }
 
   #finishRead(pending: PendingRead): void {
-    clearTimeout(pending.timer);
+    this.#clearReadTimer(pending);
     this.#pendingRead = undefined;
   }
 
-  #armReadTimer(pending: PendingRead): ReturnType<typeof setTimeout> | undefined {
+  #clearReadTimer(pending: PendingRead): void {
+    if (pending.timer !== undefined) this.#clock.clearTimeout(pending.timer);
+    pending.timer = undefined;
+  }
+
+  #armReadTimer(pending: PendingRead): TimerHandle | undefined {
+    const clock = this.#clock;
     const deadline = this.#readDeadline ??
-      (this.#readTimeoutMs > 0 ? Date.now() + this.#readTimeoutMs : undefined);
+      (this.#readTimeoutMs > 0 ? clock.now() + this.#readTimeoutMs : undefined);
     if (deadline === undefined) return undefined;
-    return setTimeout(() => {
+    return clock.setTimeout(() => {
       if (this.#pendingRead !== pending) return;
       this.#pendingRead = undefined;
+      pending.timer = undefined;
       pending.reject(new TransportError("Read deadline exceeded"));
-    }, Math.max(0, deadline - Date.now()));
+    }, Math.max(0, deadline - clock.now()));
   }
-}
 
-function toEpochMs(deadline: Deadline): number | undefined {
-  if (deadline === null) return undefined;
-  if (deadline instanceof Date) {
-    const ms = deadline.getTime();
-    if (Number.isNaN(ms)) throw new RangeError("Deadline is an invalid Date");
-    return ms;
+  /** @returns `deadline` as a time on the conn's clock, or `undefined` for none */
+  #toClockMs(deadline: Deadline): number | undefined {
+    if (deadline === null) return undefined;
+    if (deadline instanceof Date) {
+      const ms = deadline.getTime();
+      if (Number.isNaN(ms)) throw new RangeError("Deadline is an invalid Date");
+      // A Date is on the wall clock, which the injected clock need not share (the
+      // system clock is monotonic, a manual one is anywhere): keep its distance from now.
+      return this.#clock.now() + (ms - Date.now());
+    }
+    if (typeof deadline !== "number" || !Number.isFinite(deadline)) {
+      throw new RangeError(`Deadline must be a Date, a finite number of ms or null`);
+    }
+    return this.#clock.now() + deadline;
   }
-  if (typeof deadline !== "number" || !Number.isFinite(deadline)) {
-    throw new RangeError(`Deadline must be a Date, a finite number of ms or null`);
-  }
-  return Date.now() + deadline;
 }
 
 function concatAll(chunks: Uint8Array[]): Uint8Array {

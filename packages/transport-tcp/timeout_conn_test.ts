@@ -1,8 +1,10 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
+import { EventEmitter } from "node:events";
 import { createConnection, createServer, type Server, type Socket } from "node:net";
 import { describe, test } from "node:test";
 import { TransportError } from "@tsraft/core";
+import { ManualClock } from "@tsraft/core/testing";
 import { type SocketLike, TimeoutConn } from "./timeout_conn.ts";
 import { nativeNet, NativeSocket } from "./_native_socket.ts";
 
@@ -45,6 +47,58 @@ async function socketPair(
 
 const text = (bytes: Uint8Array | null) => bytes === null ? null : new TextDecoder().decode(bytes);
 const bytes = (value: string) => new TextEncoder().encode(value);
+
+/** Lets pending I/O callbacks and every queued promise reaction run. */
+const settle = () => new Promise((resolve) => setImmediate(resolve));
+
+/**
+ * Tracks a promise: `outcome()` is `undefined` while it is pending, then `{ value }` or the
+ * error; `done` resolves once it settled.
+ */
+function track<T>(promise: Promise<T>): { outcome(): unknown; done: Promise<void> } {
+  let outcome: unknown;
+  const done = promise.then(
+    (value) => void (outcome = { value }),
+    (error: unknown) => void (outcome = error),
+  );
+  return { outcome: () => outcome, done };
+}
+
+/**
+ * A {@link SocketLike} that takes writes and never reports them done (a peer that stopped
+ * reading, without filling real kernel buffers), and delivers data only when told to.
+ */
+class StalledSocket extends EventEmitter implements SocketLike {
+  destroyed = false;
+  writes: Uint8Array[] = [];
+  #paused = false;
+
+  write(bytes: Uint8Array, _callback: (error?: Error | null) => void): boolean {
+    this.writes.push(bytes);
+    return false;
+  }
+  pause(): this {
+    this.#paused = true;
+    return this;
+  }
+  resume(): this {
+    this.#paused = false;
+    return this;
+  }
+  isPaused(): boolean {
+    return this.#paused;
+  }
+  destroy(): this {
+    if (!this.destroyed) {
+      this.destroyed = true;
+      queueMicrotask(() => this.emit("close"));
+    }
+    return this;
+  }
+  setNoDelay(): this {
+    return this;
+  }
+}
 
 for (const native of PATHS) {
   describe(`TimeoutConn (${native ? "native" : "node:net"})`, () => {
@@ -214,6 +268,53 @@ for (const native of PATHS) {
       }
     });
 
+    test("TimeoutConn.read() rejects when its injected clock reaches the read deadline, not before", async () => {
+      const pair = await socketPair(native);
+      try {
+        const clock = new ManualClock(5000);
+        const conn = new TimeoutConn(pair.client, { clock, readTimeoutMs: 300 });
+        conn.setReadDeadline(10_000); // due at 15_000 on the manual clock, instead of 300
+        const read = track(conn.read());
+        clock.advance(9_999);
+        await settle();
+        assert.equal(read.outcome(), undefined, "rejected before the deadline");
+        clock.advance(1);
+        await settle(); // no real time needs to pass: the manual clock fired it
+        const error = read.outcome();
+        assert.ok(error instanceof TransportError, `got ${error}`);
+        assert.match(error.message, /Read deadline exceeded/);
+        assert.equal(clock.pendingTimers, 0);
+
+        // A Date is taken at its distance from the wall clock, then runs on the manual one.
+        conn.setReadDeadline(new Date(Date.now() + 60_000));
+        const dated = track(conn.read());
+        clock.advance(59_000);
+        await settle();
+        assert.equal(dated.outcome(), undefined, "a Date deadline fired early");
+        clock.advance(1_000);
+        await settle();
+        assert.match(String(dated.outcome()), /Read deadline exceeded/);
+
+        // Without a deadline each read gets readTimeoutMs, on the same clock; data before
+        // the deadline settles the read and cancels its timer.
+        conn.setReadDeadline(null);
+        const answered = track(conn.read());
+        pair.server.write("in time");
+        await answered.done;
+        assert.deepEqual(text((answered.outcome() as { value: Uint8Array }).value), "in time");
+        assert.equal(clock.pendingTimers, 0, "the answered read left its timer behind");
+        const idle = track(conn.read());
+        clock.advance(299);
+        await settle();
+        assert.equal(idle.outcome(), undefined);
+        clock.advance(1);
+        await settle();
+        assert.match(String(idle.outcome()), /Read deadline exceeded/);
+      } finally {
+        await pair.close();
+      }
+    });
+
     test("TimeoutConn refuses concurrent reads and invalid deadlines", async () => {
       const pair = await socketPair(native);
       try {
@@ -231,3 +332,58 @@ for (const native of PATHS) {
     });
   });
 }
+
+describe("TimeoutConn on an injected clock", () => {
+  test("TimeoutConn.write() fails when its injected clock reaches the write deadline, and destroys the socket", async () => {
+    const clock = new ManualClock();
+    const socket = new StalledSocket();
+    const conn = new TimeoutConn(socket, { clock, writeTimeoutMs: 500 });
+    const write = track(conn.write(bytes("frame")));
+    await settle();
+    assert.equal(socket.writes.length, 1, "the write reached the socket");
+    clock.advance(499);
+    await settle();
+    assert.equal(write.outcome(), undefined, "failed before the deadline");
+    assert.equal(socket.destroyed, false);
+    clock.advance(1);
+    await settle();
+    const error = write.outcome();
+    assert.ok(error instanceof TransportError, `got ${error}`);
+    assert.match(error.message, /Write deadline exceeded \(5 bytes\)/);
+    assert.equal(socket.destroyed, true, "a half-written stream cannot be continued");
+    await assert.rejects(conn.write(bytes("x")), TransportError);
+  });
+
+  test("TimeoutConn.setWriteDeadline() sets a deadline on the injected clock for later writes", async () => {
+    const clock = new ManualClock(1000);
+    const socket = new StalledSocket();
+    const conn = new TimeoutConn(socket, { clock }); // no per-write timeout
+    conn.setWriteDeadline(200); // due at 1200
+    clock.advance(150);
+    const write = track(conn.write(bytes("late")));
+    await settle();
+    clock.advance(49);
+    await settle();
+    assert.equal(write.outcome(), undefined);
+    clock.advance(1);
+    await settle();
+    assert.match(String(write.outcome()), /Write deadline exceeded/);
+  });
+
+  test("TimeoutConn without deadlines sets no timers on its clock", async () => {
+    const clock = new ManualClock();
+    const socket = new StalledSocket();
+    const conn = new TimeoutConn(socket, { clock });
+    const read = track(conn.read());
+    const write = track(conn.write(bytes("x")));
+    await settle();
+    assert.equal(clock.pendingTimers, 0);
+    clock.advance(1_000_000);
+    await settle();
+    assert.equal(read.outcome(), undefined);
+    assert.equal(write.outcome(), undefined);
+    await conn.close();
+    await read.done;
+    assert.ok(read.outcome() instanceof TransportError);
+  });
+});
