@@ -1,6 +1,12 @@
 import * as http from "node:http";
 import * as https from "node:https";
-import { DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_RPC_TIMEOUT_MS, TransportError } from "@tsraft/core";
+import {
+  type Clock,
+  DEFAULT_MAX_MESSAGE_BYTES,
+  DEFAULT_RPC_TIMEOUT_MS,
+  systemClock,
+  TransportError,
+} from "@tsraft/core";
 import { concatChunks, readBodyLimited } from "./_body.ts";
 
 /**
@@ -11,6 +17,17 @@ export const DEFAULT_HTTP_TIMEOUT_MS: number = DEFAULT_RPC_TIMEOUT_MS;
 
 /** Default bound on a response body read by {@link makeHttpClient}: the wire codec's bound. */
 export const DEFAULT_MAX_RESPONSE_BYTES: number = DEFAULT_MAX_MESSAGE_BYTES;
+
+/** Per-request settings of {@link HttpClient.post}. */
+export interface HttpPostOptions {
+  /**
+   * Deadline of this request in milliseconds, instead of the client's own. A positive,
+   * finite number. `HttpTransporter` passes its `snapshotTimeoutMs` here for snapshot
+   * chunks (the `"snapshot"` timeout class of core's `RPCS` table).
+   * @default {the timeoutMs the client was made with}
+   */
+  timeoutMs?: number;
+}
 
 /** What {@link HttpClient.post} resolves with: the status and the whole body. */
 export interface HttpResponse {
@@ -37,12 +54,18 @@ export interface HttpClient {
    * POSTs `body` to `url` and resolves with the response, whatever its status.
    * Rejects with `TransportError` when no response arrives: network error, timeout,
    * `signal` aborted, or a response body over the client's bound.
+   *
+   * A client should honour `options.timeoutMs`: without it, snapshot chunks sent by
+   * `HttpTransporter` get the client's own (usually shorter) deadline. (The options come
+   * last, after the original four parameters, so clients written before they existed
+   * still fit the interface.)
    */
   post(
     url: string,
     body: Uint8Array,
     headers: Record<string, string>,
     signal?: AbortSignal,
+    options?: HttpPostOptions,
   ): Promise<HttpResponse>;
   /** Releases pooled connections; the client must not be used afterwards. Optional. */
   close?(): void;
@@ -90,20 +113,28 @@ export interface HttpClientOptions {
    * @default 64
    */
   maxSockets?: number;
+  /**
+   * Clock of the request deadlines: each request's timer is set on it. Pass core's
+   * `ManualClock` (from `@tsraft/core/testing`) to drive deadlines in a test.
+   * @default {systemClock}
+   */
+  clock?: Clock;
 }
 
 /**
  * Makes the default HTTP client: keep-alive connections and a per-request timeout that
- * covers the whole exchange (connect, send, and reading the response body).
+ * covers the whole exchange (connect, send, and reading the response body). `timeoutMs`
+ * is the deadline of every request that does not pass its own `options.timeoutMs`.
  *
  * On Deno and Bun it uses the runtime's `fetch`, which pools connections per host; with
  * `tls.ca` it uses `Deno.createHttpClient` (feature-detected, so the module needs no
  * Deno types and still loads on Bun and Node) or Bun's `tls` fetch option. Elsewhere it
  * uses `node:http`/`node:https` with a keep-alive `Agent`.
  *
- * @param timeoutMs deadline of each request in milliseconds
- * @param options TLS, response bound and implementation choice
- * @returns a client whose `post` rejects with `TransportError` on failure
+ * @param timeoutMs default deadline of each request in milliseconds
+ * @param options TLS, response bound, implementation choice and the clock of deadlines
+ * @returns a client whose `post` rejects with `TransportError` on failure, and with
+ * `RangeError` for an `options.timeoutMs` that is not a positive finite number
  * @throws {RangeError} when `timeoutMs` or `maxResponseBytes` is not a positive number
  *
  * @example
@@ -133,7 +164,12 @@ export function makeHttpClient(timeoutMs: number, options: HttpClientOptions = {
   const implementation = options.implementation ?? "auto";
   const useFetch = implementation === "fetch" ||
     (implementation === "auto" && (isDeno() || isBun()));
-  const settings = { timeoutMs, maxResponseBytes, tls: options.tls };
+  const settings = {
+    timeoutMs,
+    maxResponseBytes,
+    tls: options.tls,
+    clock: options.clock ?? systemClock,
+  };
   return useFetch
     ? makeFetchClient(settings)
     : makeNodeClient({ ...settings, maxSockets: options.maxSockets ?? 64 });
@@ -143,6 +179,17 @@ interface ClientSettings {
   timeoutMs: number;
   maxResponseBytes: number;
   tls: HttpClientTlsOptions | undefined;
+  clock: Clock;
+}
+
+/** @returns the deadline of one request: its own `timeoutMs`, else the client's */
+function requestTimeoutMs(options: HttpPostOptions | undefined, clientTimeoutMs: number): number {
+  const timeoutMs = options?.timeoutMs;
+  if (timeoutMs === undefined) return clientTimeoutMs;
+  if (!(timeoutMs > 0) || !Number.isFinite(timeoutMs)) {
+    throw new RangeError(`Cannot POST: timeoutMs must be a positive number, got ${timeoutMs}`);
+  }
+  return timeoutMs;
 }
 
 // Runtime detection goes through globalThis so this module type-checks and loads on
@@ -162,7 +209,7 @@ interface DenoHttpClientApi {
 }
 
 function makeFetchClient(settings: ClientSettings): HttpClient {
-  const { timeoutMs, maxResponseBytes, tls } = settings;
+  const { maxResponseBytes, tls, clock } = settings;
   // Extra fetch init fields for TLS: unknown keys are ignored by runtimes that do not
   // understand them, which is why both are set through one untyped object.
   const extraInit: Record<string, unknown> = {};
@@ -189,13 +236,19 @@ function makeFetchClient(settings: ClientSettings): HttpClient {
   }
   let closed = false;
   return {
-    async post(url, body, headers, signal) {
+    async post(url, body, headers, signal, options) {
+      const timeoutMs = requestTimeoutMs(options, settings.timeoutMs);
       if (closed) throw new TransportError(`Cannot POST ${url}: the HTTP client is closed`);
       if (signal?.aborted) {
         throw new TransportError(`POST ${url} aborted`, { cause: signal.reason });
       }
-      const timeout = AbortSignal.timeout(timeoutMs);
-      const combined = signal === undefined ? timeout : AbortSignal.any([signal, timeout]);
+      // The deadline is a timer on the injected clock rather than AbortSignal.timeout(),
+      // which only knows real time.
+      const timeout = new AbortController();
+      const timer = clock.setTimeout(() => timeout.abort(), timeoutMs);
+      const combined = signal === undefined
+        ? timeout.signal
+        : AbortSignal.any([signal, timeout.signal]);
       try {
         const response = await fetch(url, {
           method: "POST",
@@ -212,7 +265,9 @@ function makeFetchClient(settings: ClientSettings): HttpClient {
         }
         return { status: response.status, body: bytes };
       } catch (error) {
-        throw toTransportError(error, url, { timeoutMs, timedOut: timeout.aborted, signal });
+        throw toTransportError(error, url, { timeoutMs, timedOut: timeout.signal.aborted, signal });
+      } finally {
+        clock.clearTimeout(timer);
       }
     },
     close() {
@@ -241,7 +296,7 @@ function toTransportError(
 }
 
 function makeNodeClient(settings: ClientSettings & { maxSockets: number }): HttpClient {
-  const { timeoutMs, maxResponseBytes, tls } = settings;
+  const { maxResponseBytes, tls, clock } = settings;
   const httpAgent = new http.Agent({ keepAlive: true, maxSockets: settings.maxSockets });
   const httpsAgent = new https.Agent({
     keepAlive: true,
@@ -255,8 +310,9 @@ function makeNodeClient(settings: ClientSettings & { maxSockets: number }): Http
   });
   let closed = false;
   return {
-    post(url, body, headers, signal) {
+    post(url, body, headers, signal, options) {
       return new Promise<HttpResponse>((resolve, reject) => {
+        const timeoutMs = requestTimeoutMs(options, settings.timeoutMs);
         if (closed) {
           reject(new TransportError(`Cannot POST ${url}: the HTTP client is closed`));
           return;
@@ -275,7 +331,7 @@ function makeNodeClient(settings: ClientSettings & { maxSockets: number }): Http
         const secure = target.protocol === "https:";
         let settled = false;
         const cleanup = () => {
-          clearTimeout(timer);
+          clock.clearTimeout(timer);
           signal?.removeEventListener("abort", onAbort);
         };
         const fail = (error: TransportError) => {
@@ -288,7 +344,7 @@ function makeNodeClient(settings: ClientSettings & { maxSockets: number }): Http
         const onAbort = () => {
           fail(new TransportError(`POST ${url} aborted`, { cause: signal?.reason }));
         };
-        const timer = setTimeout(() => {
+        const timer = clock.setTimeout(() => {
           fail(new TransportError(`POST ${url} timed out after ${timeoutMs} ms`));
         }, timeoutMs);
         signal?.addEventListener("abort", onAbort, { once: true });

@@ -3,6 +3,7 @@ import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import { describe, test } from "node:test";
 import { TransportError } from "@tsraft/core";
+import { ManualClock } from "@tsraft/core/testing";
 import { makeHttpClient } from "./http_client.ts";
 import { serveOnLoopback } from "./_serve.ts";
 
@@ -104,6 +105,67 @@ for (const implementation of ["fetch", "node"] as const) {
         release();
         client.close?.();
         await server.close();
+      }
+    });
+
+    test("post() times out on its injected clock, at options.timeoutMs over the client's own", async () => {
+      let arrivals = 0;
+      let arrived = () => {};
+      let release!: () => void;
+      const stalled = new Promise<void>((resolve) => release = resolve);
+      const server = await serveOnLoopback(async () => {
+        arrivals++;
+        arrived();
+        await stalled;
+        return new Response("late");
+      });
+      const clock = new ManualClock();
+      const client = makeHttpClient(100, { implementation, clock });
+      const url = `http://127.0.0.1:${server.port}/`;
+      const outcomes: unknown[] = [];
+      const track = (sent: Promise<unknown>) =>
+        sent.then((value) => outcomes.push(value), (error) => outcomes.push(error));
+      try {
+        const both = new Promise<void>((resolve) => arrived = () => arrivals === 2 && resolve());
+        const long = track(
+          client.post(url, new Uint8Array([1]), {}, undefined, { timeoutMs: 900 }),
+        );
+        const short = track(client.post(url, new Uint8Array([2]), {}));
+        await both; // both requests wait at the server: only the clock can end them now
+        clock.advance(100);
+        await short;
+        assert.equal(
+          outcomes.length,
+          1,
+          "only the request on the client's timeout ended at 100 ms",
+        );
+        assert.match(String(outcomes[0]), /timed out after 100 ms/);
+        clock.advance(799);
+        await new Promise((resolve) => setImmediate(resolve));
+        assert.equal(outcomes.length, 1, "timed out before its own deadline");
+        clock.advance(1);
+        await long;
+        assert.ok(outcomes[1] instanceof TransportError, `got ${outcomes[1]}`);
+        assert.match(outcomes[1].message, /timed out after 900 ms/);
+        assert.equal(clock.pendingTimers, 0);
+      } finally {
+        release();
+        client.close?.();
+        await server.close();
+      }
+    });
+
+    test("post() rejects a per-request timeoutMs that is not a positive number with RangeError", async () => {
+      const client = makeHttpClient(1000, { implementation });
+      try {
+        for (const timeoutMs of [0, -1, Number.NaN, Infinity]) {
+          await assert.rejects(
+            client.post("http://127.0.0.1:1/", new Uint8Array(), {}, undefined, { timeoutMs }),
+            RangeError,
+          );
+        }
+      } finally {
+        client.close?.();
       }
     });
 

@@ -1,8 +1,10 @@
 import {
   type AppendEntriesRequest,
   type AppendEntriesResponse,
+  type Clock,
   decodeMessage,
   DEFAULT_MAX_MESSAGE_BYTES,
+  DEFAULT_SNAPSHOT_RPC_TIMEOUT_MS,
   encodeMessage,
   InvalidMessageError,
   type MessageMap,
@@ -15,6 +17,7 @@ import {
   type ResponseKind,
   type Rpc,
   RPCS,
+  type RpcTimeoutClass,
   type SendOptions,
   type SnapshotRecoveryRequest,
   type SnapshotRecoveryResponse,
@@ -28,7 +31,12 @@ import {
   WireError,
 } from "@tsraft/core";
 import { readBodyLimited } from "./_body.ts";
-import { DEFAULT_HTTP_TIMEOUT_MS, type HttpClient, makeHttpClient } from "./http_client.ts";
+import {
+  DEFAULT_HTTP_TIMEOUT_MS,
+  type HttpClient,
+  type HttpPostOptions,
+  makeHttpClient,
+} from "./http_client.ts";
 
 /** Content type of every request and successful response body. */
 export const PROTOBUF_CONTENT_TYPE = "application/x-protobuf";
@@ -48,11 +56,27 @@ export interface HttpTransporterOptions {
    */
   prefix?: string;
   /**
-   * Deadline of each outgoing request, used to build the default client. Leave it unset
-   * when passing `client` (the client owns its timeout).
-   * @default {DEFAULT_HTTP_TIMEOUT_MS}
+   * Deadline of each outgoing request whose RPC has the `"default"` timeout class in core's
+   * `RPCS` table (every RPC but snapshot chunks), used to build the default client. Leave
+   * it unset when passing `client` (the client owns this timeout).
+   * @default {DEFAULT_HTTP_TIMEOUT_MS} (2000)
    */
   timeoutMs?: number;
+  /**
+   * Deadline of each snapshot chunk (`sendSnapshotRecoveryRequest`, the RPC whose timeout
+   * class in core's `RPCS` table is `"snapshot"`): chunks are large and the receiver writes
+   * each one to storage. Passed to the client with every chunk (`HttpPostOptions`), so it
+   * applies to a `client` given in options too.
+   * @default {DEFAULT_SNAPSHOT_RPC_TIMEOUT_MS} (30000)
+   */
+  snapshotTimeoutMs?: number;
+  /**
+   * Clock of the request deadlines, used to build the default client; pass core's
+   * `ManualClock` (from `@tsraft/core/testing`) to drive them in a test. Leave it unset
+   * when passing `client` (give the clock to `makeHttpClient` instead).
+   * @default {systemClock}
+   */
+  clock?: Clock;
   /**
    * Largest request body the routes accept (larger ones get 413) and largest response
    * body the sender decodes.
@@ -72,7 +96,7 @@ export interface HttpTransporterOptions {
   token?: string;
   /**
    * The client that sends requests.
-   * @default makeHttpClient(timeoutMs, { maxResponseBytes: maxBodyBytes })
+   * @default makeHttpClient(timeoutMs, { maxResponseBytes: maxBodyBytes, clock })
    */
   client?: HttpClient;
 }
@@ -153,14 +177,19 @@ export class HttpTransporter implements Transporter {
   #tokenHeader: string | undefined;
   #client: HttpClient;
   #ownsClient: boolean;
+  // Per-request settings by the RPC's timeout class: `undefined` leaves the client's own
+  // timeout in force.
+  #postOptions: Record<RpcTimeoutClass, HttpPostOptions | undefined>;
   #baseCache = new Map<string, string>();
 
   /**
    * Creates a transporter; it sends right away and serves once installed on an app.
    *
-   * @param options prefix, timeouts, body bound, cluster id, token and client
-   * @throws {TypeError} for a prefix not starting with `/`, or both `client` and `timeoutMs`
-   * @throws {RangeError} for a non-positive `timeoutMs` or `maxBodyBytes`
+   * @param options prefix, timeouts, body bound, cluster id, token, clock and client
+   * @throws {TypeError} for a prefix not starting with `/`, or `client` together with
+   * `timeoutMs` or `clock`
+   * @throws {RangeError} for a `timeoutMs` or `snapshotTimeoutMs` that is not a positive
+   * finite number, or a `maxBodyBytes` that is not a positive integer
    */
   constructor(options: HttpTransporterOptions = {}) {
     this.#prefix = normalizePrefix(options.prefix ?? "/raft");
@@ -175,19 +204,29 @@ export class HttpTransporter implements Transporter {
       ? undefined
       : encodeURIComponent(options.clusterId);
     this.#tokenHeader = options.token === undefined ? undefined : encodeURIComponent(options.token);
+    const snapshotTimeoutMs = positiveMs(
+      "snapshotTimeoutMs",
+      options.snapshotTimeoutMs ?? DEFAULT_SNAPSHOT_RPC_TIMEOUT_MS,
+    );
     if (options.client !== undefined) {
-      if (options.timeoutMs !== undefined) {
-        throw new TypeError(
-          "Cannot create HttpTransporter with both client and timeoutMs: pass the timeout to makeHttpClient()",
-        );
+      for (const name of ["timeoutMs", "clock"] as const) {
+        if (options[name] !== undefined) {
+          throw new TypeError(
+            `Cannot create HttpTransporter with both client and ${name}: pass it to makeHttpClient()`,
+          );
+        }
       }
       this.#client = options.client;
       this.#ownsClient = false;
+      this.#postOptions = { default: undefined, snapshot: { timeoutMs: snapshotTimeoutMs } };
     } else {
-      this.#client = makeHttpClient(options.timeoutMs ?? DEFAULT_HTTP_TIMEOUT_MS, {
+      const timeoutMs = positiveMs("timeoutMs", options.timeoutMs ?? DEFAULT_HTTP_TIMEOUT_MS);
+      this.#client = makeHttpClient(timeoutMs, {
         maxResponseBytes: this.#maxBodyBytes,
+        ...(options.clock === undefined ? {} : { clock: options.clock }),
       });
       this.#ownsClient = true;
+      this.#postOptions = { default: { timeoutMs }, snapshot: { timeoutMs: snapshotTimeoutMs } };
     }
   }
 
@@ -270,7 +309,10 @@ export class HttpTransporter implements Transporter {
     return this.#send(sender, peer, RPCS.snapshotRequest, req, options);
   }
 
-  /** Sends one snapshot chunk. @throws {TransportError} when no valid answer arrives */
+  /**
+   * Sends one snapshot chunk; it may take `snapshotTimeoutMs`.
+   * @throws {TransportError} when no valid answer arrives
+   */
   sendSnapshotRecoveryRequest(
     sender: TransportSender,
     peer: PeerInfo,
@@ -290,8 +332,8 @@ export class HttpTransporter implements Transporter {
     return this.#send(sender, peer, RPCS.timeoutNowRequest, req, options);
   }
 
-  // The client owns one timeout for every RPC, so the table's timeout class is not used
-  // here: a snapshot chunk gets the same deadline as a heartbeat (see makeHttpClient).
+  // Each request's deadline follows its RPC's timeout class in core's RPCS table, as in
+  // every transport: a snapshot chunk gets snapshotTimeoutMs, the rest timeoutMs.
   async #send<K extends RequestKind>(
     sender: TransportSender,
     peer: PeerInfo,
@@ -311,7 +353,13 @@ export class HttpTransporter implements Transporter {
     if (this.#tokenHeader !== undefined) headers[TOKEN_HEADER] = this.#tokenHeader;
     let response;
     try {
-      response = await this.#client.post(url, body, headers, options?.signal);
+      response = await this.#client.post(
+        url,
+        body,
+        headers,
+        options?.signal,
+        this.#postOptions[rpc.timeout],
+      );
     } catch (error) {
       if (error instanceof TransportError) throw error;
       throw new TransportError(`POST ${url} failed: ${errorMessage(error)}`, { cause: error });
@@ -419,6 +467,15 @@ export class HttpTransporter implements Transporter {
     }
     return undefined;
   }
+}
+
+function positiveMs(name: string, value: number): number {
+  if (!(value > 0) || !Number.isFinite(value)) {
+    throw new RangeError(
+      `Cannot create HttpTransporter: ${name} must be a positive number of ms, got ${value}`,
+    );
+  }
+  return value;
 }
 
 function normalizePrefix(prefix: string): string {

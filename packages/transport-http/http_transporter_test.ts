@@ -2,15 +2,22 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { Hono } from "hono";
 import {
+  type AppendEntriesRequest,
   decodeMessage,
+  DEFAULT_SNAPSHOT_RPC_TIMEOUT_MS,
   encodeMessage,
   InvalidMessageError,
+  type PeerInfo,
   REQUEST_KINDS,
   RPCS,
+  type SnapshotRecoveryRequest,
+  type SnapshotRequest,
   TransportError,
 } from "@tsraft/core";
+import { ManualClock } from "@tsraft/core/testing";
 import { HttpTransporter } from "./http_transporter.ts";
-import type { HttpClient } from "./http_client.ts";
+import { type HttpClient, type HttpPostOptions, makeHttpClient } from "./http_client.ts";
+import { serveOnLoopback } from "./_serve.ts";
 import { appClient, EchoHandler, makeEntries, SAMPLE } from "./_test_util.ts";
 
 const SENDER = { name: "leader" };
@@ -60,6 +67,11 @@ describe("HttpTransporter paths", () => {
     assert.throws(() => new HttpTransporter({ maxBodyBytes: 0, client }), RangeError);
     assert.throws(() => new HttpTransporter({ timeoutMs: 10, client }), TypeError);
     assert.throws(() => new HttpTransporter({ timeoutMs: -1 }), RangeError);
+    assert.throws(() => new HttpTransporter({ timeoutMs: Infinity }), RangeError);
+    assert.throws(() => new HttpTransporter({ clock: new ManualClock(), client }), TypeError);
+    for (const snapshotTimeoutMs of [0, -5, Number.NaN, Infinity]) {
+      assert.throws(() => new HttpTransporter({ snapshotTimeoutMs, client }), RangeError);
+    }
   });
 
   test("install() mounts POST routes only; other methods and paths are not served", async () => {
@@ -381,4 +393,206 @@ describe("HttpTransporter sending errors", () => {
     );
     assert.equal(got, controller.signal);
   });
+});
+
+/** One request held at the server until the test opens its gate. */
+class Gate {
+  arrived: Promise<void>;
+  #arrive!: () => void;
+  opened: Promise<void>;
+  open!: () => void;
+
+  constructor() {
+    this.arrived = new Promise((resolve) => this.#arrive = resolve);
+    this.opened = new Promise((resolve) => this.open = resolve);
+  }
+
+  /** Called by the handler: marks the arrival, then waits for the gate. */
+  pass(): Promise<void> {
+    this.#arrive();
+    return this.opened;
+  }
+}
+
+/** An EchoHandler that holds AppendEntries, snapshot announcements and chunks at gates. */
+class HoldingHandler extends EchoHandler {
+  readonly gates = {
+    appendEntries: new Gate(),
+    requestSnapshot: new Gate(),
+    snapshotRecoveryRequest: new Gate(),
+  };
+
+  override async appendEntries(req: AppendEntriesRequest) {
+    await this.gates.appendEntries.pass();
+    return super.appendEntries(req);
+  }
+
+  override async requestSnapshot(req: SnapshotRequest) {
+    await this.gates.requestSnapshot.pass();
+    return super.requestSnapshot(req);
+  }
+
+  override async snapshotRecoveryRequest(req: SnapshotRecoveryRequest) {
+    await this.gates.snapshotRecoveryRequest.pass();
+    return super.snapshotRecoveryRequest(req);
+  }
+
+  openAll(): void {
+    for (const gate of Object.values(this.gates)) gate.open();
+  }
+}
+
+/** Rejects when `promise` has not settled within `ms` of real time: a hang guard only. */
+async function within<T>(promise: Promise<T>, what: string, ms = 5000): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`Timed out waiting for ${what}`)), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Tracks a promise: `outcome()` is `undefined` while it is pending, then `{ value }` or the error. */
+function track<T>(promise: Promise<T>): { outcome(): unknown; done: Promise<void> } {
+  let outcome: unknown;
+  const done = promise.then(
+    (value) => void (outcome = { value }),
+    (error: unknown) => void (outcome = error),
+  );
+  return { outcome: () => outcome, done };
+}
+
+/** `make`'s transporter sending to a served {@link HoldingHandler}, on a fresh ManualClock. */
+async function served(make: (clock: ManualClock) => HttpTransporter) {
+  const clock = new ManualClock();
+  const transporter = make(clock);
+  const handler = new HoldingHandler("held");
+  const app = new Hono();
+  transporter.install(handler, app);
+  const server = await serveOnLoopback(app.fetch);
+  const peer: PeerInfo = { name: "held", connectionString: `127.0.0.1:${server.port}` };
+  return {
+    clock,
+    transporter,
+    handler,
+    peer,
+    async [Symbol.asyncDispose]() {
+      handler.openAll();
+      transporter.close();
+      await server.close();
+    },
+  };
+}
+
+describe("HttpTransporter timeouts by RPC class (core's RPCS table)", () => {
+  test("each RPC reaches the client with its timeout class's deadline", async () => {
+    const seen = new Map<string, HttpPostOptions | undefined>();
+    const recording = (snapshotTimeoutMs?: number) => {
+      seen.clear();
+      const client: HttpClient = {
+        post(url, _body, _headers, _signal, options) {
+          seen.set(url.slice(url.lastIndexOf("/") + 1), options);
+          return Promise.resolve({ status: 503, body: new Uint8Array() });
+        },
+      };
+      return new HttpTransporter({
+        client,
+        ...(snapshotTimeoutMs === undefined ? {} : { snapshotTimeoutMs }),
+      });
+    };
+    for (const snapshotTimeoutMs of [undefined, 45_000]) {
+      const t = recording(snapshotTimeoutMs);
+      await Promise.allSettled([
+        t.sendAppendEntriesRequest(SENDER, PEER, SAMPLE.appendEntries),
+        t.sendVoteRequest(SENDER, PEER, SAMPLE.requestVote),
+        t.sendSnapshotRequest(SENDER, PEER, SAMPLE.snapshot),
+        t.sendSnapshotRecoveryRequest(SENDER, PEER, SAMPLE.snapshotRecovery),
+        t.sendTimeoutNow(SENDER, PEER, SAMPLE.timeoutNow),
+      ]);
+      assert.equal(seen.size, REQUEST_KINDS.length);
+      for (const kind of REQUEST_KINDS) {
+        const rpc = RPCS[kind];
+        // With a client of its own making the default class would get timeoutMs; a client
+        // passed in keeps its own timeout for it.
+        const expected = rpc.timeout === "snapshot"
+          ? { timeoutMs: snapshotTimeoutMs ?? DEFAULT_SNAPSHOT_RPC_TIMEOUT_MS }
+          : undefined;
+        assert.deepEqual(seen.get(rpc.path), expected, `${kind} (${rpc.timeout})`);
+      }
+    }
+  });
+
+  // Three ways to send, each with timeoutMs 100 and snapshotTimeoutMs 5000 on the test's clock.
+  const clients = {
+    "the default client (timeoutMs and clock options)": (clock: ManualClock) =>
+      new HttpTransporter({ timeoutMs: 100, snapshotTimeoutMs: 5000, clock }),
+    'makeHttpClient({ implementation: "fetch" })': (clock: ManualClock) =>
+      new HttpTransporter({
+        client: makeHttpClient(100, { implementation: "fetch", clock }),
+        snapshotTimeoutMs: 5000,
+      }),
+    'makeHttpClient({ implementation: "node" })': (clock: ManualClock) =>
+      new HttpTransporter({
+        client: makeHttpClient(100, { implementation: "node", clock }),
+        snapshotTimeoutMs: 5000,
+      }),
+  };
+
+  for (const [label, make] of Object.entries(clients)) {
+    test(`${label}: a snapshot chunk answered after timeoutMs but before snapshotTimeoutMs succeeds`, async () => {
+      await using s = await served(make);
+      const { clock, handler, peer, transporter } = s;
+      const chunk = track(
+        transporter.sendSnapshotRecoveryRequest(SENDER, peer, SAMPLE.snapshotRecovery),
+      );
+      const heartbeat = track(
+        transporter.sendAppendEntriesRequest(SENDER, peer, SAMPLE.appendEntries),
+      );
+      const announcement = track(transporter.sendSnapshotRequest(SENDER, peer, SAMPLE.snapshot));
+      // Every request waits at the server: from here only the clock ends them.
+      await within(
+        Promise.all(Object.values(handler.gates).map((gate) => gate.arrived)),
+        "the requests to reach the server",
+      );
+      clock.advance(100);
+      await within(Promise.all([heartbeat.done, announcement.done]), "the 100 ms timeouts");
+      for (const other of [heartbeat, announcement]) {
+        const error = other.outcome();
+        assert.ok(error instanceof TransportError, `got ${error}`);
+        assert.match(error.message, /timed out after 100 ms/);
+      }
+      clock.advance(4899); // 4999 ms held: past timeoutMs, within snapshotTimeoutMs
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.equal(chunk.outcome(), undefined, "the chunk got the short timeout");
+      handler.gates.snapshotRecoveryRequest.open();
+      await within(chunk.done, "the chunk's answer");
+      assert.deepEqual(chunk.outcome(), {
+        value: { term: 3, success: true, commitIndex: 100, nextOffset: 69 },
+      });
+      assert.equal(clock.pendingTimers, 0, "the answered chunk left its timer behind");
+    });
+
+    test(`${label}: a snapshot chunk not answered within snapshotTimeoutMs rejects with TransportError`, async () => {
+      await using s = await served(make);
+      const { clock, handler, peer, transporter } = s;
+      const chunk = track(
+        transporter.sendSnapshotRecoveryRequest(SENDER, peer, SAMPLE.snapshotRecovery),
+      );
+      await within(handler.gates.snapshotRecoveryRequest.arrived, "the chunk to reach the server");
+      clock.advance(4999);
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.equal(chunk.outcome(), undefined, "rejected before snapshotTimeoutMs");
+      clock.advance(1);
+      await within(chunk.done, "the chunk to time out");
+      const error = chunk.outcome();
+      assert.ok(error instanceof TransportError, `got ${error}`);
+      assert.equal(error.code, "TRANSPORT");
+      assert.match(error.message, /\/raft\/snapshotRecovery timed out after 5000 ms/);
+    });
+  }
 });

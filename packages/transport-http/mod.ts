@@ -76,6 +76,7 @@ export {
   type HttpClient,
   type HttpClientOptions,
   type HttpClientTlsOptions,
+  type HttpPostOptions,
   type HttpResponse,
   makeHttpClient,
 } from "./http_client.ts";
@@ -83,6 +84,7 @@ export {
 export type {
   AppendEntriesRequest,
   AppendEntriesResponse,
+  Clock,
   LogEntry,
   PeerInfo,
   RaftHandler,
@@ -95,6 +97,7 @@ export type {
   SnapshotResponse,
   TimeoutNowRequest,
   TimeoutNowResponse,
+  TimerHandle,
   Transporter,
   TransportSender,
 } from "@tsraft/core";
