@@ -170,13 +170,17 @@ export const MUTATIONS: Mutation[] = [
   {
     id: "i11-membership-before-commit",
     description:
-      "Issue 11.1: a leader appends a membership change before committing an entry of its term",
+      "Issue 11.1: a leader appends a membership change before committing an entry of its term (Consensus.propose and Server.addPeer/removePeer)",
     edits: [{
       file: CONSENSUS,
       find:
         'if (!this.hasCommittedInTerm) {\n        throw new MembershipChangeInProgressError(\n          "The leader has not yet committed',
       replace:
         'if (!this.hasCommittedInTerm && this.#term < 0) {\n        throw new MembershipChangeInProgressError(\n          "The leader has not yet committed',
+    }, {
+      file: SERVER,
+      find: "return this.#core.hasCommittedInTerm;",
+      replace: "return true;",
     }],
     catchers: CORE,
   },

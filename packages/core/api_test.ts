@@ -144,6 +144,8 @@ describe("Server options", () => {
       ],
       [{ heartbeatIntervalMs: 0 }, /heartbeatIntervalMs must be a positive number/],
       [{ maxInflightMessages: 0 }, /maxInflightMessages must be a positive integer/],
+      [{ maxEntriesPerMessage: 0 }, /maxEntriesPerMessage must be a positive integer/],
+      [{ maxBytesPerMessage: 2.5 }, /maxBytesPerMessage must be a positive integer/],
       [{ snapshotChunkBytes: 1.5 }, /snapshotChunkBytes must be a positive integer/],
       [{ snapshotThreshold: -1 }, /snapshotThreshold must be a non-negative integer/],
       [{ leaseClockDrift: 1 }, /leaseClockDrift must be in \[0, 1\)/],

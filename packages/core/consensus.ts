@@ -8,7 +8,13 @@
  *
  * @module
  */
-import { CANDIDATE, FOLLOWER, LEADER, type ServerState } from "./constants.ts";
+import {
+  CANDIDATE,
+  FOLLOWER,
+  LEADER,
+  MAX_LOG_ENTRIES_PER_REQUEST,
+  type ServerState,
+} from "./constants.ts";
 import {
   LeadershipTransferError,
   MembershipChangeInProgressError,
@@ -257,7 +263,7 @@ export class Consensus {
       random: options.random,
       preVote: options.preVote ?? true,
       checkQuorum: options.checkQuorum ?? true,
-      maxEntriesPerMessage: options.maxEntriesPerMessage ?? 2000,
+      maxEntriesPerMessage: options.maxEntriesPerMessage ?? MAX_LOG_ENTRIES_PER_REQUEST,
       maxBytesPerMessage: options.maxBytesPerMessage ?? 1024 * 1024,
       maxInflightMessages: options.maxInflightMessages ?? 32,
       leaseClockDrift: options.leaseClockDrift ?? 0.1,

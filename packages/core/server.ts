@@ -153,6 +153,10 @@ export interface ServerOptions<M extends StateMachine = StateMachine> {
   snapshotThresholdBytes?: number;
   /** Most bytes of commands in flight per follower (flow control). @default 8 MiB */
   maxInflightBytes?: number;
+  /** Most log entries in one AppendEntries request. @default 2000 (`MAX_LOG_ENTRIES_PER_REQUEST`) */
+  maxEntriesPerMessage?: number;
+  /** Most bytes of commands in one AppendEntries request (one larger entry goes alone). @default 1 MiB */
+  maxBytesPerMessage?: number;
   /** Entries kept after a snapshot for slow followers. @default 200 */
   trailingLogEntries?: number;
   /** Bytes per snapshot chunk sent to followers. @default 1 MiB */
@@ -316,6 +320,12 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
       checkQuorum: options.checkQuorum ?? true,
       maxInflightMessages: options.maxInflightMessages ?? 32,
       maxInflightBytes: options.maxInflightBytes ?? 8 * 1024 * 1024,
+      ...(options.maxEntriesPerMessage !== undefined
+        ? { maxEntriesPerMessage: options.maxEntriesPerMessage }
+        : {}),
+      ...(options.maxBytesPerMessage !== undefined
+        ? { maxBytesPerMessage: options.maxBytesPerMessage }
+        : {}),
       leaseClockDrift: options.leaseClockDrift ?? 0.1,
       ...(options.maxMessageDelayMs !== undefined
         ? { maxMessageDelayMs: options.maxMessageDelayMs }

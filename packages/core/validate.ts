@@ -156,6 +156,8 @@ interface CheckedServerOptions {
   leaseClockDrift?: number;
   maxInflightMessages?: number;
   maxInflightBytes?: number;
+  maxEntriesPerMessage?: number;
+  maxBytesPerMessage?: number;
   snapshotThreshold?: number;
   snapshotThresholdBytes?: number;
   trailingLogEntries?: number;
@@ -201,6 +203,8 @@ export function validateServerOptions(options: CheckedServerOptions): void {
   number("leaseClockDrift", (v) => v >= 0 && v < 1, "in [0, 1)");
   number("maxInflightMessages", positiveInteger, "a positive integer");
   number("maxInflightBytes", positiveInteger, "a positive integer");
+  number("maxEntriesPerMessage", positiveInteger, "a positive integer");
+  number("maxBytesPerMessage", positiveInteger, "a positive integer");
   number("snapshotChunkBytes", positiveInteger, "a positive integer");
   number("snapshotThreshold", nonNegativeInteger, "a non-negative integer (0 disables)");
   number("snapshotThresholdBytes", nonNegativeInteger, "a non-negative integer (0 disables)");

@@ -5,6 +5,8 @@ import { runSimulation, type RunSimulationOptions } from "./run_simulation.ts";
 interface Job {
   seed: number;
   options: RunSimulationOptions;
+  /** Send every trace line back. */
+  verbose: boolean;
 }
 
 const scope = self as unknown as {
@@ -13,9 +15,10 @@ const scope = self as unknown as {
 };
 
 scope.onmessage = async (event) => {
-  const { seed, options } = event.data;
+  const { seed, options, verbose } = event.data;
   const result = await runSimulation(seed, {
     ...options,
+    ...(verbose ? { log: (line: string) => scope.postMessage({ line }) } : {}),
     onProgress: () => scope.postMessage({ progress: true }),
   });
   scope.postMessage(result);

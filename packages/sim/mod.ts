@@ -56,6 +56,7 @@ export {
   type SimulationResult,
 } from "./run_simulation.ts";
 export { SeedRunner } from "./seed_runner.ts";
+export { type ScenarioName, SCENARIOS } from "./_scenarios.ts";
 // Every type of @tsraft/core and @tsraft/core/testing, re-exported (as types only) so that this
 // entrypoint's documentation is self-contained: its signatures name Server, MemoryDisk, ...
 export type * from "@tsraft/core/testing";

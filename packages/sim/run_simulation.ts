@@ -11,6 +11,7 @@ import {
 } from "./linearizability.ts";
 import { AsyncKvCommand, KvCommand, type KvResult } from "./kv.ts";
 import { describeError, type NetworkFaults, type SimStats, Simulator } from "./simulator.ts";
+import { runScenario, type ScenarioName, SCENARIOS } from "./_scenarios.ts";
 
 /** Which faults and workload a randomized run uses; chosen from the seed by {@link simulationConfig}. */
 export interface SimulationConfig {
@@ -72,6 +73,10 @@ export interface SimulationConfig {
   leaseRate: number;
   /** Fraction of commands that apply asynchronously. */
   asyncRate: number;
+  /** Most entries per AppendEntries. */
+  maxEntriesPerMessage: number;
+  /** A targeted nemesis that replaces the random one, or "none". */
+  scenario: ScenarioName | "none";
 }
 
 /** Coverage flags of one run: which fault kinds and API calls it exercised. */
@@ -146,6 +151,8 @@ export interface RunSimulationOptions {
   ackBeforeDurable?: boolean;
   /** Called now and then while the run advances (for a watchdog on another thread). */
   onProgress?: () => void;
+  /** Run this targeted nemesis (or none) instead of the one the seed chooses. */
+  scenario?: ScenarioName | "none";
 }
 
 function pick<T>(random: SeededRandom, items: readonly T[]): T {
@@ -156,14 +163,19 @@ function pick<T>(random: SeededRandom, items: readonly T[]): T {
  * The fault mix and workload of a seed.
  * @param seed the run's seed
  * @param nodes a fixed cluster size, or undefined to pick one
+ * @param scenario a targeted nemesis (or none) instead of the one the seed chooses
  * @returns the configuration
  */
-export function simulationConfig(seed: number, nodes?: number): SimulationConfig {
+export function simulationConfig(
+  seed: number,
+  nodes?: number,
+  scenario?: ScenarioName | "none",
+): SimulationConfig {
   const random = new SeededRandom(seed ^ 0x5bd1e995);
   const size = pick(random, [3, 3, 3, 5, 5]);
   const electionTimeoutMs = pick(random, [100, 150, 150, 300]);
   const jittery = random.chance(0.7);
-  return {
+  const config: SimulationConfig = {
     seed,
     nodes: nodes ?? size,
     electionTimeoutMs,
@@ -200,6 +212,27 @@ export function simulationConfig(seed: number, nodes?: number): SimulationConfig
     readIndexRate: pick(random, [0, 0.5, 1]),
     leaseRate: pick(random, [0, 0.5]),
     asyncRate: pick(random, [0, 0.3]),
+    maxEntriesPerMessage: pick(random, [1, 4, 2000, 2000]),
+    scenario: random.chance(0.3) ? pick(random, SCENARIOS) : "none",
+  };
+  if (scenario !== undefined) config.scenario = scenario;
+  return config.scenario === "none" ? config : aimed(config, config.scenario);
+}
+
+/**
+ * A targeted nemesis runs alone on a network that keeps its windows open: no drops, short
+ * delays, no disk errors, a longer fault phase; and the options its window needs.
+ */
+function aimed(config: SimulationConfig, scenario: ScenarioName): SimulationConfig {
+  return {
+    ...config,
+    network: { ...config.network, dropRate: 0, maxDelayMs: 3, longDelayRate: 0 },
+    diskErrorRate: 0,
+    faultPhaseMs: config.faultPhaseMs + 4000,
+    // Old entries acknowledged one by one, before the new leader's own entry (Figure 8).
+    ...(scenario === "stale-leader" ? { maxEntriesPerMessage: 1, asyncRate: 0 } : {}),
+    // Lease reads are served only with check-quorum.
+    ...(scenario === "voter-restart" ? { checkQuorum: true } : {}),
   };
 }
 
@@ -226,7 +259,7 @@ export async function runSimulation(
   seed: number,
   options: RunSimulationOptions = {},
 ): Promise<SimulationResult> {
-  const config = simulationConfig(seed, options.nodes);
+  const config = simulationConfig(seed, options.nodes, options.scenario);
   const sim = new Simulator({
     seed,
     nodes: config.nodes,
@@ -238,6 +271,7 @@ export async function runSimulation(
     snapshotThreshold: config.snapshotThreshold,
     trailingLogEntries: config.trailingLogEntries,
     snapshotChunkBytes: config.snapshotChunkBytes,
+    maxEntriesPerMessage: config.maxEntriesPerMessage,
     fsyncMaxMs: config.fsyncMaxMs,
     network: config.network,
     disk: { writeErrorRate: config.diskErrorRate, fsyncErrorRate: config.diskErrorRate },
@@ -292,6 +326,7 @@ async function drive(
   let nextCall = 0;
   let leaseReads = 0;
   let faultPhase = true;
+  let clientsPaused = false;
 
   sim.boot();
 
@@ -322,6 +357,71 @@ async function drive(
     return sim.isUp(name) ? sim.server(name) : undefined;
   }
 
+  /**
+   * One client operation on `target`, recorded in the history: a read by `readIndex()` when
+   * `read` says so, otherwise a command through `do()`. Resolves once it settled.
+   */
+  function perform(
+    clientId: string,
+    target: string,
+    input: KvInput,
+    how: { read?: { lease: boolean }; async?: number; signal?: AbortSignal | undefined },
+    settled: (error?: unknown) => void = () => {},
+  ): Promise<void> {
+    const server = sim.server(target);
+    const signal = how.signal;
+    const finish = (handle: OperationHandle, outcome: Outcome, output?: KvOutput) => {
+      if (outcome === "ok") recorder.ok(handle, output!);
+      else if (outcome === "fail") recorder.fail(handle);
+      else recorder.unknown(handle);
+      sim.trace(
+        `${clientId} ${JSON.stringify(input)} @${target} -> ${
+          outcome === "ok" ? JSON.stringify(output) : outcome
+        }`,
+      );
+    };
+    if (input.op === "get" && how.read !== undefined) {
+      const lease = how.read.lease;
+      const handle = recorder.invoke(clientId, input);
+      const read = server.readIndex({ lease, ...(signal ? { signal } : {}) });
+      return track(`${clientId} readIndex(lease: ${lease}) on ${target}`, read).then(
+        () => {
+          if (lease) leaseReads++;
+          finish(handle, "ok", sim.kv(target).get(input.key));
+          settled();
+        },
+        (error) => {
+          finish(handle, outcomeOf(error, true));
+          settled(error);
+        },
+      );
+    }
+    const command = how.async !== undefined
+      ? new AsyncKvCommand(input, how.async)
+      : new KvCommand(input);
+    const content = `${command.commandName}|${
+      new TextDecoder().decode(sim.registry.encode(command))
+    }`;
+    const handle = recorder.invoke(clientId, input);
+    const call = server.do<KvResult>(command, signal ? { signal } : {});
+    return track(`${clientId} do(${JSON.stringify(input)}) on ${target}`, call).then(
+      (result) => {
+        if (input.op !== "get") {
+          const entry = server.running()
+            ? server.logEntries.find((e) => e.index === result.index)
+            : undefined;
+          sim.noteAcknowledged(result.index, entry, content);
+        }
+        finish(handle, "ok", result.output);
+        settled();
+      },
+      (error) => {
+        finish(handle, outcomeOf(error, false));
+        settled(error);
+      },
+    );
+  }
+
   // ---------------------------------------------------------------- clients
   for (let c = 0; c < config.clients; c++) {
     const clientId = `c${c + 1}`;
@@ -333,8 +433,11 @@ async function drive(
     };
     const issue = () => {
       if (!faultPhase) return;
-      const server = runningServer(guess);
-      if (server === undefined) {
+      if (clientsPaused) {
+        sim.after(1 + random.int(20), issue);
+        return;
+      }
+      if (runningServer(guess) === undefined) {
         nextGuess();
         sim.after(1 + random.int(20), issue);
         return;
@@ -357,63 +460,64 @@ async function drive(
         }
         : { op: "delete", key };
       const signal = deadline();
-      const target = guess;
-      const finish = (handle: OperationHandle, outcome: Outcome, output?: KvOutput) => {
-        if (outcome === "ok") recorder.ok(handle, output!);
-        else if (outcome === "fail") recorder.fail(handle);
-        else recorder.unknown(handle);
-        sim.trace(
-          `${clientId} ${JSON.stringify(input)} @${target} -> ${
-            outcome === "ok" ? JSON.stringify(output) : outcome
-          }`,
-        );
+      const read = input.op === "get" && random.chance(config.readIndexRate)
+        ? { lease: random.chance(config.leaseRate) }
+        : undefined;
+      const asyncDelay = read === undefined && random.chance(config.asyncRate)
+        ? random.int(3)
+        : undefined;
+      void perform(clientId, guess, input, {
+        ...(read ? { read } : {}),
+        ...(asyncDelay !== undefined ? { async: asyncDelay } : {}),
+        signal,
+      }, (error) => {
+        if (error instanceof NotLeaderError) nextGuess(error.leader);
+        else if (error !== undefined && read === undefined && random.chance(0.5)) nextGuess();
         sim.after(1 + random.int(20), issue);
-      };
-      if (input.op === "get" && random.chance(config.readIndexRate)) {
-        const lease = random.chance(config.leaseRate);
-        const handle = recorder.invoke(clientId, input);
-        const read = server.readIndex({ lease, ...(signal ? { signal } : {}) });
-        track(`${clientId} readIndex(lease: ${lease}) on ${target}`, read).then(
-          () => {
-            if (lease) leaseReads++;
-            finish(handle, "ok", sim.kv(target).get(key));
-          },
-          (error) => {
-            if (error instanceof NotLeaderError) nextGuess(error.leader);
-            finish(handle, outcomeOf(error, true));
-          },
-        );
-        return;
-      }
-      const command = random.chance(config.asyncRate)
-        ? new AsyncKvCommand(input, random.int(3))
-        : new KvCommand(input);
-      const content = `${command.commandName}|${
-        new TextDecoder().decode(sim.registry.encode(command))
-      }`;
-      const handle = recorder.invoke(clientId, input);
-      const call = server.do<KvResult>(command, signal ? { signal } : {});
-      track(`${clientId} do(${JSON.stringify(input)}) on ${target}`, call).then(
-        (result) => {
-          if (input.op !== "get") {
-            const entry = server.running()
-              ? server.logEntries.find((e) => e.index === result.index)
-              : undefined;
-            sim.noteAcknowledged(result.index, entry, content);
-          }
-          finish(handle, "ok", result.output);
-        },
-        (error) => {
-          if (error instanceof NotLeaderError) nextGuess(error.leader);
-          else if (random.chance(0.5)) nextGuess();
-          finish(handle, outcomeOf(error, false));
-        },
-      );
+      });
     };
     sim.after(random.int(100), issue);
   }
 
   // ---------------------------------------------------------------- the nemesis
+  /** `leader.addPeer(name)`; resolves whether it succeeded. */
+  function addPeerOn(leader: Server, name: string): Promise<boolean> {
+    const peer = sim.peerInfo(name);
+    sim.trace(`${leader.name}.addPeer(${name})`);
+    return track(
+      `${leader.name}.addPeer(${name})`,
+      leader.addPeer(peer.name, peer.connectionString),
+    )
+      .then(
+        () => {
+          sim.stats.peersAdded++;
+          sim.trace(`${leader.name}.addPeer(${name}) ok`);
+          return true;
+        },
+        (error) => {
+          sim.trace(`${leader.name}.addPeer(${name}) failed: ${describeError(error)}`);
+          return false;
+        },
+      );
+  }
+
+  /** `leader.removePeer(name)`; resolves whether it succeeded. */
+  function removePeerOn(leader: Server, name: string): Promise<boolean> {
+    sim.noteMembers(leader.memberCount - 1);
+    sim.trace(`${leader.name}.removePeer(${name})`);
+    return track(`${leader.name}.removePeer(${name})`, leader.removePeer(name)).then(
+      () => {
+        sim.stats.peersRemoved++;
+        sim.trace(`${leader.name}.removePeer(${name}) ok`);
+        return true;
+      },
+      (error) => {
+        sim.trace(`${leader.name}.removePeer(${name}) failed: ${describeError(error)}`);
+        return false;
+      },
+    );
+  }
+
   const actions: string[] = ["heal"];
   if (config.partitions) actions.push("partition", "partition");
   if (config.oneWayLinks) actions.push("oneWay", "oneWay");
@@ -483,35 +587,14 @@ async function drive(
       case "add": {
         const current = leader();
         if (current === undefined || names.length >= config.nodes + 3) break;
-        const name = sim.spawnJoiner();
-        const peer = sim.peerInfo(name);
-        sim.trace(`${current.name}.addPeer(${name})`);
-        track(`${current.name}.addPeer(${name})`, current.addPeer(peer.name, peer.connectionString))
-          .then(
-            () => {
-              sim.stats.peersAdded++;
-              sim.trace(`${current.name}.addPeer(${name}) ok`);
-            },
-            (error) =>
-              sim.trace(`${current.name}.addPeer(${name}) failed: ${describeError(error)}`),
-          );
+        void addPeerOn(current, sim.spawnJoiner());
         break;
       }
       case "remove": {
         const current = leader();
         if (current === undefined || current.memberCount <= 2) break;
         const members = current.members.map((m) => m.name);
-        const victim = random.chance(0.3) ? current.name : pick(random, members);
-        sim.noteMembers(current.memberCount - 1);
-        sim.trace(`${current.name}.removePeer(${victim})`);
-        track(`${current.name}.removePeer(${victim})`, current.removePeer(victim)).then(
-          () => {
-            sim.stats.peersRemoved++;
-            sim.trace(`${current.name}.removePeer(${victim}) ok`);
-          },
-          (error) =>
-            sim.trace(`${current.name}.removePeer(${victim}) failed: ${describeError(error)}`),
-        );
+        void removePeerOn(current, random.chance(0.3) ? current.name : pick(random, members));
         break;
       }
       case "transfer": {
@@ -546,7 +629,30 @@ async function drive(
     }
     sim.after(1 + random.int(config.nemesisIntervalMs * 2), nemesis);
   };
-  if (actions.length > 1) sim.after(random.int(config.nemesisIntervalMs * 2), nemesis);
+  if (config.scenario !== "none") {
+    let scenarioCalls = 0;
+    const up = (target: string) => sim.isUp(target);
+    void runScenario(config.scenario, {
+      sim,
+      random: new SeededRandom(seed ^ 0x1b873593),
+      electionTimeoutMs: config.electionTimeoutMs,
+      key: keys[0]!,
+      active: () => faultPhase,
+      pauseClients: (paused) => clientsPaused = paused,
+      write: (target, key, value) =>
+        up(target)
+          ? perform(`s${++scenarioCalls}`, target, { op: "put", key, value }, {})
+          : Promise.resolve(),
+      leaseRead: (target, key) =>
+        up(target)
+          ? perform(`s${++scenarioCalls}`, target, { op: "get", key }, { read: { lease: true } })
+          : Promise.resolve(),
+      addPeer: addPeerOn,
+      removePeer: removePeerOn,
+    });
+  } else if (actions.length > 1) {
+    sim.after(random.int(config.nemesisIntervalMs * 2), nemesis);
+  }
 
   const periodic = () => {
     sim.checkLogMatching();
@@ -681,7 +787,8 @@ async function drive(
     },
     operations: history.length,
     unknownOperations,
-    replay: `deno task sim --seed ${seed} --nodes ${config.nodes}`,
+    replay: `deno task sim --seed ${seed} --nodes ${config.nodes}` +
+      (options.scenario !== undefined ? ` --scenario ${options.scenario}` : ""),
     config,
   };
 }

@@ -34,15 +34,14 @@ export class SeedRunner {
   #ready: Promise<void> = Promise.resolve();
 
   /**
-   * Runs one seed (without `log`: trace lines stay in the worker).
+   * Runs one seed; with `log`, the worker sends every trace line back as it happens, so a
+   * replay that hangs still shows what led there.
    * @returns its result, or a failed one when the watchdog fired
    */
   run(seed: number, options: RunSimulationOptions): Promise<SimulationResult> {
     // Runtimes without Web Workers (Node) run the seed here, without a watchdog.
-    if (typeof Worker === "undefined") {
-      const { log: _log, ...quiet } = options;
-      return runSimulation(seed, quiet);
-    }
+    if (typeof Worker === "undefined") return runSimulation(seed, options);
+    const { log, ...rest } = options;
     if (this.#worker === undefined) {
       const worker = new Worker(new URL("./_sim_worker.ts", import.meta.url), { type: "module" });
       this.#worker = worker;
@@ -60,8 +59,15 @@ export class SeedRunner {
           resolve(hung(seed, options, this.#watchdogMs, why));
         };
         let timer = setTimeout(() => fail(), this.#watchdogMs);
-        worker.onmessage = (event: MessageEvent<SimulationResult | { progress: true }>) => {
+        worker.onmessage = (
+          event: MessageEvent<SimulationResult | { progress: true } | { line: string }>,
+        ) => {
           clearTimeout(timer);
+          if ("line" in event.data) {
+            log?.(event.data.line);
+            timer = setTimeout(() => fail(), this.#watchdogMs);
+            return;
+          }
           if ("progress" in event.data) {
             // The run advances: only a run that stops advancing for the whole period hangs.
             timer = setTimeout(() => fail(), this.#watchdogMs);
@@ -73,7 +79,7 @@ export class SeedRunner {
           event.preventDefault();
           fail(`the run threw: ${event.message}`);
         };
-        worker.postMessage({ seed, options: { ...options, log: undefined } });
+        worker.postMessage({ seed, options: rest, verbose: log !== undefined });
       })
     );
   }
@@ -90,7 +96,7 @@ function hung(
   watchdogMs: number,
   why?: string,
 ): SimulationResult {
-  const config = simulationConfig(seed, options.nodes);
+  const config = simulationConfig(seed, options.nodes, options.scenario);
   return {
     seed,
     nodes: config.nodes,
@@ -121,7 +127,8 @@ function hung(
     },
     operations: 0,
     unknownOperations: 0,
-    replay: `deno task sim --seed ${seed} --nodes ${config.nodes}`,
+    replay: `deno task sim --seed ${seed} --nodes ${config.nodes}` +
+      (options.scenario !== undefined ? ` --scenario ${options.scenario}` : ""),
     config,
   };
 }

@@ -7,14 +7,16 @@
  * deno task sim --seeds 10000 --shard 2/4 # the seeds s with s % 4 === 1 (one CI job of four)
  * deno task sim --seed 156 --nodes 3      # replay one seed, printing its whole trace
  * deno task sim --seeds 500 --start 9000
+ * deno task sim --seeds 200 --scenario stale-leader  # every run with one targeted nemesis
  * ```
  * Exits with code 1 when any run finds a violation; each failure prints its replay command
  * and the last events of its trace.
  * @module
  */
 import process from "node:process";
-import { runSimulation, type SimulationCoverage, type SimulationResult } from "./run_simulation.ts";
+import type { SimulationCoverage, SimulationResult } from "./run_simulation.ts";
 import { SeedRunner } from "./seed_runner.ts";
+import { type ScenarioName, SCENARIOS } from "./_scenarios.ts";
 
 interface Args {
   seeds: number;
@@ -24,10 +26,12 @@ interface Args {
   shard: { index: number; count: number };
   quiet: boolean;
   ackBeforeDurable: boolean;
+  scenario: ScenarioName | "none" | undefined;
 }
 
 const USAGE =
-  "use --seeds N, --seed S, --nodes K, --start S, --shard i/n, --quiet, --ack-before-durable";
+  "use --seeds N, --seed S, --nodes K, --start S, --shard i/n, --quiet, --ack-before-durable, " +
+  `--scenario ${["none", ...SCENARIOS].join("|")}`;
 
 function parseArgs(argv: string[]): Args {
   const args: Args = {
@@ -38,6 +42,7 @@ function parseArgs(argv: string[]): Args {
     shard: { index: 0, count: 1 },
     quiet: false,
     ackBeforeDurable: false,
+    scenario: undefined,
   };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i]!;
@@ -60,7 +65,13 @@ function parseArgs(argv: string[]): Args {
     else if (flag === "--nodes") args.nodes = integer();
     else if (flag === "--quiet") args.quiet = true;
     else if (flag === "--ack-before-durable") args.ackBeforeDurable = true;
-    else if (flag === "--shard") {
+    else if (flag === "--scenario") {
+      const name = text();
+      if (name !== "none" && !(SCENARIOS as readonly string[]).includes(name)) {
+        throw new RangeError(`--scenario must be none or one of ${SCENARIOS.join(", ")}`);
+      }
+      args.scenario = name as ScenarioName | "none";
+    } else if (flag === "--shard") {
       const value = text();
       const match = /^(\d+)\/(\d+)$/.exec(value);
       const index = Number(match?.[1]);
@@ -86,13 +97,19 @@ function printFailure(result: SimulationResult, traceLines: number): void {
 
 async function main(): Promise<number> {
   const args = parseArgs(process.argv.slice(2));
-  const extra = args.ackBeforeDurable ? { ackBeforeDurable: true } : {};
+  const extra = {
+    ...(args.ackBeforeDurable ? { ackBeforeDurable: true } : {}),
+    ...(args.scenario !== undefined ? { scenario: args.scenario } : {}),
+  };
   if (args.seed !== undefined) {
-    const result = await runSimulation(args.seed, {
+    // In the worker too: a replay of a seed that hangs ends at the watchdog, trace printed.
+    const replayRunner = new SeedRunner();
+    const result = await replayRunner.run(args.seed, {
       ...(args.nodes !== undefined ? { nodes: args.nodes } : {}),
       ...extra,
       log: (line) => console.log(line),
     });
+    replayRunner.close();
     console.log(JSON.stringify({ config: result.config, stats: result.stats }, null, 1));
     console.log(`trace ${result.traceHash}, ${result.operations} client operations`);
     for (const warning of result.warnings) console.log(`warning: ${warning}`);

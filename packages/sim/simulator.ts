@@ -64,6 +64,8 @@ export interface SimulatorOptions {
   trailingLogEntries?: number;
   /** Bytes per snapshot chunk. @default 64 */
   snapshotChunkBytes?: number;
+  /** Most entries per AppendEntries. @default 2000 */
+  maxEntriesPerMessage?: number;
   /** Shortest fsync. @default 1 */
   fsyncMinMs?: number;
   /** Longest fsync. @default 5 */
@@ -517,6 +519,7 @@ export class Simulator {
       snapshotThreshold: this.#options.snapshotThreshold ?? 0,
       trailingLogEntries: this.#options.trailingLogEntries ?? 5,
       snapshotChunkBytes: this.#options.snapshotChunkBytes ?? 64,
+      maxEntriesPerMessage: this.#options.maxEntriesPerMessage ?? 2000,
       registry: this.registry,
       clock: this.clock,
       random: new SeededRandom(seedOf()),
