@@ -116,9 +116,8 @@ export const MUTATIONS: Mutation[] = [
     description: "Server answers AppendEntries before the entries it acknowledges are durable",
     edits: [{
       file: SERVER,
-      find:
-        "const expectedTerm = this.#core.termAt(response.index);\n    this.#drive();\n    await this.#flushed();",
-      replace: "const expectedTerm = this.#core.termAt(response.index);\n    this.#drive();",
+      find: "const expectedTerm = this.#core.termAt(response.index);\n    await this.#flushed();",
+      replace: "const expectedTerm = this.#core.termAt(response.index);",
     }],
     catchers: CORE,
   },

@@ -154,6 +154,7 @@ export {
   type DoOptions,
   type ReadIndexOptions,
   Server,
+  type ServerInput,
   type ServerOptions,
   type StateMachine,
 } from "./server.ts";

@@ -172,7 +172,91 @@ export interface ServerOptions<M extends StateMachine = StateMachine> {
   logger?: Logger;
   /** Let {@link Server.stop} also close the transporter (when it has `close()`). @default false */
   closeTransporterOnStop?: boolean;
+  /**
+   * Called synchronously with every input before it reaches the consensus core, for
+   * simulators and tracing (record a run, replay it, or count inputs). It must not call
+   * back into the server; an exception it throws propagates to the input's caller.
+   */
+  onStep?: (input: ServerInput) => void;
 }
+
+/**
+ * One input to the consensus core. Inside {@link Server} every call that changes the core
+ * goes through one `step(input)` entry point, which feeds the core and then drives its
+ * outputs (persist, send, apply, re-arm the timer), so a run can be traced or recorded
+ * through {@link ServerOptions.onStep}.
+ */
+export type ServerInput =
+  /** The election/heartbeat timer fired. */
+  | { kind: "timer" }
+  /** The clock was read for a lease read: the core learns the time, nothing else. */
+  | { kind: "tick" }
+  /** An AppendEntries request arrived. */
+  | { kind: "appendEntries"; request: AppendEntriesRequest }
+  /** A RequestVote (or pre-vote) request arrived. */
+  | { kind: "requestVote"; request: RequestVoteRequest }
+  /** A TimeoutNow request arrived. */
+  | { kind: "timeoutNow"; request: TimeoutNowRequest }
+  /** A snapshot message arrived from `leaderName` in `term`. */
+  | { kind: "leaderContact"; term: number; leaderName: string }
+  /** A follower answered an AppendEntries. */
+  | {
+    kind: "appendEntriesResponse";
+    from: string;
+    request: AppendEntriesRequest;
+    response: AppendEntriesResponse;
+  }
+  /** An AppendEntries could not be delivered or answered. */
+  | { kind: "appendEntriesFailure"; to: string; request: AppendEntriesRequest }
+  /** A peer answered a RequestVote. */
+  | {
+    kind: "requestVoteResponse";
+    from: string;
+    request: RequestVoteRequest;
+    response: RequestVoteResponse;
+  }
+  /** A client proposed a command (`do()`). */
+  | { kind: "propose"; commandName: string; command: Uint8Array }
+  /** A client asked for a linearizable read (`readIndex()`). */
+  | { kind: "readRequest" }
+  /** A storage write completed; `last` is its last entry, when it held entries. */
+  | { kind: "written"; last: { index: number; term: number } | undefined }
+  /** A snapshot received from the leader is about to replace the log. */
+  | { kind: "installSnapshot"; meta: SnapshotMeta }
+  /** A snapshot taken here is durable: drop the entries it covers. */
+  | { kind: "compact"; index: number }
+  /** Sending a snapshot to `to` ended; `newerTerm` when the follower knew a newer term. */
+  | {
+    kind: "snapshotSent";
+    to: string;
+    lastIndex: number;
+    installed: boolean;
+    newerTerm: number | undefined;
+  }
+  /** Leadership transfer to `target` was asked for. */
+  | { kind: "transferLeadership"; target: string }
+  /** A leadership transfer timed out. */
+  | { kind: "cancelTransfer" }
+  /** `addPeer()` starts catching a newcomer up as a learner. */
+  | { kind: "addLearner"; peer: PeerInfo }
+  /** `addPeer()` gave up on a learner. */
+  | { kind: "removeLearner"; name: string }
+  /** The election timeout or heartbeat interval was changed. */
+  | { kind: "setTimeouts"; electionTimeoutMs: number; heartbeatIntervalMs: number };
+
+/** What {@link Server}'s step returns for the inputs whose core call answers something. */
+interface StepResults {
+  appendEntries: AppendEntriesResponse;
+  requestVote: RequestVoteResponse;
+  timeoutNow: TimeoutNowResponse;
+  leaderContact: boolean;
+  propose: { index: number; term: number };
+  readRequest: number;
+  installSnapshot: boolean;
+}
+type StepResult<I extends ServerInput> = I["kind"] extends keyof StepResults
+  ? StepResults[I["kind"]]
+  : void;
 
 /** Options of {@link Server.do}. */
 export interface DoOptions {
@@ -424,7 +508,11 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
       electionTimeoutMs: ms,
       heartbeatIntervalMs: this.#heartbeatIntervalMs,
     });
-    this.#core.setTimeouts(ms, this.#heartbeatIntervalMs);
+    this.#step({
+      kind: "setTimeouts",
+      electionTimeoutMs: ms,
+      heartbeatIntervalMs: this.#heartbeatIntervalMs,
+    });
     this.#electionTimeoutMs = ms;
   }
   /** Heartbeat interval in ms. */
@@ -437,7 +525,11 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
       electionTimeoutMs: this.#electionTimeoutMs,
       heartbeatIntervalMs: ms,
     });
-    this.#core.setTimeouts(this.#electionTimeoutMs, ms);
+    this.#step({
+      kind: "setTimeouts",
+      electionTimeoutMs: this.#electionTimeoutMs,
+      heartbeatIntervalMs: ms,
+    });
     const previous = this.#heartbeatIntervalMs;
     this.#heartbeatIntervalMs = ms;
     this.#dispatch("heartbeatInterval", ms, previous);
@@ -593,7 +685,8 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
         entries: bootstrap.entries,
       });
       const last = bootstrap.entries[bootstrap.entries.length - 1];
-      if (last !== undefined) this.#core.persisted(last.index, last.term);
+      // Not running yet: the core takes the input and nothing is driven.
+      if (last !== undefined) this.#step({ kind: "written", last });
     }
     this.#phase = "initialized";
   }
@@ -658,7 +751,7 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     let proposal: { index: number; term: number };
     try {
       const bytes = this.#registry.encode(command);
-      proposal = this.#core.propose(command.commandName, bytes);
+      proposal = this.#step({ kind: "propose", commandName: command.commandName, command: bytes });
     } catch (error) {
       return Promise.reject(error);
     }
@@ -679,7 +772,6 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
         reject(new CommandTimeoutError());
       }, { once: true });
     });
-    this.#scheduleDrive();
     return result;
   }
 
@@ -695,15 +787,14 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     if (this.#phase !== "running") throw new StopError("Server is not running");
     if (options.signal?.aborted) throw new CommandTimeoutError("Read aborted before it started");
     if (options.lease) {
-      this.#core.tick(this.#clock.now());
-      this.#drive();
+      this.#step({ kind: "tick" });
       const leased = this.#core.leaseReadIndex();
       if (leased !== undefined) {
         await this.#waitApplied(leased);
         return leased;
       }
     }
-    const id = this.#core.requestRead();
+    const id = this.#step({ kind: "readRequest" });
     const index = await new Promise<number>((resolve, reject) => {
       const waiter = { resolve, reject };
       this.#readWaiters.set(id, waiter);
@@ -714,8 +805,6 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
         this.#readWaiters.delete(id);
         reject(new CommandTimeoutError("Read aborted"));
       }, { once: true });
-      // Deferred like do(): reads made together share one heartbeat round.
-      this.#scheduleDrive();
     });
     await this.#waitApplied(index);
     return index;
@@ -735,13 +824,12 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     if (target === undefined) {
       throw new LeadershipTransferError("No follower to transfer leadership to");
     }
-    this.#core.transferLeadership(target);
-    this.#drive();
+    this.#step({ kind: "transferLeadership", target });
     await this.#pollUntil(() => this.#core.leader === target && this.#core.state !== LEADER, {
       timeoutMs: this.#electionTimeoutMs * 2,
       signal: options.signal,
       timeoutError: () => {
-        this.#core.cancelTransfer();
+        this.#step({ kind: "cancelTransfer" });
         return new LeadershipTransferError(`Transfer to ${target} did not complete in time`);
       },
     });
@@ -763,8 +851,7 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     await this.#untilCommittedInTerm(options.signal);
     // Catch the newcomer up as a learner first: a voter that is far behind would stall
     // commits of a small cluster until it caught up (Raft thesis §4.2.1).
-    this.#core.addLearner({ name, connectionString });
-    this.#drive();
+    this.#step({ kind: "addLearner", peer: { name, connectionString } });
     // The newcomer may take as long as it needs while it makes progress (a large snapshot
     // streams for a while); it is given up on after stalling for 20 election timeouts.
     const stallLimitMs = this.#electionTimeoutMs * 20;
@@ -801,7 +888,7 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
         timeoutError: () => new CommandTimeoutError(`Adding ${name} was aborted`),
       });
     } catch (error) {
-      this.#core.removeLearner(name);
+      this.#step({ kind: "removeLearner", name });
       throw error;
     }
     await this.do(new JoinCommand(name, connectionString), options);
@@ -907,7 +994,7 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
       const keep = this.#options.trailingLogEntries ?? NUMBER_OF_LOG_ENTRIES_AFTER_SNAPSHOT;
       const compactTo = Math.min(snapshotMeta.lastIndex - keep, this.#core.commitIndex);
       if (compactTo > this.#core.snapshotIndex) {
-        this.#core.compact(compactTo);
+        this.#step({ kind: "compact", index: compactTo });
         await this.#withStorage(() => this.#compactStorage(compactTo));
       }
       this.#stats.count("snapshotsTaken");
@@ -941,10 +1028,8 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     validateAppendEntriesRequest(req);
     this.#assertRunning();
     this.#stats.received("appendEntries", entryBytes(req.entries));
-    this.#core.tick(this.#clock.now());
-    const response = this.#core.handleAppendEntries(req);
+    const response = this.#step({ kind: "appendEntries", request: req });
     const expectedTerm = this.#core.termAt(response.index);
-    this.#drive();
     await this.#flushed();
     // Between deciding and becoming durable, a newer leader may have truncated what this
     // response acknowledges; an acknowledgement must never outlive the entries it covers.
@@ -970,9 +1055,7 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     validateRequestVoteRequest(req);
     this.#assertRunning();
     this.#stats.received("requestVote", 0);
-    this.#core.tick(this.#clock.now());
-    const response = this.#core.handleRequestVote(req);
-    this.#drive();
+    const response = this.#step({ kind: "requestVote", request: req });
     await this.#flushed();
     return response;
   }
@@ -982,8 +1065,7 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     validateTimeoutNowRequest(req);
     this.#assertRunning();
     this.#stats.received("timeoutNow", 0);
-    const response = this.#core.handleTimeoutNow(req);
-    this.#drive();
+    const response = this.#step({ kind: "timeoutNow", request: req });
     await this.#flushed();
     return response;
   }
@@ -993,8 +1075,11 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     validateSnapshotRequest(req);
     this.#assertRunning();
     this.#stats.received("requestSnapshot", 0);
-    const current = this.#core.handleLeaderContact(req.term, req.leaderName);
-    this.#drive();
+    const current = this.#step({
+      kind: "leaderContact",
+      term: req.term,
+      leaderName: req.leaderName,
+    });
     await this.#flushed();
     if (!current || req.lastIndex <= this.#core.commitIndex) {
       return { term: this.#core.term, success: false, nextOffset: 0 };
@@ -1009,8 +1094,11 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     validateSnapshotRecoveryRequest(req);
     this.#assertRunning();
     this.#stats.received("snapshotRecoveryRequest", req.data.length);
-    const current = this.#core.handleLeaderContact(req.term, req.leaderName);
-    this.#drive();
+    const current = this.#step({
+      kind: "leaderContact",
+      term: req.term,
+      leaderName: req.leaderName,
+    });
     const reply = (success: boolean): SnapshotRecoveryResponse => ({
       term: this.#core.term,
       success,
@@ -1036,7 +1124,7 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     const { meta, sink } = result;
     await this.#flushed();
     await this.#runApplyExclusive(async () => {
-      if (!this.#core.installSnapshot(meta)) {
+      if (!this.#step({ kind: "installSnapshot", meta })) {
         await sink.cancel();
         return;
       }
@@ -1112,6 +1200,83 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
 
   #assertRunning(): void {
     if (this.#phase !== "running") throw new StopError("Server is not running");
+  }
+
+  /**
+   * The one entry point into the core: notes the input for {@link ServerOptions.onStep},
+   * feeds it to the core, then drives the outputs. Proposals and reads drive after the
+   * current synchronous work, so that those made together share a write and a message; an
+   * installed snapshot is driven by its caller once storage and the state machine hold it;
+   * every other input drives at once. A stopped server drives nothing (its core still takes
+   * the input).
+   */
+  #step<I extends ServerInput>(input: I): StepResult<I> {
+    this.#options.onStep?.(input);
+    const result = this.#feed(input);
+    switch (input.kind) {
+      case "propose":
+      case "readRequest":
+        this.#scheduleDrive();
+        break;
+      case "installSnapshot":
+        break;
+      default:
+        this.#drive();
+    }
+    return result as StepResult<I>;
+  }
+
+  #feed(input: ServerInput): unknown {
+    const core = this.#core;
+    switch (input.kind) {
+      case "timer":
+        core.tick(this.#clock.now());
+        this.#settleIfCutOff();
+        return;
+      case "tick":
+        return core.tick(this.#clock.now());
+      case "appendEntries":
+        core.tick(this.#clock.now());
+        return core.handleAppendEntries(input.request);
+      case "requestVote":
+        core.tick(this.#clock.now());
+        return core.handleRequestVote(input.request);
+      case "timeoutNow":
+        return core.handleTimeoutNow(input.request);
+      case "leaderContact":
+        return core.handleLeaderContact(input.term, input.leaderName);
+      case "appendEntriesResponse":
+        core.tick(this.#clock.now());
+        return core.handleAppendEntriesResponse(input.from, input.request, input.response);
+      case "appendEntriesFailure":
+        return core.handleAppendEntriesFailure(input.to, input.request);
+      case "requestVoteResponse":
+        return core.handleRequestVoteResponse(input.from, input.request, input.response);
+      case "propose":
+        return core.propose(input.commandName, input.command);
+      case "readRequest":
+        return core.requestRead();
+      case "written":
+        if (input.last !== undefined) core.persisted(input.last.index, input.last.term);
+        return;
+      case "installSnapshot":
+        return core.installSnapshot(input.meta);
+      case "compact":
+        return core.compact(input.index);
+      case "snapshotSent":
+        if (input.newerTerm !== undefined) core.handleLeaderContact(input.newerTerm, "");
+        return core.snapshotSent(input.to, input.lastIndex, input.installed);
+      case "transferLeadership":
+        return core.transferLeadership(input.target);
+      case "cancelTransfer":
+        return core.cancelTransfer();
+      case "addLearner":
+        return core.addLearner(input.peer);
+      case "removeLearner":
+        return core.removeLearner(input.name);
+      case "setTimeouts":
+        return core.setTimeouts(input.electionTimeoutMs, input.heartbeatIntervalMs);
+    }
   }
 
   /**
@@ -1222,13 +1387,12 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
       }
       this.#stats.recordStorageWrite(this.#clock.now() - startedMs);
       this.#inflightWrite = undefined;
-      const last = batch.entries[batch.entries.length - 1];
-      if (last !== undefined) this.#core.persisted(last.index, last.term);
       if (this.#phase === "running") {
         for (const message of batch.afterPersist) this.#send(message);
       }
       for (const waiter of batch.waiters) waiter();
-      this.#drive();
+      const last = batch.entries[batch.entries.length - 1];
+      this.#step({ kind: "written", last });
     }
   }
 
@@ -1277,9 +1441,7 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
       this.#timer = undefined;
       this.#timerDueMs = Infinity;
       if (this.#phase !== "running") return;
-      this.#core.tick(this.#clock.now());
-      this.#settleIfCutOff();
-      this.#drive();
+      this.#step({ kind: "timer" });
     }, Math.max(0, due - this.#clock.now()));
   }
 
@@ -1339,9 +1501,7 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
             if (request.entries.length === 0) {
               this.#noteHeartbeat(message.to.name, this.#clock.now() - startedMs);
             }
-            this.#core.tick(this.#clock.now());
-            this.#core.handleAppendEntriesResponse(message.to.name, request, response);
-            this.#drive();
+            this.#step({ kind: "appendEntriesResponse", from: message.to.name, request, response });
           },
           (error) => {
             if (!current()) return;
@@ -1349,8 +1509,7 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
               to: message.to.name,
               error: String(error),
             });
-            this.#core.handleAppendEntriesFailure(message.to.name, request);
-            this.#drive();
+            this.#step({ kind: "appendEntriesFailure", to: message.to.name, request });
           },
         );
         return;
@@ -1360,8 +1519,7 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
         this.#transporter.sendVoteRequest(sender, message.to, request).then(
           (response) => {
             if (!current()) return;
-            this.#core.handleRequestVoteResponse(message.to.name, request, response);
-            this.#drive();
+            this.#step({ kind: "requestVoteResponse", from: message.to.name, request, response });
           },
           (error) =>
             this.#logger.debug(`${this.name}: RequestVote failed`, {
@@ -1662,11 +1820,13 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     } finally {
       this.#sendingSnapshotTo.delete(peer.name);
       if (this.#phase === "running" && this.#generation === generation) {
-        if (outcome.newerTerm !== undefined) {
-          this.#core.handleLeaderContact(outcome.newerTerm, "");
-        }
-        this.#core.snapshotSent(peer.name, outcome.lastIndex, outcome.installed);
-        this.#drive();
+        this.#step({
+          kind: "snapshotSent",
+          to: peer.name,
+          lastIndex: outcome.lastIndex,
+          installed: outcome.installed,
+          newerTerm: outcome.newerTerm,
+        });
       }
     }
   }
