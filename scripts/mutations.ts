@@ -201,8 +201,8 @@ export const MUTATIONS: Mutation[] = [
     edits: [{
       file: SERVER,
       find:
-        "if (recover || !this.#initializedBefore) this.#appliedIndex = snapshotMeta?.lastIndex ?? 0;",
-      replace: "this.#appliedIndex = snapshotMeta?.lastIndex ?? 0;",
+        "if (recover || !this.#initializedBefore) {\n      this.#applier.appliedIndex = snapshotMeta?.lastIndex ?? 0;\n    }",
+      replace: "this.#applier.appliedIndex = snapshotMeta?.lastIndex ?? 0;",
     }],
     catchers: CORE,
   },
@@ -236,7 +236,7 @@ export const MUTATIONS: Mutation[] = [
     description: "Issue 11.5: installing a snapshot leaves do() waiters it covers unsettled",
     edits: [{
       file: SERVER,
-      find: "this.#settleCoveredBySnapshot(meta.lastIndex);",
+      find: "this.#applier.settleCoveredBySnapshot(meta.lastIndex);",
       replace: "",
     }],
     catchers: CORE,

@@ -2,19 +2,11 @@ import { type Clock, systemClock, type TimerHandle } from "./clock.ts";
 import {
   type Command,
   type CommandRegistry,
-  type Context,
   defaultRegistry,
   JoinCommand,
   LeaveCommand,
 } from "./command.ts";
-import {
-  Consensus,
-  type FollowerProgress,
-  JOIN_COMMAND_NAME,
-  LEAVE_COMMAND_NAME,
-  type OutboundMessage,
-  type Ready,
-} from "./consensus.ts";
+import { Consensus, type FollowerProgress, type OutboundMessage, type Ready } from "./consensus.ts";
 import {
   CANDIDATE,
   DEFAULT_ELECTION_TIMEOUT,
@@ -27,9 +19,9 @@ import {
   SNAPSHOTTING,
   STOPPED,
 } from "./constants.ts";
+import { Applier } from "./_applier.ts";
 import { mergeIntoBatch, type WriteBatch } from "./_write_batch.ts";
 import {
-  CommandOutcomeUnknownError,
   CommandTimeoutError,
   DuplicatePeerError,
   LeadershipTransferError,
@@ -40,8 +32,6 @@ import {
 import type { RaftEvent, RaftEventListener, RaftEventMap, RaftEventType } from "./events.ts";
 import { consoleLogger, type Logger } from "./logger.ts";
 import { logLevel, TRACE } from "./log_level.ts";
-import { isMembershipCommand } from "./membership.ts";
-import { InvariantError } from "./raft_log.ts";
 import { type ServerStats, StatsRecorder } from "./stats.ts";
 import { cryptoRandom, type Random } from "./random.ts";
 import type { Storage, StoredSnapshot } from "./storage.ts";
@@ -274,14 +264,6 @@ export interface ReadIndexOptions extends DoOptions {
   lease?: boolean;
 }
 
-interface Waiter {
-  term: number;
-  /** When do() proposed it, for the commit-latency histogram. */
-  proposedAtMs: number;
-  resolve: (value: unknown) => void;
-  reject: (error: unknown) => void;
-}
-
 /** Waiters are called with no argument once durable, or with the error that prevented it. */
 type PendingWrite = WriteBatch<(error?: unknown) => void>;
 
@@ -341,22 +323,15 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
   #inflightWrite: PendingWrite | undefined;
   #storageLock: Promise<void> = Promise.resolve();
 
-  #appliedIndex = 0;
+  readonly #applier: Applier<Server<M>>;
   /** Last index handed to storage; a later batch starting at or below it truncated the log. */
   #lastTakenIndex = 0;
   /** Storage holds no entry at or below this index (as of its last completed compaction). */
   #storageCompactedThrough = 0;
-  #applying = false;
-  #applyChain: Promise<void> = Promise.resolve();
-  #waiters = new Map<number, Waiter>();
   #readWaiters = new Map<
     number,
     { resolve: (index: number) => void; reject: (error: unknown) => void }
   >();
-  #appliedWaiters: { index: number; resolve: () => void; reject: (error: unknown) => void }[] = [];
-  #lastCommandName = "";
-  #entriesSinceSnapshot = 0;
-  #bytesSinceSnapshot = 0;
   #snapshotInProgress = false;
   #sendingSnapshotTo = new Set<string>();
   /** When this server last stopped leading (a leader counts as in contact with one). */
@@ -384,6 +359,32 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     this.#electionTimeoutMs = options.electionTimeoutMs ?? DEFAULT_ELECTION_TIMEOUT;
     this.#heartbeatIntervalMs = options.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL;
     this.#core = this.#createCore();
+    this.#applier = new Applier({
+      name: options.name,
+      server: this,
+      stateMachine: options.stateMachine,
+      registry: this.#registry,
+      core: () => this.#core,
+      nowMs: () => this.#clock.now(),
+      isRunning: () => this.#phase === "running",
+      currentRun: () => this.#currentRun(),
+      stats: this.#stats,
+      logger: this.#logger,
+      onCommit: (entry, previous) => this.#dispatch("commit", entry, previous),
+      notLeaderError: () => this.#notLeaderError(),
+      failStop: (what, error) => this.#failStop(what, error),
+      onSnapshotDue: () =>
+        this.takeSnapshot().catch((error) => {
+          // A snapshot cut short by stop() is simply not taken.
+          if (this.#phase === "running") {
+            this.#logger.warn(`${this.name}: automatic snapshot failed`, {
+              error: String(error),
+            });
+          }
+        }),
+      snapshotThreshold: options.snapshotThreshold ?? 10000,
+      snapshotThresholdBytes: options.snapshotThresholdBytes ?? 64 * 1024 * 1024,
+    });
   }
 
   #createCore(): Consensus {
@@ -445,7 +446,7 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
   }
   /** Highest index applied to the state machine. */
   get appliedIndex(): number {
-    return this.#appliedIndex;
+    return this.#applier.appliedIndex;
   }
   /** Index of the newest snapshot point of the in-memory log (0 when nothing is compacted). */
   get snapshotIndex(): number {
@@ -477,7 +478,7 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
   }
   /** Name of the last applied command. */
   get lastCommandName(): string {
-    return this.#lastCommandName;
+    return this.#applier.lastCommandName;
   }
   /** Every other member, keyed by name. */
   get peers(): Map<string, PeerInfo> {
@@ -574,7 +575,7 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
       term: this.term,
       leader: this.leader,
       commitIndex: this.commitIndex,
-      appliedIndex: this.#appliedIndex,
+      appliedIndex: this.#applier.appliedIndex,
       lastIndex: this.#core.lastIndex,
       snapshotIndex: this.#core.snapshotIndex,
       members: this.#core.members.map((member) => member.name),
@@ -649,7 +650,7 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     // is ahead of it. Either way every committed command is applied to it exactly once.
     const recover = stored !== undefined &&
       (!this.#initializedBefore || rewindToSnapshot ||
-        stored.meta.lastIndex > this.#appliedIndex);
+        stored.meta.lastIndex > this.#applier.appliedIndex);
     if (stored !== undefined) {
       snapshotMeta = stored.meta;
       if (recover) {
@@ -675,7 +676,9 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
       { hardState: opened.hardState, snapshot: snapshotMeta, entries },
       this.#clock.now(),
     );
-    if (recover || !this.#initializedBefore) this.#appliedIndex = snapshotMeta?.lastIndex ?? 0;
+    if (recover || !this.#initializedBefore) {
+      this.#applier.appliedIndex = snapshotMeta?.lastIndex ?? 0;
+    }
     this.#lastTakenIndex = this.#core.lastIndex;
     this.#initializedBefore = true;
     const bootstrap = this.#core.takeReady();
@@ -714,12 +717,9 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     this.#snapshotting = false;
     void this.#receiver.abort();
     const stopError = new StopError();
-    for (const waiter of this.#waiters.values()) waiter.reject(stopError);
+    this.#applier.rejectAll(stopError);
     for (const waiter of this.#readWaiters.values()) waiter.reject(stopError);
-    for (const waiter of this.#appliedWaiters) waiter.reject(stopError);
-    this.#waiters.clear();
     this.#readWaiters.clear();
-    this.#appliedWaiters = [];
     for (const waiter of this.#pendingWrite?.waiters ?? []) waiter(stopError);
     this.#pendingWrite = undefined;
     await this.#withStorage(() => this.#storage.close());
@@ -756,23 +756,7 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
       return Promise.reject(error);
     }
     this.#stats.count("proposals");
-    const result = new Promise<R>((resolve, reject) => {
-      const waiter: Waiter = {
-        term: proposal.term,
-        proposedAtMs: this.#clock.now(),
-        resolve: resolve as (value: unknown) => void,
-        reject,
-      };
-      // A waiter left at this index by an earlier term lost its entry to a truncation.
-      this.#waiters.get(proposal.index)?.reject(new CommandOutcomeUnknownError(proposal.index));
-      this.#waiters.set(proposal.index, waiter);
-      options.signal?.addEventListener("abort", () => {
-        if (this.#waiters.get(proposal.index) !== waiter) return;
-        this.#waiters.delete(proposal.index);
-        reject(new CommandTimeoutError());
-      }, { once: true });
-    });
-    return result;
+    return this.#applier.waitFor(proposal.index, proposal.term, options.signal) as Promise<R>;
   }
 
   /**
@@ -790,7 +774,7 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
       this.#step({ kind: "tick" });
       const leased = this.#core.leaseReadIndex();
       if (leased !== undefined) {
-        await this.#waitApplied(leased);
+        await this.#applier.waitApplied(leased);
         return leased;
       }
     }
@@ -806,7 +790,7 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
         reject(new CommandTimeoutError("Read aborted"));
       }, { once: true });
     });
-    await this.#waitApplied(index);
+    await this.#applier.waitApplied(index);
     return index;
   }
 
@@ -974,8 +958,8 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
       let captured:
         | { meta: SnapshotMeta; data: Uint8Array | ReadableStream<Uint8Array> }
         | undefined;
-      await this.#runApplyExclusive(async () => {
-        const index = this.#appliedIndex;
+      await this.#applier.exclusive(async () => {
+        const index = this.#applier.appliedIndex;
         const term = this.#core.termAt(index);
         if (index === 0 || term === undefined) return;
         const saved = await stateMachine.save();
@@ -989,8 +973,7 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
       if (captured === undefined) return;
       const { meta: snapshotMeta, data: snapshotData } = captured;
       await this.#withStorage(() => this.#storage.saveSnapshot(snapshotMeta, snapshotData));
-      this.#entriesSinceSnapshot = 0;
-      this.#bytesSinceSnapshot = 0;
+      this.#applier.snapshotTaken();
       const keep = this.#options.trailingLogEntries ?? NUMBER_OF_LOG_ENTRIES_AFTER_SNAPSHOT;
       const compactTo = Math.min(snapshotMeta.lastIndex - keep, this.#core.commitIndex);
       if (compactTo > this.#core.snapshotIndex) {
@@ -1123,7 +1106,7 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     }
     const { meta, sink } = result;
     await this.#flushed();
-    await this.#runApplyExclusive(async () => {
+    await this.#applier.exclusive(async () => {
       if (!this.#step({ kind: "installSnapshot", meta })) {
         await sink.cancel();
         return;
@@ -1142,10 +1125,10 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
         await this.#failStop("installing a snapshot failed", error);
         throw new StopError("Installing a snapshot failed; the server stopped");
       }
-      this.#appliedIndex = meta.lastIndex;
+      this.#applier.appliedIndex = meta.lastIndex;
       this.#stats.count("snapshotsInstalled");
-      this.#settleCoveredBySnapshot(meta.lastIndex);
-      this.#failOrphanedWaiters();
+      this.#applier.settleCoveredBySnapshot(meta.lastIndex);
+      this.#applier.failOrphanedWaiters();
       this.#lastTakenIndex = this.#core.lastIndex;
     });
     this.#setSnapshotting(false);
@@ -1191,6 +1174,12 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
       };
       check();
     });
+  }
+
+  /** A check that stays true while the current run (from start() to stop()) lasts. */
+  #currentRun(): () => boolean {
+    const generation = this.#generation;
+    return () => this.#phase === "running" && generation === this.#generation;
   }
 
   #notLeaderError(): NotLeaderError {
@@ -1299,7 +1288,7 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
       const ready = this.#core.takeReady();
       this.#handleReady(ready);
     }
-    this.#applyCommitted();
+    this.#applier.apply();
     this.#armTimer();
   }
 
@@ -1339,7 +1328,7 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     const first = ready.entries[0];
     if (first !== undefined) {
       // Entries replaced from first.index on: commands waiting there may be gone.
-      if (first.index <= this.#lastTakenIndex) this.#failOrphanedWaiters();
+      if (first.index <= this.#lastTakenIndex) this.#applier.failOrphanedWaiters();
       this.#lastTakenIndex = ready.entries[ready.entries.length - 1]!.index;
     }
     if (needsPersist || afterPersist.length > 0) {
@@ -1456,13 +1445,13 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
    * it later still replicates to it as before.
    */
   #settleIfCutOff(): void {
-    if (this.#waiters.size === 0 || this.#core.state === LEADER) return;
+    if (!this.#applier.hasWaiters || this.#core.state === LEADER) return;
     const lastContactMs = Math.max(this.#core.lastLeaderContactMs, this.#steppedDownAtMs);
     const silentMs = this.#clock.now() - lastContactMs;
     const removed = !this.#core.isMember;
     const limitMs = this.#electionTimeoutMs * (removed ? 2 : CUT_OFF_ELECTION_TIMEOUTS);
     if (!(silentMs > limitMs)) return;
-    this.#failWaitersAfter(
+    this.#applier.failWaitersAfter(
       this.#core.commitIndex,
       removed
         ? "this server's log removes it from the cluster and no leader has contacted it since"
@@ -1478,9 +1467,8 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
 
   #send(message: OutboundMessage): void {
     const sender = { name: this.name };
-    const generation = this.#generation;
     // Answers to a stopped run's requests must not reach the core of a later run.
-    const current = () => this.#phase === "running" && generation === this.#generation;
+    const current = this.#currentRun();
     this.#stats.sent(
       message.kind,
       message.kind === "appendEntries" ? entryBytes(message.request.entries) : 0,
@@ -1546,217 +1534,6 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     if (roundTripMs > threshold) {
       this.#dispatch("electionTimeoutThreshold", { peer, roundTripMs }, threshold);
     }
-  }
-
-  /** Applies committed entries in order, one at a time, each exactly once. */
-  #applyCommitted(): void {
-    // A stopped server applies nothing: re-arming here would chain loops that exit at once,
-    // forever, and starve the event loop (simulator seeds 54, 95, ...).
-    if (this.#phase !== "running") return;
-    if (this.#applying || this.#appliedIndex >= this.#core.commitIndex) return;
-    this.#applying = true;
-    const generation = this.#generation;
-    const current = () => this.#phase === "running" && generation === this.#generation;
-    this.#applyChain = this.#applyChain.then(async () => {
-      try {
-        await this.#applyLoop(current);
-      } catch (error) {
-        await this.#failStop("applying committed entries failed", error);
-        return;
-      } finally {
-        this.#applying = false;
-      }
-      this.#afterApply();
-    });
-  }
-
-  async #applyLoop(current: () => boolean): Promise<void> {
-    while (current() && this.#appliedIndex < this.#core.commitIndex) {
-      const commit = this.#core.commitIndex;
-      const from = this.#appliedIndex + 1;
-      if (from <= this.#core.snapshotIndex) {
-        throw new InvariantError(`entry ${from} compacted before it was applied`);
-      }
-      const entries = this.#core.entriesBetween(from, commit + 1);
-      for (const entry of entries) {
-        if (!current()) break;
-        // Synchronous commands are applied back to back: awaiting each one would let every
-        // resumed client propose on its own turn, one entry per message and per write.
-        const pending = this.#applyEntry(entry);
-        if (pending !== undefined) await pending;
-      }
-    }
-  }
-
-  #applyEntry(entry: LogEntry): Promise<void> | undefined {
-    const waiter = this.#waiters.get(entry.index);
-    if (waiter) this.#waiters.delete(entry.index);
-    let result: unknown;
-    let asyncResult: PromiseLike<unknown> | undefined;
-    let failure: unknown;
-    let failed = false;
-    const membership = isMembershipCommand(entry.commandName);
-    if (!membership) {
-      try {
-        const command = this.#registry.decode(entry.commandName, entry.command);
-        const context: Context<Server<M>> = {
-          server: this,
-          stateMachine: this.#options.stateMachine,
-          currentTerm: this.#core.term,
-          currentIndex: entry.index,
-          commitIndex: this.#core.commitIndex,
-        };
-        result = command.apply(context);
-        if (typeof (result as PromiseLike<unknown> | null)?.then === "function") {
-          asyncResult = result as PromiseLike<unknown>;
-        }
-      } catch (error) {
-        // The entry is committed everywhere; a failing apply is the command's own outcome.
-        failure = error;
-        failed = true;
-      }
-    } else {
-      // The core already applied the membership change when the entry was appended.
-      result = entry.commandName === JOIN_COMMAND_NAME
-        ? "joined"
-        : entry.commandName === LEAVE_COMMAND_NAME
-        ? "left"
-        : "configured";
-    }
-    if (asyncResult !== undefined) {
-      return Promise.resolve(asyncResult).then(
-        (value) => this.#finishApply(entry, waiter, value, false, undefined),
-        (error) => this.#finishApply(entry, waiter, undefined, true, error),
-      );
-    }
-    this.#finishApply(entry, waiter, result, failed, failure);
-    if (entry.commandName === LEAVE_COMMAND_NAME && this.#leaves(entry)) {
-      // Removed: no leader sends this server entries any more, so commands it proposed after
-      // its removal will never be applied here (they may still commit elsewhere).
-      this.#failWaitersAfter(entry.index, "this server was removed from the cluster");
-    }
-    return undefined;
-  }
-
-  #leaves(entry: LogEntry): boolean {
-    try {
-      return (this.#registry.decode(entry.commandName, entry.command) as LeaveCommand).name ===
-        this.name;
-    } catch {
-      return false;
-    }
-  }
-
-  /**
-   * Settles `do()` calls whose index lies past the end of a log a newer leader truncated (or
-   * a snapshot replaced): nothing may ever be applied there again, and another server
-   * holding the entry may still win an election and commit it. A waiter whose index the
-   * log still holds, with another term, is settled when that index is applied: then it is
-   * certain the command did not commit (NotLeaderError).
-   */
-  #failOrphanedWaiters(): void {
-    for (const [index, waiter] of this.#waiters) {
-      if (index <= this.#core.lastIndex) continue;
-      this.#waiters.delete(index);
-      waiter.reject(
-        new CommandOutcomeUnknownError(
-          index,
-          `The outcome of the command at index ${index} is unknown: a newer leader cut this server's log short of it; another server may still commit it`,
-        ),
-      );
-    }
-  }
-
-  #failWaitersAfter(index: number, reason: string): void {
-    for (const [waiterIndex, waiter] of this.#waiters) {
-      if (waiterIndex <= index) continue;
-      this.#waiters.delete(waiterIndex);
-      waiter.reject(
-        new CommandOutcomeUnknownError(
-          waiterIndex,
-          `The outcome of the command at index ${waiterIndex} is unknown: ${reason}`,
-        ),
-      );
-    }
-  }
-
-  #finishApply(
-    entry: LogEntry,
-    waiter: Waiter | undefined,
-    result: unknown,
-    failed: boolean,
-    failure: unknown,
-  ): void {
-    if (failed) {
-      this.#logger.debug(`${this.name}: a command's apply failed`, {
-        index: entry.index,
-        commandName: entry.commandName,
-        error: String(failure),
-      });
-    }
-    const previous = this.#appliedIndex;
-    this.#appliedIndex = entry.index;
-    this.#stats.count("entriesApplied");
-    this.#lastCommandName = entry.commandName;
-    this.#entriesSinceSnapshot++;
-    this.#bytesSinceSnapshot += entry.command.length;
-    this.#dispatch("commit", entry, previous);
-    if (waiter) {
-      if (waiter.term !== entry.term) {
-        waiter.reject(this.#notLeaderError());
-      } else {
-        this.#stats.recordCommitLatency(this.#clock.now() - waiter.proposedAtMs);
-        if (failed) waiter.reject(failure);
-        else waiter.resolve(result);
-      }
-    }
-  }
-
-  #afterApply(): void {
-    const ready = this.#appliedWaiters.filter((waiter) => waiter.index <= this.#appliedIndex);
-    this.#appliedWaiters = this.#appliedWaiters.filter((waiter) =>
-      waiter.index > this.#appliedIndex
-    );
-    for (const waiter of ready) waiter.resolve();
-    const threshold = this.#options.snapshotThreshold ?? 10000;
-    const thresholdBytes = this.#options.snapshotThresholdBytes ?? 64 * 1024 * 1024;
-    const due = (threshold > 0 && this.#entriesSinceSnapshot >= threshold) ||
-      (thresholdBytes > 0 && this.#bytesSinceSnapshot >= thresholdBytes);
-    if (due && this.#options.stateMachine) {
-      this.#entriesSinceSnapshot = 0;
-      this.#bytesSinceSnapshot = 0;
-      this.takeSnapshot().catch((error) => {
-        // A snapshot cut short by stop() is simply not taken.
-        if (this.#phase === "running") {
-          this.#logger.warn(`${this.name}: automatic snapshot failed`, { error: String(error) });
-        }
-      });
-    }
-    if (this.#appliedIndex < this.#core.commitIndex) this.#applyCommitted();
-  }
-
-  #waitApplied(index: number): Promise<void> {
-    if (this.#appliedIndex >= index) return Promise.resolve();
-    return new Promise((resolve, reject) => this.#appliedWaiters.push({ index, resolve, reject }));
-  }
-
-  /**
-   * After a snapshot replaced the state machine through `index`, no entry up to it will be
-   * applied here: a `do()` waiting on one cannot learn whether its command committed.
-   */
-  #settleCoveredBySnapshot(index: number): void {
-    for (const [waiterIndex, waiter] of this.#waiters) {
-      if (waiterIndex > index) continue;
-      this.#waiters.delete(waiterIndex);
-      waiter.reject(new CommandOutcomeUnknownError(waiterIndex));
-    }
-    this.#afterApply();
-  }
-
-  #runApplyExclusive(operation: () => Promise<void>): Promise<void> {
-    const run = this.#applyChain.then(operation);
-    this.#applyChain = run.then(() => undefined, () => undefined);
-    return run;
   }
 
   #failReads(): void {
