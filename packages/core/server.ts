@@ -20,6 +20,7 @@ import {
   STOPPED,
 } from "./constants.ts";
 import { Applier } from "./_applier.ts";
+import { CatchUp } from "./_catch_up.ts";
 import { mergeIntoBatch, type WriteBatch } from "./_write_batch.ts";
 import {
   CommandTimeoutError,
@@ -62,9 +63,6 @@ import {
   validateSnapshotRequest,
   validateTimeoutNowRequest,
 } from "./validate.ts";
-
-/** A learner is promoted once its log is within this many entries of the leader's. */
-const LEARNER_CATCH_UP_ENTRIES = 100;
 
 /**
  * Election timeouts without a leader after which a member settles its pending commands as
@@ -336,8 +334,7 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
   #sendingSnapshotTo = new Set<string>();
   /** When this server last stopped leading (a leader counts as in contact with one). */
   #steppedDownAtMs = -Infinity;
-  /** Snapshot bytes sent to each peer so far (learner catch-up counts them as progress). */
-  #snapshotBytesSent = new Map<string, number>();
+  readonly #catchUp: CatchUp;
   readonly #receiver: SnapshotReceiver;
   #snapshotTimer: TimerHandle | undefined;
 
@@ -359,6 +356,12 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     this.#electionTimeoutMs = options.electionTimeoutMs ?? DEFAULT_ELECTION_TIMEOUT;
     this.#heartbeatIntervalMs = options.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL;
     this.#core = this.#createCore();
+    this.#catchUp = new CatchUp({
+      core: () => this.#core,
+      clock: this.#clock,
+      // The newcomer is given up on after stalling for 20 election timeouts.
+      stallLimitMs: () => this.#electionTimeoutMs * 20,
+    });
     this.#applier = new Applier({
       name: options.name,
       server: this,
@@ -718,6 +721,7 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     void this.#receiver.abort();
     const stopError = new StopError();
     this.#applier.rejectAll(stopError);
+    this.#catchUp.failAll(stopError);
     for (const waiter of this.#readWaiters.values()) waiter.reject(stopError);
     this.#readWaiters.clear();
     for (const waiter of this.#pendingWrite?.waiters ?? []) waiter(stopError);
@@ -836,41 +840,8 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     // Catch the newcomer up as a learner first: a voter that is far behind would stall
     // commits of a small cluster until it caught up (Raft thesis §4.2.1).
     this.#step({ kind: "addLearner", peer: { name, connectionString } });
-    // The newcomer may take as long as it needs while it makes progress (a large snapshot
-    // streams for a while); it is given up on after stalling for 20 election timeouts.
-    const stallLimitMs = this.#electionTimeoutMs * 20;
-    let lastMatch = -1;
-    let lastSnapshotBytes = -1;
-    let progressAtMs = this.#clock.now();
     try {
-      await this.#pollUntil(() => {
-        if (this.#core.state !== LEADER) throw this.#notLeaderError();
-        const progress = this.#core.progress.find((p) => p.name === name);
-        const snapshotBytes = this.#snapshotBytesSent.get(name) ?? 0;
-        if (
-          progress !== undefined &&
-          (progress.matchIndex > lastMatch || snapshotBytes > lastSnapshotBytes)
-        ) {
-          lastMatch = progress.matchIndex;
-          lastSnapshotBytes = snapshotBytes;
-          progressAtMs = this.#clock.now();
-        }
-        // Caught up means streaming (a probe succeeded, any snapshot is installed) and close
-        // to the end: a voter that still needs a snapshot cannot help commit, and one that
-        // has not yet received the configuration cannot help elect a leader either.
-        if (
-          progress !== undefined && progress.mode === "replicate" &&
-          progress.matchIndex + LEARNER_CATCH_UP_ENTRIES >= this.#core.lastIndex
-        ) return true;
-        if (this.#clock.now() - progressAtMs > stallLimitMs) {
-          throw new CommandTimeoutError(`${name} stopped catching up with the log`);
-        }
-        return false;
-      }, {
-        timeoutMs: Infinity,
-        signal: options.signal,
-        timeoutError: () => new CommandTimeoutError(`Adding ${name} was aborted`),
-      });
+      await this.#catchUp.wait(name, options.signal);
     } catch (error) {
       this.#step({ kind: "removeLearner", name });
       throw error;
@@ -1298,6 +1269,7 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
       if (event.type === "stateChange" && event.prevValue === LEADER) {
         this.#steppedDownAtMs = this.#clock.now();
         this.#failReads();
+        this.#catchUp.failAll(this.#notLeaderError());
       }
       if (event.type === "stateChange") {
         if (event.value === CANDIDATE) this.#stats.count("electionsStarted");
@@ -1320,6 +1292,7 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
       else this.#send(message);
     }
     for (const peer of ready.snapshotsNeeded) void this.#sendSnapshot(peer);
+    for (const name of ready.progressChanged) this.#catchUp.progressChanged(name);
     for (const read of ready.readsReady) {
       const waiter = this.#readWaiters.get(read.id);
       this.#readWaiters.delete(read.id);
@@ -1582,10 +1555,7 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
           this.#core.term === term && this.#core.state === LEADER,
         onChunk: (bytes) => {
           this.#stats.sent("snapshotRecoveryRequest", bytes);
-          this.#snapshotBytesSent.set(
-            peer.name,
-            (this.#snapshotBytesSent.get(peer.name) ?? 0) + bytes,
-          );
+          this.#catchUp.snapshotChunkSent(peer.name);
         },
       });
       if (outcome.installed) this.#stats.count("snapshotsSent");
