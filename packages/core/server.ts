@@ -289,8 +289,11 @@ export function createServer<M extends StateMachine = StateMachine>(
 
 /**
  * A Raft server: follower, candidate or leader of a cluster. The async shell around the
- * pure {@link Consensus}: it runs timers, persists before replying, sends, applies
- * committed commands in order and resolves {@link Server.do}.
+ * pure {@link Consensus}, a façade (options, lifecycle, client API, RPC handlers) over:
+ * the ready loop, where every input reaches the core through one `step` that then
+ * persists before replying, sends and re-arms the timer; the applier (`_applier.ts`),
+ * which applies committed commands in order and resolves {@link Server.do}; snapshot
+ * transfer (`_snapshot_transfer.ts`); and membership catch-up (`_catch_up.ts`).
  */
 export class Server<M extends StateMachine = StateMachine> implements RaftHandler {
   readonly #options: ServerOptions<M>;
