@@ -116,9 +116,8 @@ export const MUTATIONS: Mutation[] = [
     description: "Server answers AppendEntries before the entries it acknowledges are durable",
     edits: [{
       file: SERVER,
-      find:
-        "const expectedTerm = this.#core.termAt(response.index);\n    this.#drive();\n    await this.#flushed();",
-      replace: "const expectedTerm = this.#core.termAt(response.index);\n    this.#drive();",
+      find: "const expectedTerm = this.#core.termAt(response.index);\n    await this.#flushed();",
+      replace: "const expectedTerm = this.#core.termAt(response.index);",
     }],
     catchers: CORE,
   },
@@ -206,8 +205,8 @@ export const MUTATIONS: Mutation[] = [
     edits: [{
       file: SERVER,
       find:
-        "if (recover || !this.#initializedBefore) this.#appliedIndex = snapshotMeta?.lastIndex ?? 0;",
-      replace: "this.#appliedIndex = snapshotMeta?.lastIndex ?? 0;",
+        "if (recover || !this.#initializedBefore) {\n      this.#applier.appliedIndex = snapshotMeta?.lastIndex ?? 0;\n    }",
+      replace: "this.#applier.appliedIndex = snapshotMeta?.lastIndex ?? 0;",
     }],
     catchers: CORE,
   },
@@ -241,7 +240,7 @@ export const MUTATIONS: Mutation[] = [
     description: "Issue 11.5: installing a snapshot leaves do() waiters it covers unsettled",
     edits: [{
       file: SERVER,
-      find: "this.#settleCoveredBySnapshot(meta.lastIndex);",
+      find: "this.#applier.settleCoveredBySnapshot(meta.lastIndex);",
       replace: "",
     }],
     catchers: CORE,

@@ -152,6 +152,12 @@ export interface Ready {
   readsReady: { id: number; index: number }[];
   /** Events to dispatch, in order. */
   events: CoreEvent[];
+  /**
+   * Followers and learners whose match index or mode changed (a leader's only), in the
+   * order of their first change: what waits on a peer's progress (learner catch-up before
+   * a join) is told here instead of polling.
+   */
+  progressChanged: string[];
 }
 
 /** Internal role of a {@link Consensus}; `precandidate` is reported as `candidate`. */
@@ -246,6 +252,7 @@ export class Consensus {
   #events: CoreEvent[] = [];
   #snapshotsNeeded: PeerInfo[] = [];
   #readsReady: ReadyRead[] = [];
+  #progressChanged = new Set<string>();
 
   /** Creates an instance. @param options see {@link ConsensusOptions} */
   constructor(options: ConsensusOptions) {
@@ -932,7 +939,9 @@ export class Consensus {
       snapshotsNeeded: this.#snapshotsNeeded,
       readsReady: this.#readsReady,
       events: this.#events,
+      progressChanged: [...this.#progressChanged],
     };
+    this.#progressChanged.clear();
     this.#hardStateDirty = false;
     this.#messages = [];
     this.#snapshotsNeeded = [];
@@ -946,7 +955,7 @@ export class Consensus {
     return this.#hardStateDirty || this.#replicationPending || this.#log.hasUnstable ||
       (this.#readRoundSeq > this.#heartbeatSeq && this.#role === "leader") ||
       this.#messages.length > 0 || this.#snapshotsNeeded.length > 0 ||
-      this.#readsReady.length > 0 || this.#events.length > 0;
+      this.#readsReady.length > 0 || this.#events.length > 0 || this.#progressChanged.size > 0;
   }
 
   // ---------------------------------------------------------------- roles
@@ -1066,7 +1075,9 @@ export class Consensus {
   }
 
   #addProgress(peer: PeerInfo): void {
-    this.#progress.set(peer.name, new Progress(peer, this.lastIndex + 1, this.#nowMs));
+    const progress = new Progress(peer, this.lastIndex + 1, this.#nowMs);
+    progress.onChange = () => this.#progressChanged.add(peer.name);
+    this.#progress.set(peer.name, progress);
   }
 
   // ---------------------------------------------------------------- log and membership

@@ -825,4 +825,25 @@ describe("Consensus: reads share heartbeat rounds", () => {
     }
     assert.deepEqual(confirmed, ids, "one quorum of answers confirms all ten");
   });
+
+  test("Consensus.takeReady() reports a follower whose match index moved in progressChanged", () => {
+    const harness = new CoreHarness(["a", "b", "c"]);
+    const name = harness.electLeader();
+    harness.stabilize();
+    const leader = harness.node(name);
+    const to = harness.names.find((n) => n !== name)!;
+    leader.propose("test", encoder.encode("x"));
+    const ready = leader.takeReady();
+    const last = ready.entries[ready.entries.length - 1]!;
+    leader.persisted(last.index, last.term);
+    const sent = ready.messages.find((m) => m.kind === "appendEntries" && m.to.name === to);
+    assert.ok(sent?.kind === "appendEntries");
+    const response = harness.node(to).handleAppendEntries(sent.request);
+    leader.takeReady();
+    leader.handleAppendEntriesResponse(to, sent.request, response);
+    assert.deepEqual(leader.takeReady().progressChanged, [to]);
+    // The same answer again moves nothing: nothing is reported.
+    leader.handleAppendEntriesResponse(to, sent.request, response);
+    assert.deepEqual(leader.takeReady().progressChanged, []);
+  });
 });

@@ -10,9 +10,12 @@
  * `do()` rejects with {@link NotLeaderError} naming the leader.
  *
  * Inside, {@link Consensus} is the whole protocol as a pure, synchronous state machine
- * (no I/O, timers or randomness of its own) and `Server` is the async shell that persists,
- * sends and applies its outputs. Memory storage and transport, a manual clock and the
- * adapters' conformance suites are in `@tsraft/core/testing`.
+ * (no I/O, timers or randomness of its own) and `Server` is the async shell, a façade over
+ * the ready loop (every {@link ServerInput} reaches the core through one `step`, which
+ * then persists, sends and applies; `onStep` observes it), the applier (apply chain,
+ * waiters, snapshot policy), snapshot transfer and learner catch-up before a join (woken by
+ * the core's `Ready.progressChanged`, not a timer). Memory storage and transport, a manual
+ * clock and the adapters' conformance suites are in `@tsraft/core/testing`.
  *
  * @example A 3-node cluster in one process: one write, one linearizable read
  * ```ts
@@ -154,6 +157,7 @@ export {
   type DoOptions,
   type ReadIndexOptions,
   Server,
+  type ServerInput,
   type ServerOptions,
   type StateMachine,
 } from "./server.ts";

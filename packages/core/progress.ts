@@ -35,6 +35,8 @@ export class Progress {
   ackedHeartbeatSeq = 0;
   /** When the newest heartbeat round it answered was sent. */
   ackedHeartbeatSentAtMs = -Infinity;
+  /** Called after the match index or the mode changed (the leader reports it in `Ready`). */
+  onChange: (() => void) | undefined;
 
   /**
    * Creates an instance in `probe` mode.
@@ -71,7 +73,7 @@ export class Progress {
 
   /** Starts probing at `nextIndex` (default: right after the match), forgetting what is in flight. */
   becomeProbe(nextIndex: number = this.#matchIndex + 1): void {
-    this.#mode = "probe";
+    this.#setMode("probe");
     this.#nextIndex = Math.max(nextIndex, this.#matchIndex + 1);
     this.#resetInflight();
   }
@@ -86,14 +88,14 @@ export class Progress {
    * BecomeReplicate also resets its inflights).
    */
   becomeReplicate(): void {
-    this.#mode = "replicate";
+    this.#setMode("replicate");
     this.#nextIndex = this.#matchIndex + 1;
     this.#resetInflight();
   }
 
   /** Waits for a snapshot; nothing else is sent but heartbeats. */
   becomeSnapshot(): void {
-    this.#mode = "snapshot";
+    this.#setMode("snapshot");
     this.#resetInflight();
   }
 
@@ -145,6 +147,7 @@ export class Progress {
     this.#matchIndex = index;
     if (this.#nextIndex <= index) this.#nextIndex = index + 1;
     this.#check();
+    this.onChange?.();
     return true;
   }
 
@@ -163,6 +166,12 @@ export class Progress {
   snapshotDone(index: number, installed: boolean, nextIndex: number): void {
     if (installed) this.ack(index);
     this.becomeProbe(Math.max(nextIndex, this.#matchIndex + 1));
+  }
+
+  #setMode(mode: ProgressMode): void {
+    if (this.#mode === mode) return;
+    this.#mode = mode;
+    this.onChange?.();
   }
 
   #resetInflight(): void {

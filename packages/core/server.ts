@@ -2,19 +2,11 @@ import { type Clock, systemClock, type TimerHandle } from "./clock.ts";
 import {
   type Command,
   type CommandRegistry,
-  type Context,
   defaultRegistry,
   JoinCommand,
   LeaveCommand,
 } from "./command.ts";
-import {
-  Consensus,
-  type FollowerProgress,
-  JOIN_COMMAND_NAME,
-  LEAVE_COMMAND_NAME,
-  type OutboundMessage,
-  type Ready,
-} from "./consensus.ts";
+import { Consensus, type FollowerProgress, type OutboundMessage, type Ready } from "./consensus.ts";
 import {
   CANDIDATE,
   DEFAULT_ELECTION_TIMEOUT,
@@ -27,9 +19,10 @@ import {
   SNAPSHOTTING,
   STOPPED,
 } from "./constants.ts";
+import { Applier } from "./_applier.ts";
+import { CatchUp } from "./_catch_up.ts";
 import { mergeIntoBatch, type WriteBatch } from "./_write_batch.ts";
 import {
-  CommandOutcomeUnknownError,
   CommandTimeoutError,
   DuplicatePeerError,
   LeadershipTransferError,
@@ -40,8 +33,6 @@ import {
 import type { RaftEvent, RaftEventListener, RaftEventMap, RaftEventType } from "./events.ts";
 import { consoleLogger, type Logger } from "./logger.ts";
 import { logLevel, TRACE } from "./log_level.ts";
-import { isMembershipCommand } from "./membership.ts";
-import { InvariantError } from "./raft_log.ts";
 import { type ServerStats, StatsRecorder } from "./stats.ts";
 import { cryptoRandom, type Random } from "./random.ts";
 import type { Storage, StoredSnapshot } from "./storage.ts";
@@ -72,9 +63,6 @@ import {
   validateSnapshotRequest,
   validateTimeoutNowRequest,
 } from "./validate.ts";
-
-/** A learner is promoted once its log is within this many entries of the leader's. */
-const LEARNER_CATCH_UP_ENTRIES = 100;
 
 /**
  * Election timeouts without a leader after which a member settles its pending commands as
@@ -176,7 +164,91 @@ export interface ServerOptions<M extends StateMachine = StateMachine> {
   logger?: Logger;
   /** Let {@link Server.stop} also close the transporter (when it has `close()`). @default false */
   closeTransporterOnStop?: boolean;
+  /**
+   * Called synchronously with every input before it reaches the consensus core, for
+   * simulators and tracing (record a run, replay it, or count inputs). It must not call
+   * back into the server; an exception it throws propagates to the input's caller.
+   */
+  onStep?: (input: ServerInput) => void;
 }
+
+/**
+ * One input to the consensus core. Inside {@link Server} every call that changes the core
+ * goes through one `step(input)` entry point, which feeds the core and then drives its
+ * outputs (persist, send, apply, re-arm the timer), so a run can be traced or recorded
+ * through {@link ServerOptions.onStep}.
+ */
+export type ServerInput =
+  /** The election/heartbeat timer fired. */
+  | { kind: "timer" }
+  /** The clock was read for a lease read: the core learns the time, nothing else. */
+  | { kind: "tick" }
+  /** An AppendEntries request arrived. */
+  | { kind: "appendEntries"; request: AppendEntriesRequest }
+  /** A RequestVote (or pre-vote) request arrived. */
+  | { kind: "requestVote"; request: RequestVoteRequest }
+  /** A TimeoutNow request arrived. */
+  | { kind: "timeoutNow"; request: TimeoutNowRequest }
+  /** A snapshot message arrived from `leaderName` in `term`. */
+  | { kind: "leaderContact"; term: number; leaderName: string }
+  /** A follower answered an AppendEntries. */
+  | {
+    kind: "appendEntriesResponse";
+    from: string;
+    request: AppendEntriesRequest;
+    response: AppendEntriesResponse;
+  }
+  /** An AppendEntries could not be delivered or answered. */
+  | { kind: "appendEntriesFailure"; to: string; request: AppendEntriesRequest }
+  /** A peer answered a RequestVote. */
+  | {
+    kind: "requestVoteResponse";
+    from: string;
+    request: RequestVoteRequest;
+    response: RequestVoteResponse;
+  }
+  /** A client proposed a command (`do()`). */
+  | { kind: "propose"; commandName: string; command: Uint8Array }
+  /** A client asked for a linearizable read (`readIndex()`). */
+  | { kind: "readRequest" }
+  /** A storage write completed; `last` is its last entry, when it held entries. */
+  | { kind: "written"; last: { index: number; term: number } | undefined }
+  /** A snapshot received from the leader is about to replace the log. */
+  | { kind: "installSnapshot"; meta: SnapshotMeta }
+  /** A snapshot taken here is durable: drop the entries it covers. */
+  | { kind: "compact"; index: number }
+  /** Sending a snapshot to `to` ended; `newerTerm` when the follower knew a newer term. */
+  | {
+    kind: "snapshotSent";
+    to: string;
+    lastIndex: number;
+    installed: boolean;
+    newerTerm: number | undefined;
+  }
+  /** Leadership transfer to `target` was asked for. */
+  | { kind: "transferLeadership"; target: string }
+  /** A leadership transfer timed out. */
+  | { kind: "cancelTransfer" }
+  /** `addPeer()` starts catching a newcomer up as a learner. */
+  | { kind: "addLearner"; peer: PeerInfo }
+  /** `addPeer()` gave up on a learner. */
+  | { kind: "removeLearner"; name: string }
+  /** The election timeout or heartbeat interval was changed. */
+  | { kind: "setTimeouts"; electionTimeoutMs: number; heartbeatIntervalMs: number };
+
+/** What {@link Server}'s step returns for the inputs whose core call answers something. */
+interface StepResults {
+  appendEntries: AppendEntriesResponse;
+  requestVote: RequestVoteResponse;
+  timeoutNow: TimeoutNowResponse;
+  leaderContact: boolean;
+  propose: { index: number; term: number };
+  readRequest: number;
+  installSnapshot: boolean;
+}
+type StepResult<I extends ServerInput> = I["kind"] extends keyof StepResults
+  ? StepResults[I["kind"]]
+  : void;
 
 /** Options of {@link Server.do}. */
 export interface DoOptions {
@@ -192,14 +264,6 @@ export interface ReadIndexOptions extends DoOptions {
    * @default false
    */
   lease?: boolean;
-}
-
-interface Waiter {
-  term: number;
-  /** When do() proposed it, for the commit-latency histogram. */
-  proposedAtMs: number;
-  resolve: (value: unknown) => void;
-  reject: (error: unknown) => void;
 }
 
 /** Waiters are called with no argument once durable, or with the error that prevented it. */
@@ -229,8 +293,11 @@ export function createServer<M extends StateMachine = StateMachine>(
 
 /**
  * A Raft server: follower, candidate or leader of a cluster. The async shell around the
- * pure {@link Consensus}: it runs timers, persists before replying, sends, applies
- * committed commands in order and resolves {@link Server.do}.
+ * pure {@link Consensus}, a façade (options, lifecycle, client API, RPC handlers) over:
+ * the ready loop, where every input reaches the core through one `step` that then
+ * persists before replying, sends and re-arms the timer; the applier (`_applier.ts`),
+ * which applies committed commands in order and resolves {@link Server.do}; snapshot
+ * transfer (`_snapshot_transfer.ts`); and membership catch-up (`_catch_up.ts`).
  */
 export class Server<M extends StateMachine = StateMachine> implements RaftHandler {
   readonly #options: ServerOptions<M>;
@@ -261,28 +328,20 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
   #inflightWrite: PendingWrite | undefined;
   #storageLock: Promise<void> = Promise.resolve();
 
-  #appliedIndex = 0;
+  readonly #applier: Applier<Server<M>>;
   /** Last index handed to storage; a later batch starting at or below it truncated the log. */
   #lastTakenIndex = 0;
   /** Storage holds no entry at or below this index (as of its last completed compaction). */
   #storageCompactedThrough = 0;
-  #applying = false;
-  #applyChain: Promise<void> = Promise.resolve();
-  #waiters = new Map<number, Waiter>();
   #readWaiters = new Map<
     number,
     { resolve: (index: number) => void; reject: (error: unknown) => void }
   >();
-  #appliedWaiters: { index: number; resolve: () => void; reject: (error: unknown) => void }[] = [];
-  #lastCommandName = "";
-  #entriesSinceSnapshot = 0;
-  #bytesSinceSnapshot = 0;
   #snapshotInProgress = false;
   #sendingSnapshotTo = new Set<string>();
   /** When this server last stopped leading (a leader counts as in contact with one). */
   #steppedDownAtMs = -Infinity;
-  /** Snapshot bytes sent to each peer so far (learner catch-up counts them as progress). */
-  #snapshotBytesSent = new Map<string, number>();
+  readonly #catchUp: CatchUp;
   readonly #receiver: SnapshotReceiver;
   #snapshotTimer: TimerHandle | undefined;
 
@@ -304,6 +363,38 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     this.#electionTimeoutMs = options.electionTimeoutMs ?? DEFAULT_ELECTION_TIMEOUT;
     this.#heartbeatIntervalMs = options.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL;
     this.#core = this.#createCore();
+    this.#catchUp = new CatchUp({
+      core: () => this.#core,
+      clock: this.#clock,
+      // The newcomer is given up on after stalling for 20 election timeouts.
+      stallLimitMs: () => this.#electionTimeoutMs * 20,
+    });
+    this.#applier = new Applier({
+      name: options.name,
+      server: this,
+      stateMachine: options.stateMachine,
+      registry: this.#registry,
+      core: () => this.#core,
+      nowMs: () => this.#clock.now(),
+      isRunning: () => this.#phase === "running",
+      currentRun: () => this.#currentRun(),
+      stats: this.#stats,
+      logger: this.#logger,
+      onCommit: (entry, previous) => this.#dispatch("commit", entry, previous),
+      notLeaderError: () => this.#notLeaderError(),
+      failStop: (what, error) => this.#failStop(what, error),
+      onSnapshotDue: () =>
+        this.takeSnapshot().catch((error) => {
+          // A snapshot cut short by stop() is simply not taken.
+          if (this.#phase === "running") {
+            this.#logger.warn(`${this.name}: automatic snapshot failed`, {
+              error: String(error),
+            });
+          }
+        }),
+      snapshotThreshold: options.snapshotThreshold ?? 10000,
+      snapshotThresholdBytes: options.snapshotThresholdBytes ?? 64 * 1024 * 1024,
+    });
   }
 
   #createCore(): Consensus {
@@ -371,7 +462,7 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
   }
   /** Highest index applied to the state machine. */
   get appliedIndex(): number {
-    return this.#appliedIndex;
+    return this.#applier.appliedIndex;
   }
   /** Index of the newest snapshot point of the in-memory log (0 when nothing is compacted). */
   get snapshotIndex(): number {
@@ -403,7 +494,7 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
   }
   /** Name of the last applied command. */
   get lastCommandName(): string {
-    return this.#lastCommandName;
+    return this.#applier.lastCommandName;
   }
   /** Every other member, keyed by name. */
   get peers(): Map<string, PeerInfo> {
@@ -434,7 +525,11 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
       electionTimeoutMs: ms,
       heartbeatIntervalMs: this.#heartbeatIntervalMs,
     });
-    this.#core.setTimeouts(ms, this.#heartbeatIntervalMs);
+    this.#step({
+      kind: "setTimeouts",
+      electionTimeoutMs: ms,
+      heartbeatIntervalMs: this.#heartbeatIntervalMs,
+    });
     this.#electionTimeoutMs = ms;
   }
   /** Heartbeat interval in ms. */
@@ -447,7 +542,11 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
       electionTimeoutMs: this.#electionTimeoutMs,
       heartbeatIntervalMs: ms,
     });
-    this.#core.setTimeouts(this.#electionTimeoutMs, ms);
+    this.#step({
+      kind: "setTimeouts",
+      electionTimeoutMs: this.#electionTimeoutMs,
+      heartbeatIntervalMs: ms,
+    });
     const previous = this.#heartbeatIntervalMs;
     this.#heartbeatIntervalMs = ms;
     this.#dispatch("heartbeatInterval", ms, previous);
@@ -492,7 +591,7 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
       term: this.term,
       leader: this.leader,
       commitIndex: this.commitIndex,
-      appliedIndex: this.#appliedIndex,
+      appliedIndex: this.#applier.appliedIndex,
       lastIndex: this.#core.lastIndex,
       snapshotIndex: this.#core.snapshotIndex,
       members: this.#core.members.map((member) => member.name),
@@ -567,7 +666,7 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     // is ahead of it. Either way every committed command is applied to it exactly once.
     const recover = stored !== undefined &&
       (!this.#initializedBefore || rewindToSnapshot ||
-        stored.meta.lastIndex > this.#appliedIndex);
+        stored.meta.lastIndex > this.#applier.appliedIndex);
     if (stored !== undefined) {
       snapshotMeta = stored.meta;
       if (recover) {
@@ -593,7 +692,9 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
       { hardState: opened.hardState, snapshot: snapshotMeta, entries },
       this.#clock.now(),
     );
-    if (recover || !this.#initializedBefore) this.#appliedIndex = snapshotMeta?.lastIndex ?? 0;
+    if (recover || !this.#initializedBefore) {
+      this.#applier.appliedIndex = snapshotMeta?.lastIndex ?? 0;
+    }
     this.#lastTakenIndex = this.#core.lastIndex;
     this.#initializedBefore = true;
     const bootstrap = this.#core.takeReady();
@@ -603,7 +704,8 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
         entries: bootstrap.entries,
       });
       const last = bootstrap.entries[bootstrap.entries.length - 1];
-      if (last !== undefined) this.#core.persisted(last.index, last.term);
+      // Not running yet: the core takes the input and nothing is driven.
+      if (last !== undefined) this.#step({ kind: "written", last });
     }
     this.#phase = "initialized";
   }
@@ -631,12 +733,10 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     this.#snapshotting = false;
     void this.#receiver.abort();
     const stopError = new StopError();
-    for (const waiter of this.#waiters.values()) waiter.reject(stopError);
+    this.#applier.rejectAll(stopError);
+    this.#catchUp.failAll(stopError);
     for (const waiter of this.#readWaiters.values()) waiter.reject(stopError);
-    for (const waiter of this.#appliedWaiters) waiter.reject(stopError);
-    this.#waiters.clear();
     this.#readWaiters.clear();
-    this.#appliedWaiters = [];
     for (const waiter of this.#pendingWrite?.waiters ?? []) waiter(stopError);
     this.#pendingWrite = undefined;
     await this.#withStorage(() => this.#storage.close());
@@ -668,29 +768,12 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     let proposal: { index: number; term: number };
     try {
       const bytes = this.#registry.encode(command);
-      proposal = this.#core.propose(command.commandName, bytes);
+      proposal = this.#step({ kind: "propose", commandName: command.commandName, command: bytes });
     } catch (error) {
       return Promise.reject(error);
     }
     this.#stats.count("proposals");
-    const result = new Promise<R>((resolve, reject) => {
-      const waiter: Waiter = {
-        term: proposal.term,
-        proposedAtMs: this.#clock.now(),
-        resolve: resolve as (value: unknown) => void,
-        reject,
-      };
-      // A waiter left at this index by an earlier term lost its entry to a truncation.
-      this.#waiters.get(proposal.index)?.reject(new CommandOutcomeUnknownError(proposal.index));
-      this.#waiters.set(proposal.index, waiter);
-      options.signal?.addEventListener("abort", () => {
-        if (this.#waiters.get(proposal.index) !== waiter) return;
-        this.#waiters.delete(proposal.index);
-        reject(new CommandTimeoutError());
-      }, { once: true });
-    });
-    this.#scheduleDrive();
-    return result;
+    return this.#applier.waitFor(proposal.index, proposal.term, options.signal) as Promise<R>;
   }
 
   /**
@@ -705,15 +788,14 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     if (this.#phase !== "running") throw new StopError("Server is not running");
     if (options.signal?.aborted) throw new CommandTimeoutError("Read aborted before it started");
     if (options.lease) {
-      this.#core.tick(this.#clock.now());
-      this.#drive();
+      this.#step({ kind: "tick" });
       const leased = this.#core.leaseReadIndex();
       if (leased !== undefined) {
-        await this.#waitApplied(leased);
+        await this.#applier.waitApplied(leased);
         return leased;
       }
     }
-    const id = this.#core.requestRead();
+    const id = this.#step({ kind: "readRequest" });
     const index = await new Promise<number>((resolve, reject) => {
       const waiter = { resolve, reject };
       this.#readWaiters.set(id, waiter);
@@ -724,10 +806,8 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
         this.#readWaiters.delete(id);
         reject(new CommandTimeoutError("Read aborted"));
       }, { once: true });
-      // Deferred like do(): reads made together share one heartbeat round.
-      this.#scheduleDrive();
     });
-    await this.#waitApplied(index);
+    await this.#applier.waitApplied(index);
     return index;
   }
 
@@ -745,13 +825,12 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     if (target === undefined) {
       throw new LeadershipTransferError("No follower to transfer leadership to");
     }
-    this.#core.transferLeadership(target);
-    this.#drive();
+    this.#step({ kind: "transferLeadership", target });
     await this.#pollUntil(() => this.#core.leader === target && this.#core.state !== LEADER, {
       timeoutMs: this.#electionTimeoutMs * 2,
       signal: options.signal,
       timeoutError: () => {
-        this.#core.cancelTransfer();
+        this.#step({ kind: "cancelTransfer" });
         return new LeadershipTransferError(`Transfer to ${target} did not complete in time`);
       },
     });
@@ -773,45 +852,11 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     await this.#untilCommittedInTerm(options.signal);
     // Catch the newcomer up as a learner first: a voter that is far behind would stall
     // commits of a small cluster until it caught up (Raft thesis §4.2.1).
-    this.#core.addLearner({ name, connectionString });
-    this.#drive();
-    // The newcomer may take as long as it needs while it makes progress (a large snapshot
-    // streams for a while); it is given up on after stalling for 20 election timeouts.
-    const stallLimitMs = this.#electionTimeoutMs * 20;
-    let lastMatch = -1;
-    let lastSnapshotBytes = -1;
-    let progressAtMs = this.#clock.now();
+    this.#step({ kind: "addLearner", peer: { name, connectionString } });
     try {
-      await this.#pollUntil(() => {
-        if (this.#core.state !== LEADER) throw this.#notLeaderError();
-        const progress = this.#core.progress.find((p) => p.name === name);
-        const snapshotBytes = this.#snapshotBytesSent.get(name) ?? 0;
-        if (
-          progress !== undefined &&
-          (progress.matchIndex > lastMatch || snapshotBytes > lastSnapshotBytes)
-        ) {
-          lastMatch = progress.matchIndex;
-          lastSnapshotBytes = snapshotBytes;
-          progressAtMs = this.#clock.now();
-        }
-        // Caught up means streaming (a probe succeeded, any snapshot is installed) and close
-        // to the end: a voter that still needs a snapshot cannot help commit, and one that
-        // has not yet received the configuration cannot help elect a leader either.
-        if (
-          progress !== undefined && progress.mode === "replicate" &&
-          progress.matchIndex + LEARNER_CATCH_UP_ENTRIES >= this.#core.lastIndex
-        ) return true;
-        if (this.#clock.now() - progressAtMs > stallLimitMs) {
-          throw new CommandTimeoutError(`${name} stopped catching up with the log`);
-        }
-        return false;
-      }, {
-        timeoutMs: Infinity,
-        signal: options.signal,
-        timeoutError: () => new CommandTimeoutError(`Adding ${name} was aborted`),
-      });
+      await this.#catchUp.wait(name, options.signal);
     } catch (error) {
-      this.#core.removeLearner(name);
+      this.#step({ kind: "removeLearner", name });
       throw error;
     }
     await this.do(new JoinCommand(name, connectionString), options);
@@ -897,8 +942,8 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
       let captured:
         | { meta: SnapshotMeta; data: Uint8Array | ReadableStream<Uint8Array> }
         | undefined;
-      await this.#runApplyExclusive(async () => {
-        const index = this.#appliedIndex;
+      await this.#applier.exclusive(async () => {
+        const index = this.#applier.appliedIndex;
         const term = this.#core.termAt(index);
         if (index === 0 || term === undefined) return;
         const saved = await stateMachine.save();
@@ -912,12 +957,11 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
       if (captured === undefined) return;
       const { meta: snapshotMeta, data: snapshotData } = captured;
       await this.#withStorage(() => this.#storage.saveSnapshot(snapshotMeta, snapshotData));
-      this.#entriesSinceSnapshot = 0;
-      this.#bytesSinceSnapshot = 0;
+      this.#applier.snapshotTaken();
       const keep = this.#options.trailingLogEntries ?? NUMBER_OF_LOG_ENTRIES_AFTER_SNAPSHOT;
       const compactTo = Math.min(snapshotMeta.lastIndex - keep, this.#core.commitIndex);
       if (compactTo > this.#core.snapshotIndex) {
-        this.#core.compact(compactTo);
+        this.#step({ kind: "compact", index: compactTo });
         await this.#withStorage(() => this.#compactStorage(compactTo));
       }
       this.#stats.count("snapshotsTaken");
@@ -951,10 +995,8 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     validateAppendEntriesRequest(req);
     this.#assertRunning();
     this.#stats.received("appendEntries", entryBytes(req.entries));
-    this.#core.tick(this.#clock.now());
-    const response = this.#core.handleAppendEntries(req);
+    const response = this.#step({ kind: "appendEntries", request: req });
     const expectedTerm = this.#core.termAt(response.index);
-    this.#drive();
     await this.#flushed();
     // Between deciding and becoming durable, a newer leader may have truncated what this
     // response acknowledges; an acknowledgement must never outlive the entries it covers.
@@ -980,9 +1022,7 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     validateRequestVoteRequest(req);
     this.#assertRunning();
     this.#stats.received("requestVote", 0);
-    this.#core.tick(this.#clock.now());
-    const response = this.#core.handleRequestVote(req);
-    this.#drive();
+    const response = this.#step({ kind: "requestVote", request: req });
     await this.#flushed();
     return response;
   }
@@ -992,8 +1032,7 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     validateTimeoutNowRequest(req);
     this.#assertRunning();
     this.#stats.received("timeoutNow", 0);
-    const response = this.#core.handleTimeoutNow(req);
-    this.#drive();
+    const response = this.#step({ kind: "timeoutNow", request: req });
     await this.#flushed();
     return response;
   }
@@ -1003,8 +1042,11 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     validateSnapshotRequest(req);
     this.#assertRunning();
     this.#stats.received("requestSnapshot", 0);
-    const current = this.#core.handleLeaderContact(req.term, req.leaderName);
-    this.#drive();
+    const current = this.#step({
+      kind: "leaderContact",
+      term: req.term,
+      leaderName: req.leaderName,
+    });
     await this.#flushed();
     if (!current || req.lastIndex <= this.#core.commitIndex) {
       return { term: this.#core.term, success: false, nextOffset: 0 };
@@ -1019,8 +1061,11 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     validateSnapshotRecoveryRequest(req);
     this.#assertRunning();
     this.#stats.received("snapshotRecoveryRequest", req.data.length);
-    const current = this.#core.handleLeaderContact(req.term, req.leaderName);
-    this.#drive();
+    const current = this.#step({
+      kind: "leaderContact",
+      term: req.term,
+      leaderName: req.leaderName,
+    });
     const reply = (success: boolean): SnapshotRecoveryResponse => ({
       term: this.#core.term,
       success,
@@ -1045,8 +1090,8 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     }
     const { meta, sink } = result;
     await this.#flushed();
-    await this.#runApplyExclusive(async () => {
-      if (!this.#core.installSnapshot(meta)) {
+    await this.#applier.exclusive(async () => {
+      if (!this.#step({ kind: "installSnapshot", meta })) {
         await sink.cancel();
         return;
       }
@@ -1064,10 +1109,10 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
         await this.#failStop("installing a snapshot failed", error);
         throw new StopError("Installing a snapshot failed; the server stopped");
       }
-      this.#appliedIndex = meta.lastIndex;
+      this.#applier.appliedIndex = meta.lastIndex;
       this.#stats.count("snapshotsInstalled");
-      this.#settleCoveredBySnapshot(meta.lastIndex);
-      this.#failOrphanedWaiters();
+      this.#applier.settleCoveredBySnapshot(meta.lastIndex);
+      this.#applier.failOrphanedWaiters();
       this.#lastTakenIndex = this.#core.lastIndex;
     });
     this.#setSnapshotting(false);
@@ -1115,6 +1160,12 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     });
   }
 
+  /** A check that stays true while the current run (from start() to stop()) lasts. */
+  #currentRun(): () => boolean {
+    const generation = this.#generation;
+    return () => this.#phase === "running" && generation === this.#generation;
+  }
+
   #notLeaderError(): NotLeaderError {
     const leader = this.#core.leader;
     return new NotLeaderError(leader, this.peers.get(leader)?.connectionString ?? "");
@@ -1122,6 +1173,83 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
 
   #assertRunning(): void {
     if (this.#phase !== "running") throw new StopError("Server is not running");
+  }
+
+  /**
+   * The one entry point into the core: notes the input for {@link ServerOptions.onStep},
+   * feeds it to the core, then drives the outputs. Proposals and reads drive after the
+   * current synchronous work, so that those made together share a write and a message; an
+   * installed snapshot is driven by its caller once storage and the state machine hold it;
+   * every other input drives at once. A stopped server drives nothing (its core still takes
+   * the input).
+   */
+  #step<I extends ServerInput>(input: I): StepResult<I> {
+    this.#options.onStep?.(input);
+    const result = this.#feed(input);
+    switch (input.kind) {
+      case "propose":
+      case "readRequest":
+        this.#scheduleDrive();
+        break;
+      case "installSnapshot":
+        break;
+      default:
+        this.#drive();
+    }
+    return result as StepResult<I>;
+  }
+
+  #feed(input: ServerInput): unknown {
+    const core = this.#core;
+    switch (input.kind) {
+      case "timer":
+        core.tick(this.#clock.now());
+        this.#settleIfCutOff();
+        return;
+      case "tick":
+        return core.tick(this.#clock.now());
+      case "appendEntries":
+        core.tick(this.#clock.now());
+        return core.handleAppendEntries(input.request);
+      case "requestVote":
+        core.tick(this.#clock.now());
+        return core.handleRequestVote(input.request);
+      case "timeoutNow":
+        return core.handleTimeoutNow(input.request);
+      case "leaderContact":
+        return core.handleLeaderContact(input.term, input.leaderName);
+      case "appendEntriesResponse":
+        core.tick(this.#clock.now());
+        return core.handleAppendEntriesResponse(input.from, input.request, input.response);
+      case "appendEntriesFailure":
+        return core.handleAppendEntriesFailure(input.to, input.request);
+      case "requestVoteResponse":
+        return core.handleRequestVoteResponse(input.from, input.request, input.response);
+      case "propose":
+        return core.propose(input.commandName, input.command);
+      case "readRequest":
+        return core.requestRead();
+      case "written":
+        if (input.last !== undefined) core.persisted(input.last.index, input.last.term);
+        return;
+      case "installSnapshot":
+        return core.installSnapshot(input.meta);
+      case "compact":
+        return core.compact(input.index);
+      case "snapshotSent":
+        if (input.newerTerm !== undefined) core.handleLeaderContact(input.newerTerm, "");
+        return core.snapshotSent(input.to, input.lastIndex, input.installed);
+      case "transferLeadership":
+        return core.transferLeadership(input.target);
+      case "cancelTransfer":
+        return core.cancelTransfer();
+      case "addLearner":
+        return core.addLearner(input.peer);
+      case "removeLearner":
+        return core.removeLearner(input.name);
+      case "setTimeouts":
+        return core.setTimeouts(input.electionTimeoutMs, input.heartbeatIntervalMs);
+    }
   }
 
   /**
@@ -1144,7 +1272,7 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
       const ready = this.#core.takeReady();
       this.#handleReady(ready);
     }
-    this.#applyCommitted();
+    this.#applier.apply();
     this.#armTimer();
   }
 
@@ -1154,6 +1282,7 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
       if (event.type === "stateChange" && event.prevValue === LEADER) {
         this.#steppedDownAtMs = this.#clock.now();
         this.#failReads();
+        this.#catchUp.failAll(this.#notLeaderError());
       }
       if (event.type === "stateChange") {
         if (event.value === CANDIDATE) this.#stats.count("electionsStarted");
@@ -1176,6 +1305,7 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
       else this.#send(message);
     }
     for (const peer of ready.snapshotsNeeded) void this.#sendSnapshot(peer);
+    for (const name of ready.progressChanged) this.#catchUp.progressChanged(name);
     for (const read of ready.readsReady) {
       const waiter = this.#readWaiters.get(read.id);
       this.#readWaiters.delete(read.id);
@@ -1184,7 +1314,7 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     const first = ready.entries[0];
     if (first !== undefined) {
       // Entries replaced from first.index on: commands waiting there may be gone.
-      if (first.index <= this.#lastTakenIndex) this.#failOrphanedWaiters();
+      if (first.index <= this.#lastTakenIndex) this.#applier.failOrphanedWaiters();
       this.#lastTakenIndex = ready.entries[ready.entries.length - 1]!.index;
     }
     if (needsPersist || afterPersist.length > 0) {
@@ -1232,13 +1362,12 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
       }
       this.#stats.recordStorageWrite(this.#clock.now() - startedMs);
       this.#inflightWrite = undefined;
-      const last = batch.entries[batch.entries.length - 1];
-      if (last !== undefined) this.#core.persisted(last.index, last.term);
       if (this.#phase === "running") {
         for (const message of batch.afterPersist) this.#send(message);
       }
       for (const waiter of batch.waiters) waiter();
-      this.#drive();
+      const last = batch.entries[batch.entries.length - 1];
+      this.#step({ kind: "written", last });
     }
   }
 
@@ -1287,9 +1416,7 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
       this.#timer = undefined;
       this.#timerDueMs = Infinity;
       if (this.#phase !== "running") return;
-      this.#core.tick(this.#clock.now());
-      this.#settleIfCutOff();
-      this.#drive();
+      this.#step({ kind: "timer" });
     }, Math.max(0, due - this.#clock.now()));
   }
 
@@ -1304,13 +1431,13 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
    * it later still replicates to it as before.
    */
   #settleIfCutOff(): void {
-    if (this.#waiters.size === 0 || this.#core.state === LEADER) return;
+    if (!this.#applier.hasWaiters || this.#core.state === LEADER) return;
     const lastContactMs = Math.max(this.#core.lastLeaderContactMs, this.#steppedDownAtMs);
     const silentMs = this.#clock.now() - lastContactMs;
     const removed = !this.#core.isMember;
     const limitMs = this.#electionTimeoutMs * (removed ? 2 : CUT_OFF_ELECTION_TIMEOUTS);
     if (!(silentMs > limitMs)) return;
-    this.#failWaitersAfter(
+    this.#applier.failWaitersAfter(
       this.#core.commitIndex,
       removed
         ? "this server's log removes it from the cluster and no leader has contacted it since"
@@ -1326,9 +1453,8 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
 
   #send(message: OutboundMessage): void {
     const sender = { name: this.name };
-    const generation = this.#generation;
     // Answers to a stopped run's requests must not reach the core of a later run.
-    const current = () => this.#phase === "running" && generation === this.#generation;
+    const current = this.#currentRun();
     this.#stats.sent(
       message.kind,
       message.kind === "appendEntries" ? entryBytes(message.request.entries) : 0,
@@ -1349,9 +1475,7 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
             if (request.entries.length === 0) {
               this.#noteHeartbeat(message.to.name, this.#clock.now() - startedMs);
             }
-            this.#core.tick(this.#clock.now());
-            this.#core.handleAppendEntriesResponse(message.to.name, request, response);
-            this.#drive();
+            this.#step({ kind: "appendEntriesResponse", from: message.to.name, request, response });
           },
           (error) => {
             if (!current()) return;
@@ -1359,8 +1483,7 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
               to: message.to.name,
               error: String(error),
             });
-            this.#core.handleAppendEntriesFailure(message.to.name, request);
-            this.#drive();
+            this.#step({ kind: "appendEntriesFailure", to: message.to.name, request });
           },
         );
         return;
@@ -1370,8 +1493,7 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
         this.#transporter.sendVoteRequest(sender, message.to, request).then(
           (response) => {
             if (!current()) return;
-            this.#core.handleRequestVoteResponse(message.to.name, request, response);
-            this.#drive();
+            this.#step({ kind: "requestVoteResponse", from: message.to.name, request, response });
           },
           (error) =>
             this.#logger.debug(`${this.name}: RequestVote failed`, {
@@ -1398,217 +1520,6 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     if (roundTripMs > threshold) {
       this.#dispatch("electionTimeoutThreshold", { peer, roundTripMs }, threshold);
     }
-  }
-
-  /** Applies committed entries in order, one at a time, each exactly once. */
-  #applyCommitted(): void {
-    // A stopped server applies nothing: re-arming here would chain loops that exit at once,
-    // forever, and starve the event loop (simulator seeds 54, 95, ...).
-    if (this.#phase !== "running") return;
-    if (this.#applying || this.#appliedIndex >= this.#core.commitIndex) return;
-    this.#applying = true;
-    const generation = this.#generation;
-    const current = () => this.#phase === "running" && generation === this.#generation;
-    this.#applyChain = this.#applyChain.then(async () => {
-      try {
-        await this.#applyLoop(current);
-      } catch (error) {
-        await this.#failStop("applying committed entries failed", error);
-        return;
-      } finally {
-        this.#applying = false;
-      }
-      this.#afterApply();
-    });
-  }
-
-  async #applyLoop(current: () => boolean): Promise<void> {
-    while (current() && this.#appliedIndex < this.#core.commitIndex) {
-      const commit = this.#core.commitIndex;
-      const from = this.#appliedIndex + 1;
-      if (from <= this.#core.snapshotIndex) {
-        throw new InvariantError(`entry ${from} compacted before it was applied`);
-      }
-      const entries = this.#core.entriesBetween(from, commit + 1);
-      for (const entry of entries) {
-        if (!current()) break;
-        // Synchronous commands are applied back to back: awaiting each one would let every
-        // resumed client propose on its own turn, one entry per message and per write.
-        const pending = this.#applyEntry(entry);
-        if (pending !== undefined) await pending;
-      }
-    }
-  }
-
-  #applyEntry(entry: LogEntry): Promise<void> | undefined {
-    const waiter = this.#waiters.get(entry.index);
-    if (waiter) this.#waiters.delete(entry.index);
-    let result: unknown;
-    let asyncResult: PromiseLike<unknown> | undefined;
-    let failure: unknown;
-    let failed = false;
-    const membership = isMembershipCommand(entry.commandName);
-    if (!membership) {
-      try {
-        const command = this.#registry.decode(entry.commandName, entry.command);
-        const context: Context<Server<M>> = {
-          server: this,
-          stateMachine: this.#options.stateMachine,
-          currentTerm: this.#core.term,
-          currentIndex: entry.index,
-          commitIndex: this.#core.commitIndex,
-        };
-        result = command.apply(context);
-        if (typeof (result as PromiseLike<unknown> | null)?.then === "function") {
-          asyncResult = result as PromiseLike<unknown>;
-        }
-      } catch (error) {
-        // The entry is committed everywhere; a failing apply is the command's own outcome.
-        failure = error;
-        failed = true;
-      }
-    } else {
-      // The core already applied the membership change when the entry was appended.
-      result = entry.commandName === JOIN_COMMAND_NAME
-        ? "joined"
-        : entry.commandName === LEAVE_COMMAND_NAME
-        ? "left"
-        : "configured";
-    }
-    if (asyncResult !== undefined) {
-      return Promise.resolve(asyncResult).then(
-        (value) => this.#finishApply(entry, waiter, value, false, undefined),
-        (error) => this.#finishApply(entry, waiter, undefined, true, error),
-      );
-    }
-    this.#finishApply(entry, waiter, result, failed, failure);
-    if (entry.commandName === LEAVE_COMMAND_NAME && this.#leaves(entry)) {
-      // Removed: no leader sends this server entries any more, so commands it proposed after
-      // its removal will never be applied here (they may still commit elsewhere).
-      this.#failWaitersAfter(entry.index, "this server was removed from the cluster");
-    }
-    return undefined;
-  }
-
-  #leaves(entry: LogEntry): boolean {
-    try {
-      return (this.#registry.decode(entry.commandName, entry.command) as LeaveCommand).name ===
-        this.name;
-    } catch {
-      return false;
-    }
-  }
-
-  /**
-   * Settles `do()` calls whose index lies past the end of a log a newer leader truncated (or
-   * a snapshot replaced): nothing may ever be applied there again, and another server
-   * holding the entry may still win an election and commit it. A waiter whose index the
-   * log still holds, with another term, is settled when that index is applied: then it is
-   * certain the command did not commit (NotLeaderError).
-   */
-  #failOrphanedWaiters(): void {
-    for (const [index, waiter] of this.#waiters) {
-      if (index <= this.#core.lastIndex) continue;
-      this.#waiters.delete(index);
-      waiter.reject(
-        new CommandOutcomeUnknownError(
-          index,
-          `The outcome of the command at index ${index} is unknown: a newer leader cut this server's log short of it; another server may still commit it`,
-        ),
-      );
-    }
-  }
-
-  #failWaitersAfter(index: number, reason: string): void {
-    for (const [waiterIndex, waiter] of this.#waiters) {
-      if (waiterIndex <= index) continue;
-      this.#waiters.delete(waiterIndex);
-      waiter.reject(
-        new CommandOutcomeUnknownError(
-          waiterIndex,
-          `The outcome of the command at index ${waiterIndex} is unknown: ${reason}`,
-        ),
-      );
-    }
-  }
-
-  #finishApply(
-    entry: LogEntry,
-    waiter: Waiter | undefined,
-    result: unknown,
-    failed: boolean,
-    failure: unknown,
-  ): void {
-    if (failed) {
-      this.#logger.debug(`${this.name}: a command's apply failed`, {
-        index: entry.index,
-        commandName: entry.commandName,
-        error: String(failure),
-      });
-    }
-    const previous = this.#appliedIndex;
-    this.#appliedIndex = entry.index;
-    this.#stats.count("entriesApplied");
-    this.#lastCommandName = entry.commandName;
-    this.#entriesSinceSnapshot++;
-    this.#bytesSinceSnapshot += entry.command.length;
-    this.#dispatch("commit", entry, previous);
-    if (waiter) {
-      if (waiter.term !== entry.term) {
-        waiter.reject(this.#notLeaderError());
-      } else {
-        this.#stats.recordCommitLatency(this.#clock.now() - waiter.proposedAtMs);
-        if (failed) waiter.reject(failure);
-        else waiter.resolve(result);
-      }
-    }
-  }
-
-  #afterApply(): void {
-    const ready = this.#appliedWaiters.filter((waiter) => waiter.index <= this.#appliedIndex);
-    this.#appliedWaiters = this.#appliedWaiters.filter((waiter) =>
-      waiter.index > this.#appliedIndex
-    );
-    for (const waiter of ready) waiter.resolve();
-    const threshold = this.#options.snapshotThreshold ?? 10000;
-    const thresholdBytes = this.#options.snapshotThresholdBytes ?? 64 * 1024 * 1024;
-    const due = (threshold > 0 && this.#entriesSinceSnapshot >= threshold) ||
-      (thresholdBytes > 0 && this.#bytesSinceSnapshot >= thresholdBytes);
-    if (due && this.#options.stateMachine) {
-      this.#entriesSinceSnapshot = 0;
-      this.#bytesSinceSnapshot = 0;
-      this.takeSnapshot().catch((error) => {
-        // A snapshot cut short by stop() is simply not taken.
-        if (this.#phase === "running") {
-          this.#logger.warn(`${this.name}: automatic snapshot failed`, { error: String(error) });
-        }
-      });
-    }
-    if (this.#appliedIndex < this.#core.commitIndex) this.#applyCommitted();
-  }
-
-  #waitApplied(index: number): Promise<void> {
-    if (this.#appliedIndex >= index) return Promise.resolve();
-    return new Promise((resolve, reject) => this.#appliedWaiters.push({ index, resolve, reject }));
-  }
-
-  /**
-   * After a snapshot replaced the state machine through `index`, no entry up to it will be
-   * applied here: a `do()` waiting on one cannot learn whether its command committed.
-   */
-  #settleCoveredBySnapshot(index: number): void {
-    for (const [waiterIndex, waiter] of this.#waiters) {
-      if (waiterIndex > index) continue;
-      this.#waiters.delete(waiterIndex);
-      waiter.reject(new CommandOutcomeUnknownError(waiterIndex));
-    }
-    this.#afterApply();
-  }
-
-  #runApplyExclusive(operation: () => Promise<void>): Promise<void> {
-    const run = this.#applyChain.then(operation);
-    this.#applyChain = run.then(() => undefined, () => undefined);
-    return run;
   }
 
   #failReads(): void {
@@ -1657,10 +1568,7 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
           this.#core.term === term && this.#core.state === LEADER,
         onChunk: (bytes) => {
           this.#stats.sent("snapshotRecoveryRequest", bytes);
-          this.#snapshotBytesSent.set(
-            peer.name,
-            (this.#snapshotBytesSent.get(peer.name) ?? 0) + bytes,
-          );
+          this.#catchUp.snapshotChunkSent(peer.name);
         },
       });
       if (outcome.installed) this.#stats.count("snapshotsSent");
@@ -1672,11 +1580,13 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     } finally {
       this.#sendingSnapshotTo.delete(peer.name);
       if (this.#phase === "running" && this.#generation === generation) {
-        if (outcome.newerTerm !== undefined) {
-          this.#core.handleLeaderContact(outcome.newerTerm, "");
-        }
-        this.#core.snapshotSent(peer.name, outcome.lastIndex, outcome.installed);
-        this.#drive();
+        this.#step({
+          kind: "snapshotSent",
+          to: peer.name,
+          lastIndex: outcome.lastIndex,
+          installed: outcome.installed,
+          newerTerm: outcome.newerTerm,
+        });
       }
     }
   }

@@ -11,7 +11,7 @@ import {
   UnknownCommandError,
 } from "./errors.ts";
 import { createServer } from "./server.ts";
-import { KvSetCommand, TestCluster } from "./testing/test_cluster.ts";
+import { KvSetCommand, KvStateMachine, TestCluster } from "./testing/test_cluster.ts";
 import { ManualClock } from "./testing/manual_clock.ts";
 import { MemoryDisk, MemoryStorage } from "./testing/memory_storage.ts";
 import { MemoryNetwork } from "./testing/memory_transport.ts";
@@ -508,6 +508,35 @@ describe("Server on the memory transport", () => {
     await new Promise((resolve) => setTimeout(resolve, 0));
     assert.equal(server.state, LEADER);
     assert.notEqual(server.state, CANDIDATE);
+    await server.stop();
+  });
+
+  test("Server reports every input to the core through ServerOptions.onStep", async () => {
+    const clock = new ManualClock();
+    const network = new MemoryNetwork({ clock });
+    const registry = new CommandRegistry();
+    registry.register(KvSetCommand);
+    const kinds: string[] = [];
+    const server = createServer({
+      name: "solo",
+      transporter: network.transporter(),
+      storage: new MemoryStorage(new MemoryDisk()),
+      registry,
+      clock,
+      random: { next: () => 0.5 },
+      stateMachine: new KvStateMachine(),
+      onStep: (input) => kinds.push(input.kind),
+    });
+    network.register(server);
+    await server.start();
+    clock.advance(400);
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    assert.equal(server.state, LEADER);
+    assert.equal(await server.do(new KvSetCommand("x", "1")), null);
+    // The timer elected it, the proposal went in, and its write completed.
+    assert.ok(kinds.includes("timer"));
+    const proposed = kinds.indexOf("propose");
+    assert.ok(proposed >= 0 && kinds.indexOf("written", proposed) > proposed);
     await server.stop();
   });
 });
