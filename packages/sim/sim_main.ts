@@ -8,6 +8,7 @@
  * deno task sim --seed 156 --nodes 3      # replay one seed, printing its whole trace
  * deno task sim --seeds 500 --start 9000
  * deno task sim --seeds 200 --scenario stale-leader  # every run with one targeted nemesis
+ * deno task sim --seeds 2000 --fail-fast  # stop at the first failing seed
  * ```
  * Exits with code 1 when any run finds a violation; each failure prints its replay command
  * and the last events of its trace.
@@ -27,10 +28,11 @@ interface Args {
   quiet: boolean;
   ackBeforeDurable: boolean;
   scenario: ScenarioName | "none" | undefined;
+  failFast: boolean;
 }
 
-const USAGE =
-  "use --seeds N, --seed S, --nodes K, --start S, --shard i/n, --quiet, --ack-before-durable, " +
+const USAGE = "use --seeds N, --seed S, --nodes K, --start S, --shard i/n, --quiet, --fail-fast, " +
+  "--ack-before-durable, " +
   `--scenario ${["none", ...SCENARIOS].join("|")}`;
 
 function parseArgs(argv: string[]): Args {
@@ -43,6 +45,7 @@ function parseArgs(argv: string[]): Args {
     quiet: false,
     ackBeforeDurable: false,
     scenario: undefined,
+    failFast: false,
   };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i]!;
@@ -65,6 +68,7 @@ function parseArgs(argv: string[]): Args {
     else if (flag === "--nodes") args.nodes = integer();
     else if (flag === "--quiet") args.quiet = true;
     else if (flag === "--ack-before-durable") args.ackBeforeDurable = true;
+    else if (flag === "--fail-fast") args.failFast = true;
     else if (flag === "--scenario") {
       const name = text();
       if (name !== "none" && !(SCENARIOS as readonly string[]).includes(name)) {
@@ -152,6 +156,10 @@ async function main(): Promise<number> {
     if (!result.ok) {
       failures.push(result);
       printFailure(result, 25);
+      if (args.failFast) {
+        seeds.length = i + 1;
+        break;
+      }
     }
     const now = performance.now();
     if (!args.quiet && (now - lastReport > 10_000 || i + 1 === seeds.length)) {
