@@ -112,6 +112,8 @@ export interface SimStats {
   snapshotsTaken: number;
   /** Simulated events run. */
   events: number;
+  /** Inputs the Servers stepped their cores with (`ServerOptions.onStep`). */
+  steps: number;
 }
 
 /** Stats of a run that exercised nothing yet. @returns all counts at zero */
@@ -131,6 +133,7 @@ export function emptySimStats(): SimStats {
     snapshotsInstalled: 0,
     snapshotsTaken: 0,
     events: 0,
+    steps: 0,
   };
 }
 
@@ -524,6 +527,11 @@ export class Simulator {
       clock: this.clock,
       random: new SeededRandom(seedOf()),
       logger: this.#logger(node.name),
+      onStep: (input) => {
+        this.stats.steps++;
+        // Printed in verbose replays, not hashed: a replay keeps the run's trace hash.
+        this.#options.log?.(`${this.nowMs.toFixed(1).padStart(8)} ${node.name} step ${input.kind}`);
+      },
     });
     node.server = server;
     node.alive = true;
