@@ -322,6 +322,8 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
 
   #timer: TimerHandle | undefined;
   #driveScheduled = false;
+  /** Checks of pending {@link Server.#waitUntil} calls, run after every drive. */
+  readonly #conditionWaiters = new Set<() => void>();
   #timerDueMs = Infinity;
 
   #pendingWrite: PendingWrite | undefined;
@@ -735,6 +737,7 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     const stopError = new StopError();
     this.#applier.rejectAll(stopError);
     this.#catchUp.failAll(stopError);
+    this.#checkConditions();
     for (const waiter of this.#readWaiters.values()) waiter.reject(stopError);
     this.#readWaiters.clear();
     for (const waiter of this.#pendingWrite?.waiters ?? []) waiter(stopError);
@@ -826,7 +829,7 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
       throw new LeadershipTransferError("No follower to transfer leadership to");
     }
     this.#step({ kind: "transferLeadership", target });
-    await this.#pollUntil(() => this.#core.leader === target && this.#core.state !== LEADER, {
+    await this.#waitUntil(() => this.#core.leader === target && this.#core.state !== LEADER, {
       timeoutMs: this.#electionTimeoutMs * 2,
       signal: options.signal,
       timeoutError: () => {
@@ -880,7 +883,7 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
    * no membership change may be appended before (see Consensus.propose).
    */
   #untilCommittedInTerm(signal: AbortSignal | undefined): Promise<void> {
-    return this.#pollUntil(() => {
+    return this.#waitUntil(() => {
       if (this.#core.state !== LEADER) throw this.#notLeaderError();
       return this.#core.hasCommittedInTerm;
     }, {
@@ -1138,26 +1141,51 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
    * Re-checks `condition` every half heartbeat until it holds; rejects with what it throws,
    * with `StopError` when the server stops, and with `timeoutError()` at the deadline.
    */
-  #pollUntil(
+  /**
+   * Resolves once `condition()` holds, checked now and after every step of the core (every
+   * input goes through {@link Server.#step}, so nothing it depends on changes unseen); rejects
+   * with what `condition()` throws, with StopError once the server stops, or with
+   * `timeoutError()` at the deadline or on abort.
+   */
+  #waitUntil(
     condition: () => boolean,
     options: { timeoutMs: number; signal: AbortSignal | undefined; timeoutError: () => Error },
   ): Promise<void> {
-    const deadline = this.#clock.now() + options.timeoutMs;
     return new Promise<void>((resolve, reject) => {
+      let settled = false;
+      let timer: TimerHandle | undefined;
+      const finish = (error?: unknown) => {
+        if (settled) return;
+        settled = true;
+        this.#conditionWaiters.delete(check);
+        if (timer !== undefined) this.#clock.clearTimeout(timer);
+        options.signal?.removeEventListener("abort", onAbort);
+        if (error === undefined) resolve();
+        else reject(error);
+      };
       const check = () => {
         try {
-          if (this.#phase !== "running") throw new StopError();
-          if (condition()) return resolve();
+          if (this.#phase !== "running") return finish(new StopError());
+          if (condition()) return finish();
         } catch (error) {
-          return reject(error);
+          return finish(error);
         }
-        if (options.signal?.aborted || this.#clock.now() >= deadline) {
-          return reject(options.timeoutError());
-        }
-        this.#clock.setTimeout(check, this.#heartbeatIntervalMs / 2);
       };
+      const onAbort = () => finish(options.timeoutError());
       check();
+      if (settled) return;
+      if (options.signal?.aborted) return onAbort();
+      options.signal?.addEventListener("abort", onAbort, { once: true });
+      if (Number.isFinite(options.timeoutMs)) {
+        timer = this.#clock.setTimeout(onAbort, options.timeoutMs);
+      }
+      this.#conditionWaiters.add(check);
     });
+  }
+
+  /** Re-checks every {@link Server.#waitUntil} condition. */
+  #checkConditions(): void {
+    for (const check of [...this.#conditionWaiters]) check();
   }
 
   /** A check that stays true while the current run (from start() to stop()) lasts. */
@@ -1274,6 +1302,7 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     }
     this.#applier.apply();
     this.#armTimer();
+    if (this.#conditionWaiters.size > 0) this.#checkConditions();
   }
 
   #handleReady(ready: Ready): void {
