@@ -13,7 +13,12 @@ import type { SeededRandom } from "@tsraft/core/testing";
 import type { Simulator } from "./simulator.ts";
 
 /** The targeted nemeses a seed may run. */
-export const SCENARIOS = ["stale-leader", "membership-race", "voter-restart"] as const;
+export const SCENARIOS = [
+  "stale-leader",
+  "membership-race",
+  "voter-restart",
+  "late-timeout-now",
+] as const;
 
 /** One of {@link SCENARIOS}. */
 export type ScenarioName = typeof SCENARIOS[number];
@@ -67,6 +72,7 @@ const ROUNDS: Record<ScenarioName, (ctx: ScenarioContext) => Promise<void>> = {
   "stale-leader": staleLeader,
   "membership-race": membershipRace,
   "voter-restart": voterRestart,
+  "late-timeout-now": lateTimeoutNow,
 };
 
 /**
@@ -239,6 +245,62 @@ async function restartVotersWithinLease(
     await sleep(ctx, 2 + ctx.random.int(4));
   }
   wins.cancel();
+}
+
+/**
+ * Issue 11.3: with the clients paused, leader L transfers leadership to T, but its TimeoutNow
+ * messages are lost until shortly before the transfer's deadline (an election timeout, when
+ * the leader forgets it); from then on they are held
+ * back (less than an election timeout, the assumed longest message delay), so one arrives
+ * after the deadline, when L serves lease reads again, and T's messages to L are cut from that
+ * moment. T campaigns with votes that bypass the voters' lease, wins and writes while L reads.
+ * A leader that re-sends TimeoutNow and resumes lease reads at the deadline reads stale data.
+ */
+async function lateTimeoutNow(ctx: ScenarioContext): Promise<void> {
+  const { sim } = ctx;
+  const electionMs = ctx.electionTimeoutMs;
+  const first = await settledLeader(ctx);
+  if (first === undefined) return;
+  const leader = sim.server(first);
+  const others = leader.members.map((m) => m.name).filter((n) => n !== first && sim.isUp(n));
+  if (others.length === 0) return;
+  const target = pick(ctx.random, others);
+  ctx.pauseClients(true);
+  try {
+    await sleep(ctx, electionMs); // T holds every entry: the transfer may start at once
+    if (!stillLeader(sim, first, leader)) return;
+    // The leader forgets a transfer after an election timeout (Consensus.transferLeadership).
+    const releaseMs = sim.nowMs + electionMs - Math.floor(electionMs / 4);
+    const holdMs = Math.floor(electionMs / 3 + ctx.random.int(Math.floor(electionMs / 2)));
+    let released = false;
+    sim.filterSends((from, kind, to) => {
+      if (from !== first || to !== target || kind !== "TimeoutNow") return undefined;
+      if (sim.nowMs < releaseMs) return "drop";
+      if (!released) {
+        released = true;
+        sim.after(holdMs, () => sim.cutOneWay(target, first));
+      }
+      return holdMs;
+    });
+    sim.trace(`${first}.transferLeadership(${target}) with TimeoutNow held until late`);
+    leader.transferLeadership(target).catch((error) =>
+      sim.trace(`${first}.transferLeadership failed: ${error}`)
+    );
+    const wins = onceLeader(ctx, [target], (name) => {
+      sim.after(0, () => {
+        if (ctx.active()) void ctx.write(name, ctx.key, `late.${sim.nowMs}`);
+      });
+    });
+    const endMs = releaseMs + 3 * electionMs;
+    while (sim.nowMs < endMs) {
+      if (stillLeader(sim, first, leader)) void ctx.leaseRead(first, ctx.key);
+      await sleep(ctx, 2 + ctx.random.int(4));
+    }
+    wins.cancel();
+  } finally {
+    sim.filterSends(undefined);
+    ctx.pauseClients(false);
+  }
 }
 
 // ---------------------------------------------------------------- helpers

@@ -232,7 +232,9 @@ function aimed(config: SimulationConfig, scenario: ScenarioName): SimulationConf
     // Old entries acknowledged one by one, before the new leader's own entry (Figure 8).
     ...(scenario === "stale-leader" ? { maxEntriesPerMessage: 1, asyncRate: 0 } : {}),
     // Lease reads are served only with check-quorum.
-    ...(scenario === "voter-restart" ? { checkQuorum: true } : {}),
+    ...(scenario === "voter-restart" || scenario === "late-timeout-now"
+      ? { checkQuorum: true }
+      : {}),
   };
 }
 

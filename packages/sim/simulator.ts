@@ -210,6 +210,7 @@ export class Simulator {
   readonly #checker: SafetyChecker;
   readonly #hash = new TraceHash();
   readonly #recent: string[] = [];
+  #sendFilter: ((from: string, kind: string, to: string) => SendFate | undefined) | undefined;
   #network: NetworkFaults;
   #disk: DiskFaults;
   #founders: PeerInfo[];
@@ -509,6 +510,8 @@ export class Simulator {
             `busy loop: ${node.name} sent ${BUSY_LOOP_SENDS} requests (the last: ${kind} to ${to}) ` +
               `without simulated time passing`,
           ),
+        (kind, to) => this.#sendFilter?.(node.name, kind, to),
+        this.#options.rpcTimeoutMs ?? electionTimeoutMs,
       ),
       storage: node.storage,
       stateMachine: node.kv,
@@ -687,6 +690,16 @@ export class Simulator {
     this.trace(`partition ${JSON.stringify(groups)}`);
   }
 
+  /**
+   * Decides the fate of each request a server sends (kinds as `TimeoutNow`, `AppendEntries`,
+   * `RequestVote`, ...) before the network sees it; `undefined` removes the filter.
+   */
+  filterSends(
+    filter: ((from: string, kind: string, to: string) => SendFate | undefined) | undefined,
+  ): void {
+    this.#sendFilter = filter;
+  }
+
   /** Cuts the link from `from` to `to` only. */
   cutOneWay(from: string, to: string): void {
     this.stats.oneWayCuts++;
@@ -718,6 +731,7 @@ export class Simulator {
    */
   calm(): void {
     this.heal();
+    this.#sendFilter = undefined;
     this.setNetwork({ dropRate: 0, duplicateRate: 0, longDelayRate: 0, maxDelayMs: 5 });
     this.setDiskFaults({ writeErrorRate: 0, fsyncErrorRate: 0 });
     for (const name of this.allNames) {
@@ -873,6 +887,8 @@ function killable(
   dead: () => boolean,
   clock: SimClock,
   onBusyLoop: (kind: string, to: string) => void,
+  filter: (kind: string, to: string) => SendFate | undefined,
+  timeoutMs: number,
 ): Transporter {
   let event = -1;
   let sends = 0;
@@ -885,6 +901,24 @@ function killable(
     if (++sends > BUSY_LOOP_SENDS) {
       if (sends === BUSY_LOOP_SENDS + 1) onBusyLoop(kind, to);
       return new Promise<T>(() => {});
+    }
+    const fate = filter(kind, to);
+    if (fate === "drop") {
+      // Lost on the way: the sender learns nothing until its RPC times out.
+      return new Promise<T>((_, reject) =>
+        clock.setTimeout(
+          () => reject(new TransportError(`${kind} to ${to} timed out after ${timeoutMs} ms`)),
+          timeoutMs,
+        )
+      );
+    }
+    if (typeof fate === "number") {
+      return new Promise<T>((resolve, reject) =>
+        clock.setTimeout(() => {
+          if (dead()) reject(new TransportError("Sender process is dead"));
+          else send().then(resolve, reject);
+        }, fate)
+      );
     }
     return send();
   };
@@ -901,6 +935,12 @@ function killable(
       guard("TimeoutNow", p.name, () => inner.sendTimeoutNow(s, p, r, o)),
   };
 }
+
+/**
+ * What a {@link Simulator.filterSends} filter does with one request: lose it, hold it back
+ * for a number of ms before the network takes it, or (undefined) let it be.
+ */
+export type SendFate = "drop" | number;
 
 /** A short description of an error. @returns `Name: message` */
 export function describeError(error: unknown): string {
