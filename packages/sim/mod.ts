@@ -41,6 +41,7 @@ export {
 } from "./sim_storage.ts";
 export {
   describeError,
+  type SendFate,
   type NetworkFaults,
   type SimNodeInfo,
   type SimStats,
