@@ -14,6 +14,7 @@
  * deno task mutate --no-baseline         # skip checking that each command passes unmutated
  * deno task mutate --thorough            # a survivor also gets the whole suite (deno task test)
  * deno task mutate --every               # run every command, not only up to the first catch
+ * deno task mutate --sim-only 2000 --only figure8  # only the simulator: its first failing seed
  * deno task mutate --check --working-tree # only check that every mutation still applies
  * deno task mutate --timeout 300         # per command, in seconds; a hang counts as caught
  * ```
@@ -41,10 +42,11 @@ interface Args {
   thorough: boolean;
   every: boolean;
   check: boolean;
+  simOnly: number | undefined;
 }
 
 const USAGE =
-  "usage: deno task mutate [--list] [--only id[,id]] [--working-tree | --rev R] [--no-baseline] [--thorough] [--every] [--check] [--timeout S] [--keep]";
+  "usage: deno task mutate [--list] [--only id[,id]] [--working-tree | --rev R] [--no-baseline] [--thorough] [--every] [--check] [--sim-only N] [--timeout S] [--keep]";
 
 /** What `deno task test` runs: with --thorough, the last word on a mutation nothing else caught. */
 const FULL_SUITE: Catcher = { test: ["packages", "examples", "bench"] };
@@ -61,6 +63,7 @@ function parseArgs(argv: string[]): Args {
     thorough: false,
     every: false,
     check: false,
+    simOnly: undefined,
   };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i]!;
@@ -79,10 +82,14 @@ function parseArgs(argv: string[]): Args {
     else if (flag === "--thorough") args.thorough = true;
     else if (flag === "--every") args.every = true;
     else if (flag === "--check") args.check = true;
+    else if (flag === "--sim-only") args.simOnly = Number(value());
     else if (flag === "--timeout") args.timeoutMs = Number(value()) * 1000;
     else throw new RangeError(`Unknown flag ${flag} (${USAGE})`);
   }
   if (!(args.timeoutMs > 0)) throw new RangeError("--timeout needs a positive number of seconds");
+  if (args.simOnly !== undefined && !(Number.isSafeInteger(args.simOnly) && args.simOnly > 0)) {
+    throw new RangeError("--sim-only needs a positive number of seeds");
+  }
   return args;
 }
 
@@ -305,7 +312,12 @@ async function main(): Promise<number> {
   const selected = args.only.length === 0
     ? MUTATIONS
     : MUTATIONS.filter((m) => args.only.includes(m.id));
-  const catchersOf = (m: Mutation) => args.thorough ? [...m.catchers, FULL_SUITE] : m.catchers;
+  const catchersOf = (m: Mutation): Catcher[] =>
+    args.simOnly !== undefined
+      ? [{ sim: args.simOnly }]
+      : args.thorough
+      ? [...m.catchers, FULL_SUITE]
+      : m.catchers;
 
   if (args.list) {
     console.log("| mutation | what it breaks | file | catching commands |");
