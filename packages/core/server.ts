@@ -203,11 +203,13 @@ export function createServer<M extends StateMachine = StateMachine>(
 
 /**
  * A Raft server: follower, candidate or leader of a cluster. The async shell around the
- * pure {@link Consensus}, a façade (options, lifecycle, client API, RPC handlers) over:
- * the ready loop, where every input reaches the core through one `step` that then
- * persists before replying, sends and re-arms the timer; the applier (`_applier.ts`),
- * which applies committed commands in order and resolves {@link Server.do}; snapshot
- * transfer (`_snapshot_transfer.ts`); and membership catch-up (`_catch_up.ts`).
+ * pure {@link Consensus}, a façade (options, lifecycle, client API, RPC handlers) that
+ * wires together: the ready loop (`_ready_loop.ts`), where every input, startup's restore
+ * included, reaches the core through one `step` that then persists before replying, sends
+ * and re-arms the timer; the applier (`_applier.ts`), which applies committed commands in
+ * order and resolves {@link Server.do}; snapshot transfer (`_snapshot_transfer.ts`); and
+ * membership catch-up (`_catch_up.ts`). Each module sees the server only through the
+ * options it was built with.
  */
 export class Server<M extends StateMachine = StateMachine> implements RaftHandler {
   readonly #options: ServerOptions<M>;
