@@ -116,7 +116,8 @@ export const MUTATIONS: Mutation[] = [
     description: "Server answers AppendEntries before the entries it acknowledges are durable",
     edits: [{
       file: SERVER,
-      find: "const expectedTerm = this.#core.termAt(response.index);\n    await this.#flushed();",
+      find:
+        "const expectedTerm = this.#core.termAt(response.index);\n    await this.#loop.flushed();",
       replace: "const expectedTerm = this.#core.termAt(response.index);",
     }],
     catchers: CORE,
@@ -189,8 +190,8 @@ export const MUTATIONS: Mutation[] = [
       "Issue 11.2: stop() then start() reuses the old Consensus (role, progress, votes kept)",
     edits: [{
       file: SERVER,
-      find: "      : [];\n    this.#core = this.#createCore();\n    this.#core.restore(",
-      replace: "      : [];\n    this.#core.restore(",
+      find: "      : [];\n    this.#core = this.#createCore();\n    this.#loop.restore(",
+      replace: "      : [];\n    this.#loop.restore(",
     }, {
       file: CONSENSUS,
       find: "if (this.#restored) {",

@@ -10,9 +10,10 @@
  * `do()` rejects with {@link NotLeaderError} naming the leader.
  *
  * Inside, {@link Consensus} is the whole protocol as a pure, synchronous state machine
- * (no I/O, timers or randomness of its own) and `Server` is the async shell, a façade over
- * the ready loop (every {@link ServerInput} reaches the core through one `step`, which
- * then persists, sends and applies; `onStep` observes it), the applier (apply chain,
+ * (no I/O, timers or randomness of its own) and `Server` is the async shell, a façade
+ * (options, lifecycle, client API) over the ready loop (every {@link ServerInput} reaches
+ * the core through one `step`, which then persists, sends, applies and re-arms the timer;
+ * `onStep` observes it; the loop also restores the core from storage at startup), the applier (apply chain,
  * waiters, snapshot policy), snapshot transfer and learner catch-up before a join (woken by
  * the core's `Ready.progressChanged`, not a timer). Memory storage and transport, a manual
  * clock and the adapters' conformance suites are in `@tsraft/core/testing`.

@@ -6,12 +6,10 @@ import {
   JoinCommand,
   LeaveCommand,
 } from "./command.ts";
-import { Consensus, type FollowerProgress, type OutboundMessage, type Ready } from "./consensus.ts";
+import { Consensus, type FollowerProgress } from "./consensus.ts";
 import {
-  CANDIDATE,
   DEFAULT_ELECTION_TIMEOUT,
   DEFAULT_HEARTBEAT_INTERVAL,
-  ELECTION_TIMEOUT_THRESHOLD_PERCENT,
   INITIALIZED,
   LEADER,
   NUMBER_OF_LOG_ENTRIES_AFTER_SNAPSHOT,
@@ -21,7 +19,7 @@ import {
 } from "./constants.ts";
 import { Applier } from "./_applier.ts";
 import { CatchUp } from "./_catch_up.ts";
-import { mergeIntoBatch, type WriteBatch } from "./_write_batch.ts";
+import { entryBytes, ReadyLoop, type ServerInput } from "./_ready_loop.ts";
 import {
   CommandTimeoutError,
   DuplicatePeerError,
@@ -32,7 +30,6 @@ import {
 } from "./errors.ts";
 import type { RaftEvent, RaftEventListener, RaftEventMap, RaftEventType } from "./events.ts";
 import { consoleLogger, type Logger } from "./logger.ts";
-import { logLevel, TRACE } from "./log_level.ts";
 import { type ServerStats, StatsRecorder } from "./stats.ts";
 import { cryptoRandom, type Random } from "./random.ts";
 import type { Storage, StoredSnapshot } from "./storage.ts";
@@ -41,7 +38,6 @@ import type { RaftHandler, Transporter } from "./transporter.ts";
 import type {
   AppendEntriesRequest,
   AppendEntriesResponse,
-  HardState,
   LogEntry,
   PeerInfo,
   RequestVoteRequest,
@@ -63,13 +59,6 @@ import {
   validateSnapshotRequest,
   validateTimeoutNowRequest,
 } from "./validate.ts";
-
-/**
- * Election timeouts without a leader after which a member settles its pending commands as
- * unknown: ten failed elections in a row mean it is cut off, or was removed by a change it
- * never received. (A server whose own log removes it waits two: it does not campaign.)
- */
-const CUT_OFF_ELECTION_TIMEOUTS = 10;
 
 /**
  * Saves and restores the application's state for snapshots (hashicorp/raft's FSM
@@ -172,83 +161,7 @@ export interface ServerOptions<M extends StateMachine = StateMachine> {
   onStep?: (input: ServerInput) => void;
 }
 
-/**
- * One input to the consensus core. Inside {@link Server} every call that changes the core
- * goes through one `step(input)` entry point, which feeds the core and then drives its
- * outputs (persist, send, apply, re-arm the timer), so a run can be traced or recorded
- * through {@link ServerOptions.onStep}.
- */
-export type ServerInput =
-  /** The election/heartbeat timer fired. */
-  | { kind: "timer" }
-  /** The clock was read for a lease read: the core learns the time, nothing else. */
-  | { kind: "tick" }
-  /** An AppendEntries request arrived. */
-  | { kind: "appendEntries"; request: AppendEntriesRequest }
-  /** A RequestVote (or pre-vote) request arrived. */
-  | { kind: "requestVote"; request: RequestVoteRequest }
-  /** A TimeoutNow request arrived. */
-  | { kind: "timeoutNow"; request: TimeoutNowRequest }
-  /** A snapshot message arrived from `leaderName` in `term`. */
-  | { kind: "leaderContact"; term: number; leaderName: string }
-  /** A follower answered an AppendEntries. */
-  | {
-    kind: "appendEntriesResponse";
-    from: string;
-    request: AppendEntriesRequest;
-    response: AppendEntriesResponse;
-  }
-  /** An AppendEntries could not be delivered or answered. */
-  | { kind: "appendEntriesFailure"; to: string; request: AppendEntriesRequest }
-  /** A peer answered a RequestVote. */
-  | {
-    kind: "requestVoteResponse";
-    from: string;
-    request: RequestVoteRequest;
-    response: RequestVoteResponse;
-  }
-  /** A client proposed a command (`do()`). */
-  | { kind: "propose"; commandName: string; command: Uint8Array }
-  /** A client asked for a linearizable read (`readIndex()`). */
-  | { kind: "readRequest" }
-  /** A storage write completed; `last` is its last entry, when it held entries. */
-  | { kind: "written"; last: { index: number; term: number } | undefined }
-  /** A snapshot received from the leader is about to replace the log. */
-  | { kind: "installSnapshot"; meta: SnapshotMeta }
-  /** A snapshot taken here is durable: drop the entries it covers. */
-  | { kind: "compact"; index: number }
-  /** Sending a snapshot to `to` ended; `newerTerm` when the follower knew a newer term. */
-  | {
-    kind: "snapshotSent";
-    to: string;
-    lastIndex: number;
-    installed: boolean;
-    newerTerm: number | undefined;
-  }
-  /** Leadership transfer to `target` was asked for. */
-  | { kind: "transferLeadership"; target: string }
-  /** A leadership transfer timed out. */
-  | { kind: "cancelTransfer" }
-  /** `addPeer()` starts catching a newcomer up as a learner. */
-  | { kind: "addLearner"; peer: PeerInfo }
-  /** `addPeer()` gave up on a learner. */
-  | { kind: "removeLearner"; name: string }
-  /** The election timeout or heartbeat interval was changed. */
-  | { kind: "setTimeouts"; electionTimeoutMs: number; heartbeatIntervalMs: number };
-
-/** What {@link Server}'s step returns for the inputs whose core call answers something. */
-interface StepResults {
-  appendEntries: AppendEntriesResponse;
-  requestVote: RequestVoteResponse;
-  timeoutNow: TimeoutNowResponse;
-  leaderContact: boolean;
-  propose: { index: number; term: number };
-  readRequest: number;
-  installSnapshot: boolean;
-}
-type StepResult<I extends ServerInput> = I["kind"] extends keyof StepResults
-  ? StepResults[I["kind"]]
-  : void;
+export type { ServerInput } from "./_ready_loop.ts";
 
 /** Options of {@link Server.do}. */
 export interface DoOptions {
@@ -265,9 +178,6 @@ export interface ReadIndexOptions extends DoOptions {
    */
   lease?: boolean;
 }
-
-/** Waiters are called with no argument once durable, or with the error that prevented it. */
-type PendingWrite = WriteBatch<(error?: unknown) => void>;
 
 /**
  * Creates a server. Call {@link Server.init} (or {@link Server.start}, which initializes)
@@ -293,11 +203,13 @@ export function createServer<M extends StateMachine = StateMachine>(
 
 /**
  * A Raft server: follower, candidate or leader of a cluster. The async shell around the
- * pure {@link Consensus}, a façade (options, lifecycle, client API, RPC handlers) over:
- * the ready loop, where every input reaches the core through one `step` that then
- * persists before replying, sends and re-arms the timer; the applier (`_applier.ts`),
- * which applies committed commands in order and resolves {@link Server.do}; snapshot
- * transfer (`_snapshot_transfer.ts`); and membership catch-up (`_catch_up.ts`).
+ * pure {@link Consensus}, a façade (options, lifecycle, client API, RPC handlers) that
+ * wires together: the ready loop (`_ready_loop.ts`), where every input, startup's restore
+ * included, reaches the core through one `step` that then persists before replying, sends
+ * and re-arms the timer; the applier (`_applier.ts`), which applies committed commands in
+ * order and resolves {@link Server.do}; snapshot transfer (`_snapshot_transfer.ts`); and
+ * membership catch-up (`_catch_up.ts`). Each module sees the server only through the
+ * options it was built with.
  */
 export class Server<M extends StateMachine = StateMachine> implements RaftHandler {
   readonly #options: ServerOptions<M>;
@@ -320,29 +232,10 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
   #electionTimeoutMs: number;
   #heartbeatIntervalMs: number;
 
-  #timer: TimerHandle | undefined;
-  #driveScheduled = false;
-  /** Checks of pending {@link Server.#waitUntil} calls, run after every drive. */
-  readonly #conditionWaiters = new Set<() => void>();
-  #timerDueMs = Infinity;
-
-  #pendingWrite: PendingWrite | undefined;
-  #inflightWrite: PendingWrite | undefined;
-  #storageLock: Promise<void> = Promise.resolve();
-
   readonly #applier: Applier<Server<M>>;
-  /** Last index handed to storage; a later batch starting at or below it truncated the log. */
-  #lastTakenIndex = 0;
-  /** Storage holds no entry at or below this index (as of its last completed compaction). */
-  #storageCompactedThrough = 0;
-  #readWaiters = new Map<
-    number,
-    { resolve: (index: number) => void; reject: (error: unknown) => void }
-  >();
+  readonly #loop: ReadyLoop;
   #snapshotInProgress = false;
   #sendingSnapshotTo = new Set<string>();
-  /** When this server last stopped leading (a leader counts as in contact with one). */
-  #steppedDownAtMs = -Infinity;
   readonly #catchUp: CatchUp;
   readonly #receiver: SnapshotReceiver;
   #snapshotTimer: TimerHandle | undefined;
@@ -396,6 +289,25 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
         }),
       snapshotThreshold: options.snapshotThreshold ?? 10000,
       snapshotThresholdBytes: options.snapshotThresholdBytes ?? 64 * 1024 * 1024,
+    });
+    this.#loop = new ReadyLoop({
+      name: options.name,
+      core: () => this.#core,
+      clock: this.#clock,
+      storage: this.#storage,
+      transporter: () => this.#transporter,
+      stats: this.#stats,
+      logger: this.#logger,
+      onStep: options.onStep,
+      isRunning: () => this.#phase === "running",
+      currentRun: () => this.#currentRun(),
+      electionTimeoutMs: () => this.#electionTimeoutMs,
+      applier: this.#applier,
+      catchUp: this.#catchUp,
+      dispatch: (type, value, prevValue) => this.#dispatch(type, value, prevValue),
+      notLeaderError: () => this.#notLeaderError(),
+      sendSnapshot: (peer) => void this.#sendSnapshot(peer),
+      failStop: (what, error) => this.#failStop(what, error),
     });
   }
 
@@ -527,7 +439,7 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
       electionTimeoutMs: ms,
       heartbeatIntervalMs: this.#heartbeatIntervalMs,
     });
-    this.#step({
+    this.#loop.step({
       kind: "setTimeouts",
       electionTimeoutMs: ms,
       heartbeatIntervalMs: this.#heartbeatIntervalMs,
@@ -544,7 +456,7 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
       electionTimeoutMs: this.#electionTimeoutMs,
       heartbeatIntervalMs: ms,
     });
-    this.#step({
+    this.#loop.step({
       kind: "setTimeouts",
       electionTimeoutMs: this.#electionTimeoutMs,
       heartbeatIntervalMs: ms,
@@ -684,31 +596,18 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
       await this.#storage.compact(snapshotMeta.lastIndex);
       opened.firstIndex = snapshotMeta.lastIndex + 1;
     }
-    this.#storageCompactedThrough = opened.firstIndex - 1;
+    this.#loop.storageOpened(opened.firstIndex - 1);
     const from = Math.max(opened.firstIndex, (snapshotMeta?.lastIndex ?? 0) + 1);
     const entries = opened.lastIndex >= from
       ? await this.#storage.entries(from, opened.lastIndex + 1)
       : [];
     this.#core = this.#createCore();
-    this.#core.restore(
-      { hardState: opened.hardState, snapshot: snapshotMeta, entries },
-      this.#clock.now(),
-    );
+    this.#loop.restore({ hardState: opened.hardState, snapshot: snapshotMeta, entries });
     if (recover || !this.#initializedBefore) {
       this.#applier.appliedIndex = snapshotMeta?.lastIndex ?? 0;
     }
-    this.#lastTakenIndex = this.#core.lastIndex;
     this.#initializedBefore = true;
-    const bootstrap = this.#core.takeReady();
-    if (bootstrap.hardState !== undefined || bootstrap.entries.length > 0) {
-      await this.#storage.save({
-        ...(bootstrap.hardState ? { hardState: bootstrap.hardState } : {}),
-        entries: bootstrap.entries,
-      });
-      const last = bootstrap.entries[bootstrap.entries.length - 1];
-      // Not running yet: the core takes the input and nothing is driven.
-      if (last !== undefined) this.#step({ kind: "written", last });
-    }
+    await this.#loop.persistBootstrap();
     this.#phase = "initialized";
   }
 
@@ -718,7 +617,7 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     await this.init();
     this.#phase = "running";
     this.#dispatch("stateChange", this.state, INITIALIZED);
-    this.#drive();
+    this.#loop.drive();
   }
 
   /** Stops timers, rejects pending commands with `StopError`, waits for writes, closes storage. */
@@ -727,22 +626,15 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     const before = this.state;
     this.#phase = STOPPED;
     this.#generation++;
-    if (this.#timer !== undefined) this.#clock.clearTimeout(this.#timer);
     if (this.#snapshotTimer !== undefined) this.#clock.clearTimeout(this.#snapshotTimer);
-    this.#timer = undefined;
-    this.#timerDueMs = Infinity;
     this.#snapshotTimer = undefined;
     this.#snapshotting = false;
     void this.#receiver.abort();
     const stopError = new StopError();
     this.#applier.rejectAll(stopError);
     this.#catchUp.failAll(stopError);
-    this.#checkConditions();
-    for (const waiter of this.#readWaiters.values()) waiter.reject(stopError);
-    this.#readWaiters.clear();
-    for (const waiter of this.#pendingWrite?.waiters ?? []) waiter(stopError);
-    this.#pendingWrite = undefined;
-    await this.#withStorage(() => this.#storage.close());
+    this.#loop.stop(stopError);
+    await this.#loop.withStorage(() => this.#storage.close());
     if (this.#options.closeTransporterOnStop) await this.#transporter.close?.();
     this.#dispatch("stateChange", STOPPED, before);
   }
@@ -771,7 +663,11 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     let proposal: { index: number; term: number };
     try {
       const bytes = this.#registry.encode(command);
-      proposal = this.#step({ kind: "propose", commandName: command.commandName, command: bytes });
+      proposal = this.#loop.step({
+        kind: "propose",
+        commandName: command.commandName,
+        command: bytes,
+      });
     } catch (error) {
       return Promise.reject(error);
     }
@@ -791,25 +687,14 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     if (this.#phase !== "running") throw new StopError("Server is not running");
     if (options.signal?.aborted) throw new CommandTimeoutError("Read aborted before it started");
     if (options.lease) {
-      this.#step({ kind: "tick" });
+      this.#loop.step({ kind: "tick" });
       const leased = this.#core.leaseReadIndex();
       if (leased !== undefined) {
         await this.#applier.waitApplied(leased);
         return leased;
       }
     }
-    const id = this.#step({ kind: "readRequest" });
-    const index = await new Promise<number>((resolve, reject) => {
-      const waiter = { resolve, reject };
-      this.#readWaiters.set(id, waiter);
-      options.signal?.addEventListener("abort", () => {
-        // Read ids start over with each core (start() builds a new one): a signal that
-        // aborts after stop() and start() must not remove a newer read that reuses the id.
-        if (this.#readWaiters.get(id) !== waiter) return;
-        this.#readWaiters.delete(id);
-        reject(new CommandTimeoutError("Read aborted"));
-      }, { once: true });
-    });
+    const index = await this.#loop.read(options.signal);
     await this.#applier.waitApplied(index);
     return index;
   }
@@ -828,12 +713,12 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     if (target === undefined) {
       throw new LeadershipTransferError("No follower to transfer leadership to");
     }
-    this.#step({ kind: "transferLeadership", target });
-    await this.#waitUntil(() => this.#core.leader === target && this.#core.state !== LEADER, {
+    this.#loop.step({ kind: "transferLeadership", target });
+    await this.#loop.waitUntil(() => this.#core.leader === target && this.#core.state !== LEADER, {
       timeoutMs: this.#electionTimeoutMs * 2,
       signal: options.signal,
       timeoutError: () => {
-        this.#step({ kind: "cancelTransfer" });
+        this.#loop.step({ kind: "cancelTransfer" });
         return new LeadershipTransferError(`Transfer to ${target} did not complete in time`);
       },
     });
@@ -855,11 +740,11 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     await this.#untilCommittedInTerm(options.signal);
     // Catch the newcomer up as a learner first: a voter that is far behind would stall
     // commits of a small cluster until it caught up (Raft thesis §4.2.1).
-    this.#step({ kind: "addLearner", peer: { name, connectionString } });
+    this.#loop.step({ kind: "addLearner", peer: { name, connectionString } });
     try {
       await this.#catchUp.wait(name, options.signal);
     } catch (error) {
-      this.#step({ kind: "removeLearner", name });
+      this.#loop.step({ kind: "removeLearner", name });
       throw error;
     }
     await this.do(new JoinCommand(name, connectionString), options);
@@ -883,7 +768,7 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
    * no membership change may be appended before (see Consensus.propose).
    */
   #untilCommittedInTerm(signal: AbortSignal | undefined): Promise<void> {
-    return this.#waitUntil(() => {
+    return this.#loop.waitUntil(() => {
       if (this.#core.state !== LEADER) throw this.#notLeaderError();
       return this.#core.hasCommittedInTerm;
     }, {
@@ -926,8 +811,8 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
    * (it is recovered from the leader), so this is the spec's `FlushCommitIndex`.
    */
   async flushCommitIndex(): Promise<void> {
-    this.#drive();
-    await this.#flushed();
+    this.#loop.drive();
+    await this.#loop.flushed();
   }
 
   /**
@@ -959,13 +844,13 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
       });
       if (captured === undefined) return;
       const { meta: snapshotMeta, data: snapshotData } = captured;
-      await this.#withStorage(() => this.#storage.saveSnapshot(snapshotMeta, snapshotData));
+      await this.#loop.withStorage(() => this.#storage.saveSnapshot(snapshotMeta, snapshotData));
       this.#applier.snapshotTaken();
       const keep = this.#options.trailingLogEntries ?? NUMBER_OF_LOG_ENTRIES_AFTER_SNAPSHOT;
       const compactTo = Math.min(snapshotMeta.lastIndex - keep, this.#core.commitIndex);
       if (compactTo > this.#core.snapshotIndex) {
-        this.#step({ kind: "compact", index: compactTo });
-        await this.#withStorage(() => this.#compactStorage(compactTo));
+        this.#loop.step({ kind: "compact", index: compactTo });
+        await this.#loop.withStorage(() => this.#loop.compactStorage(compactTo));
       }
       this.#stats.count("snapshotsTaken");
       this.#logger.debug(`${this.name}: snapshot taken`, {
@@ -985,7 +870,7 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     if (this.#phase === "running") throw new TypeError("loadSnapshot() runs before start()");
     if (this.#phase === "initialized") {
       // Already loaded; a reload must start from storage again.
-      await this.#withStorage(() => this.#storage.close());
+      await this.#loop.withStorage(() => this.#storage.close());
       this.#phase = STOPPED;
     }
     await this.#load(true);
@@ -998,9 +883,9 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     validateAppendEntriesRequest(req);
     this.#assertRunning();
     this.#stats.received("appendEntries", entryBytes(req.entries));
-    const response = this.#step({ kind: "appendEntries", request: req });
+    const response = this.#loop.step({ kind: "appendEntries", request: req });
     const expectedTerm = this.#core.termAt(response.index);
-    await this.#flushed();
+    await this.#loop.flushed();
     // Between deciding and becoming durable, a newer leader may have truncated what this
     // response acknowledges; an acknowledgement must never outlive the entries it covers.
     if (
@@ -1025,8 +910,8 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     validateRequestVoteRequest(req);
     this.#assertRunning();
     this.#stats.received("requestVote", 0);
-    const response = this.#step({ kind: "requestVote", request: req });
-    await this.#flushed();
+    const response = this.#loop.step({ kind: "requestVote", request: req });
+    await this.#loop.flushed();
     return response;
   }
 
@@ -1035,8 +920,8 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     validateTimeoutNowRequest(req);
     this.#assertRunning();
     this.#stats.received("timeoutNow", 0);
-    const response = this.#step({ kind: "timeoutNow", request: req });
-    await this.#flushed();
+    const response = this.#loop.step({ kind: "timeoutNow", request: req });
+    await this.#loop.flushed();
     return response;
   }
 
@@ -1045,12 +930,12 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     validateSnapshotRequest(req);
     this.#assertRunning();
     this.#stats.received("requestSnapshot", 0);
-    const current = this.#step({
+    const current = this.#loop.step({
       kind: "leaderContact",
       term: req.term,
       leaderName: req.leaderName,
     });
-    await this.#flushed();
+    await this.#loop.flushed();
     if (!current || req.lastIndex <= this.#core.commitIndex) {
       return { term: this.#core.term, success: false, nextOffset: 0 };
     }
@@ -1064,7 +949,7 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     validateSnapshotRecoveryRequest(req);
     this.#assertRunning();
     this.#stats.received("snapshotRecoveryRequest", req.data.length);
-    const current = this.#step({
+    const current = this.#loop.step({
       kind: "leaderContact",
       term: req.term,
       leaderName: req.leaderName,
@@ -1092,18 +977,18 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
         return reply(false);
     }
     const { meta, sink } = result;
-    await this.#flushed();
+    await this.#loop.flushed();
     await this.#applier.exclusive(async () => {
-      if (!this.#step({ kind: "installSnapshot", meta })) {
+      if (!this.#loop.step({ kind: "installSnapshot", meta })) {
         await sink.cancel();
         return;
       }
       try {
-        await this.#withStorage(async () => {
+        await this.#loop.withStorage(async () => {
           await sink.commit();
-          await this.#compactStorage(meta.lastIndex);
+          await this.#loop.compactStorage(meta.lastIndex);
         });
-        const stored = await this.#withStorage(() => this.#storage.loadSnapshot());
+        const stored = await this.#loop.withStorage(() => this.#storage.loadSnapshot());
         if (stored === undefined) throw new Error("the installed snapshot is not stored");
         await this.#recoverStateMachine(stored);
       } catch (error) {
@@ -1116,10 +1001,10 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
       this.#stats.count("snapshotsInstalled");
       this.#applier.settleCoveredBySnapshot(meta.lastIndex);
       this.#applier.failOrphanedWaiters();
-      this.#lastTakenIndex = this.#core.lastIndex;
+      this.#loop.logReplaced();
     });
     this.#setSnapshotting(false);
-    this.#drive();
+    this.#loop.drive();
     return reply(true);
   }
 
@@ -1135,58 +1020,7 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     }
   }
 
-  // ------------------------------------------------------------ the loop
-
-  /**
-   * Re-checks `condition` every half heartbeat until it holds; rejects with what it throws,
-   * with `StopError` when the server stops, and with `timeoutError()` at the deadline.
-   */
-  /**
-   * Resolves once `condition()` holds, checked now and after every step of the core (every
-   * input goes through {@link Server.#step}, so nothing it depends on changes unseen); rejects
-   * with what `condition()` throws, with StopError once the server stops, or with
-   * `timeoutError()` at the deadline or on abort.
-   */
-  #waitUntil(
-    condition: () => boolean,
-    options: { timeoutMs: number; signal: AbortSignal | undefined; timeoutError: () => Error },
-  ): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      let settled = false;
-      let timer: TimerHandle | undefined;
-      const finish = (error?: unknown) => {
-        if (settled) return;
-        settled = true;
-        this.#conditionWaiters.delete(check);
-        if (timer !== undefined) this.#clock.clearTimeout(timer);
-        options.signal?.removeEventListener("abort", onAbort);
-        if (error === undefined) resolve();
-        else reject(error);
-      };
-      const check = () => {
-        try {
-          if (this.#phase !== "running") return finish(new StopError());
-          if (condition()) return finish();
-        } catch (error) {
-          return finish(error);
-        }
-      };
-      const onAbort = () => finish(options.timeoutError());
-      check();
-      if (settled) return;
-      if (options.signal?.aborted) return onAbort();
-      options.signal?.addEventListener("abort", onAbort, { once: true });
-      if (Number.isFinite(options.timeoutMs)) {
-        timer = this.#clock.setTimeout(onAbort, options.timeoutMs);
-      }
-      this.#conditionWaiters.add(check);
-    });
-  }
-
-  /** Re-checks every {@link Server.#waitUntil} condition. */
-  #checkConditions(): void {
-    for (const check of [...this.#conditionWaiters]) check();
-  }
+  // ------------------------------------------------------------ wiring: what the modules ask of the server
 
   /** A check that stays true while the current run (from start() to stop()) lasts. */
   #currentRun(): () => boolean {
@@ -1204,209 +1038,6 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
   }
 
   /**
-   * The one entry point into the core: notes the input for {@link ServerOptions.onStep},
-   * feeds it to the core, then drives the outputs. Proposals and reads drive after the
-   * current synchronous work, so that those made together share a write and a message; an
-   * installed snapshot is driven by its caller once storage and the state machine hold it;
-   * every other input drives at once. A stopped server drives nothing (its core still takes
-   * the input).
-   */
-  #step<I extends ServerInput>(input: I): StepResult<I> {
-    this.#options.onStep?.(input);
-    const result = this.#feed(input);
-    switch (input.kind) {
-      case "propose":
-      case "readRequest":
-        this.#scheduleDrive();
-        break;
-      case "installSnapshot":
-        break;
-      default:
-        this.#drive();
-    }
-    return result as StepResult<I>;
-  }
-
-  #feed(input: ServerInput): unknown {
-    const core = this.#core;
-    switch (input.kind) {
-      case "timer":
-        core.tick(this.#clock.now());
-        this.#settleIfCutOff();
-        return;
-      case "tick":
-        return core.tick(this.#clock.now());
-      case "appendEntries":
-        core.tick(this.#clock.now());
-        return core.handleAppendEntries(input.request);
-      case "requestVote":
-        core.tick(this.#clock.now());
-        return core.handleRequestVote(input.request);
-      case "timeoutNow":
-        return core.handleTimeoutNow(input.request);
-      case "leaderContact":
-        return core.handleLeaderContact(input.term, input.leaderName);
-      case "appendEntriesResponse":
-        core.tick(this.#clock.now());
-        return core.handleAppendEntriesResponse(input.from, input.request, input.response);
-      case "appendEntriesFailure":
-        return core.handleAppendEntriesFailure(input.to, input.request);
-      case "requestVoteResponse":
-        return core.handleRequestVoteResponse(input.from, input.request, input.response);
-      case "propose":
-        return core.propose(input.commandName, input.command);
-      case "readRequest":
-        return core.requestRead();
-      case "written":
-        if (input.last !== undefined) core.persisted(input.last.index, input.last.term);
-        return;
-      case "installSnapshot":
-        return core.installSnapshot(input.meta);
-      case "compact":
-        return core.compact(input.index);
-      case "snapshotSent":
-        if (input.newerTerm !== undefined) core.handleLeaderContact(input.newerTerm, "");
-        return core.snapshotSent(input.to, input.lastIndex, input.installed);
-      case "transferLeadership":
-        return core.transferLeadership(input.target);
-      case "cancelTransfer":
-        return core.cancelTransfer();
-      case "addLearner":
-        return core.addLearner(input.peer);
-      case "removeLearner":
-        return core.removeLearner(input.name);
-      case "setTimeouts":
-        return core.setTimeouts(input.electionTimeoutMs, input.heartbeatIntervalMs);
-    }
-  }
-
-  /**
-   * Drives once after the current synchronous work: proposals made together (many clients
-   * calling do() in one tick) share one storage write and one message per follower.
-   */
-  #scheduleDrive(): void {
-    if (this.#driveScheduled) return;
-    this.#driveScheduled = true;
-    queueMicrotask(() => {
-      this.#driveScheduled = false;
-      this.#drive();
-    });
-  }
-
-  /** Drains the core's outputs: persist, send, apply, and re-arm the timer. */
-  #drive(): void {
-    if (this.#phase !== "running") return;
-    if (this.#core.hasReady) {
-      const ready = this.#core.takeReady();
-      this.#handleReady(ready);
-    }
-    this.#applier.apply();
-    this.#armTimer();
-    if (this.#conditionWaiters.size > 0) this.#checkConditions();
-  }
-
-  #handleReady(ready: Ready): void {
-    for (const event of ready.events) {
-      this.#dispatch(event.type, event.value as never, event.prevValue as never);
-      if (event.type === "stateChange" && event.prevValue === LEADER) {
-        this.#steppedDownAtMs = this.#clock.now();
-        this.#failReads();
-        this.#catchUp.failAll(this.#notLeaderError());
-      }
-      if (event.type === "stateChange") {
-        if (event.value === CANDIDATE) this.#stats.count("electionsStarted");
-        if (event.value === LEADER) this.#stats.count("leadershipsWon");
-      }
-      if (event.type !== "addPeer" && event.type !== "removePeer") {
-        this.#logger.debug(`${this.name}: ${event.type}`, {
-          from: event.prevValue,
-          to: event.value,
-          term: this.#core.term,
-        });
-      }
-    }
-    const needsPersist = ready.hardState !== undefined || ready.entries.length > 0;
-    const afterPersist: OutboundMessage[] = [];
-    for (const message of ready.messages) {
-      // A leader may replicate while persisting its own copy (Raft thesis §10.2.1); a vote
-      // request must wait until the candidacy (term and self-vote) is durable.
-      if (message.kind === "requestVote" && needsPersist) afterPersist.push(message);
-      else this.#send(message);
-    }
-    for (const peer of ready.snapshotsNeeded) void this.#sendSnapshot(peer);
-    for (const name of ready.progressChanged) this.#catchUp.progressChanged(name);
-    for (const read of ready.readsReady) {
-      const waiter = this.#readWaiters.get(read.id);
-      this.#readWaiters.delete(read.id);
-      waiter?.resolve(read.index);
-    }
-    const first = ready.entries[0];
-    if (first !== undefined) {
-      // Entries replaced from first.index on: commands waiting there may be gone.
-      if (first.index <= this.#lastTakenIndex) this.#applier.failOrphanedWaiters();
-      this.#lastTakenIndex = ready.entries[ready.entries.length - 1]!.index;
-    }
-    if (needsPersist || afterPersist.length > 0) {
-      this.#queueWrite(ready.hardState, ready.entries, afterPersist);
-    }
-  }
-
-  #queueWrite(
-    hardState: HardState | undefined,
-    entries: LogEntry[],
-    afterPersist: OutboundMessage[],
-  ): void {
-    this.#pendingWrite = mergeIntoBatch(this.#pendingWrite, hardState, entries, afterPersist);
-    if (this.#inflightWrite === undefined) void this.#writeLoop();
-  }
-
-  async #writeLoop(): Promise<void> {
-    while (this.#pendingWrite !== undefined && this.#phase === "running") {
-      const batch = this.#pendingWrite;
-      this.#pendingWrite = undefined;
-      this.#inflightWrite = batch;
-      const startedMs = this.#clock.now();
-      try {
-        await this.#withStorage(() => {
-          // A snapshot installed or taken while this batch waited may have compacted storage
-          // past its first entries: write only what follows. The floor is what storage has
-          // compacted, not the core's snapshot index: a save queued before an install's
-          // compaction runs after the core moved on, and skipping entries there left a gap.
-          const floor = this.#storageCompactedThrough;
-          const entries = batch.entries[0] !== undefined && batch.entries[0].index <= floor
-            ? batch.entries.filter((entry) => entry.index > floor)
-            : batch.entries;
-          return this.#storage.save({
-            ...(batch.hardState ? { hardState: batch.hardState } : {}),
-            ...(entries.length > 0 ? { entries } : {}),
-          });
-        });
-      } catch (error) {
-        // Storage that cannot write cannot acknowledge anything: stop rather than lie.
-        this.#stats.count("storageWriteErrors");
-        this.#inflightWrite = undefined;
-        for (const waiter of batch.waiters) waiter(new StopError("Storage write failed"));
-        await this.#failStop("storage write failed", error);
-        return;
-      }
-      this.#stats.recordStorageWrite(this.#clock.now() - startedMs);
-      this.#inflightWrite = undefined;
-      if (this.#phase === "running") {
-        for (const message of batch.afterPersist) this.#send(message);
-      }
-      for (const waiter of batch.waiters) waiter();
-      const last = batch.entries[batch.entries.length - 1];
-      this.#step({ kind: "written", last });
-    }
-  }
-
-  /** Compacts storage (inside the storage lock) and notes how far. */
-  async #compactStorage(throughIndex: number): Promise<void> {
-    await this.#storage.compact(throughIndex);
-    this.#storageCompactedThrough = Math.max(this.#storageCompactedThrough, throughIndex);
-  }
-
-  /**
    * Stops the server after a failure that leaves memory and storage inconsistent (a failed
    * write, snapshot install or apply invariant): restarting from storage is the only safe
    * way on. Never throws.
@@ -1418,143 +1049,6 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     } catch (stopError) {
       this.#logger.error(`${this.name}: stopping failed too`, { error: String(stopError) });
     }
-  }
-
-  /** Resolves once everything taken from the core so far is durable. */
-  #flushed(): Promise<void> {
-    const target = this.#pendingWrite ?? this.#inflightWrite;
-    if (target === undefined) return Promise.resolve();
-    // A write that fails must fail the reply too: a response may acknowledge only what is durable.
-    return new Promise((resolve, reject) =>
-      target.waiters.push((error) => error === undefined ? resolve() : reject(error))
-    );
-  }
-
-  #withStorage<T>(operation: () => Promise<T>): Promise<T> {
-    const run = this.#storageLock.then(operation);
-    this.#storageLock = run.then(() => undefined, () => undefined);
-    return run;
-  }
-
-  #armTimer(): void {
-    const due = this.#core.nextWakeAtMs;
-    if (this.#timer !== undefined && due >= this.#timerDueMs) return;
-    if (this.#timer !== undefined) this.#clock.clearTimeout(this.#timer);
-    this.#timerDueMs = due;
-    this.#timer = this.#clock.setTimeout(() => {
-      this.#timer = undefined;
-      this.#timerDueMs = Infinity;
-      if (this.#phase !== "running") return;
-      this.#step({ kind: "timer" });
-    }, Math.max(0, due - this.#clock.now()));
-  }
-
-  /**
-   * Settles pending commands as unknown once no leader has contacted this server for a
-   * while: only a leader's entries can tell it whether they committed. A server whose own
-   * log removes it waits two election timeouts (leaders send nothing to servers outside
-   * their configuration, and it does not campaign; simulator seed 71). A member waits
-   * {@link CUT_OFF_ELECTION_TIMEOUTS}: it is partitioned away, or it was removed by a change
-   * it never received (simulator seed 653). Then no leader contacts it, its votes fail, as
-   * its log is behind, and nothing else would ever settle its calls. A leader that reaches
-   * it later still replicates to it as before.
-   */
-  #settleIfCutOff(): void {
-    if (!this.#applier.hasWaiters || this.#core.state === LEADER) return;
-    const lastContactMs = Math.max(this.#core.lastLeaderContactMs, this.#steppedDownAtMs);
-    const silentMs = this.#clock.now() - lastContactMs;
-    const removed = !this.#core.isMember;
-    const limitMs = this.#electionTimeoutMs * (removed ? 2 : CUT_OFF_ELECTION_TIMEOUTS);
-    if (!(silentMs > limitMs)) return;
-    this.#applier.failWaitersAfter(
-      this.#core.commitIndex,
-      removed
-        ? "this server's log removes it from the cluster and no leader has contacted it since"
-        : `no leader has contacted this server for ${CUT_OFF_ELECTION_TIMEOUTS} election timeouts`,
-    );
-  }
-
-  /** Whether trace messages are wanted: building one per RPC costs on the hot path. */
-  #tracing(): boolean {
-    return this.#logger.trace !== undefined &&
-      (this.#logger !== consoleLogger || logLevel() >= TRACE);
-  }
-
-  #send(message: OutboundMessage): void {
-    const sender = { name: this.name };
-    // Answers to a stopped run's requests must not reach the core of a later run.
-    const current = this.#currentRun();
-    this.#stats.sent(
-      message.kind,
-      message.kind === "appendEntries" ? entryBytes(message.request.entries) : 0,
-    );
-    if (this.#tracing()) {
-      this.#logger.trace!(`${this.name}: send ${message.kind}`, {
-        to: message.to.name,
-        term: message.request.term,
-      });
-    }
-    switch (message.kind) {
-      case "appendEntries": {
-        const startedMs = this.#clock.now();
-        const request = message.request;
-        this.#transporter.sendAppendEntriesRequest(sender, message.to, request).then(
-          (response) => {
-            if (!current()) return;
-            if (request.entries.length === 0) {
-              this.#noteHeartbeat(message.to.name, this.#clock.now() - startedMs);
-            }
-            this.#step({ kind: "appendEntriesResponse", from: message.to.name, request, response });
-          },
-          (error) => {
-            if (!current()) return;
-            this.#logger.debug(`${this.name}: AppendEntries failed`, {
-              to: message.to.name,
-              error: String(error),
-            });
-            this.#step({ kind: "appendEntriesFailure", to: message.to.name, request });
-          },
-        );
-        return;
-      }
-      case "requestVote": {
-        const request = message.request;
-        this.#transporter.sendVoteRequest(sender, message.to, request).then(
-          (response) => {
-            if (!current()) return;
-            this.#step({ kind: "requestVoteResponse", from: message.to.name, request, response });
-          },
-          (error) =>
-            this.#logger.debug(`${this.name}: RequestVote failed`, {
-              to: message.to.name,
-              error: String(error),
-            }),
-        );
-        return;
-      }
-      case "timeoutNow":
-        this.#transporter.sendTimeoutNow(sender, message.to, message.request).catch((error) =>
-          this.#logger.debug(`${this.name}: TimeoutNow failed`, {
-            to: message.to.name,
-            error: String(error),
-          })
-        );
-        return;
-    }
-  }
-
-  #noteHeartbeat(peer: string, roundTripMs: number): void {
-    this.#dispatch("heartbeat", { peer, roundTripMs }, undefined);
-    const threshold = this.#electionTimeoutMs * ELECTION_TIMEOUT_THRESHOLD_PERCENT;
-    if (roundTripMs > threshold) {
-      this.#dispatch("electionTimeoutThreshold", { peer, roundTripMs }, threshold);
-    }
-  }
-
-  #failReads(): void {
-    const error = this.#notLeaderError();
-    for (const waiter of this.#readWaiters.values()) waiter.reject(error);
-    this.#readWaiters.clear();
   }
 
   #setSnapshotting(on: boolean): void {
@@ -1609,7 +1103,7 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
     } finally {
       this.#sendingSnapshotTo.delete(peer.name);
       if (this.#phase === "running" && this.#generation === generation) {
-        this.#step({
+        this.#loop.step({
           kind: "snapshotSent",
           to: peer.name,
           lastIndex: outcome.lastIndex,
@@ -1639,12 +1133,6 @@ export class Server<M extends StateMachine = StateMachine> implements RaftHandle
       }
     }
   }
-}
-
-function entryBytes(entries: LogEntry[]): number {
-  let bytes = 0;
-  for (const entry of entries) bytes += entry.command.length;
-  return bytes;
 }
 
 async function readAll(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> {
