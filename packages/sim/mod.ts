@@ -41,8 +41,8 @@ export {
 } from "./sim_storage.ts";
 export {
   describeError,
-  type SendFate,
   type NetworkFaults,
+  type SendFate,
   type SimNodeInfo,
   type SimStats,
   Simulator,
