@@ -482,41 +482,39 @@ async function drive(
   }
 
   // ---------------------------------------------------------------- the nemesis
+  /** A nemesis call, traced and tracked; resolves whether it succeeded. */
+  function nemesisCall(label: string, call: Promise<unknown>, onOk: () => void): Promise<boolean> {
+    sim.trace(label);
+    return track(label, call).then(
+      () => {
+        onOk();
+        sim.trace(`${label} ok`);
+        return true;
+      },
+      (error) => {
+        sim.trace(`${label} failed: ${describeError(error)}`);
+        return false;
+      },
+    );
+  }
+
   /** `leader.addPeer(name)`; resolves whether it succeeded. */
   function addPeerOn(leader: Server, name: string): Promise<boolean> {
     const peer = sim.peerInfo(name);
-    sim.trace(`${leader.name}.addPeer(${name})`);
-    return track(
+    return nemesisCall(
       `${leader.name}.addPeer(${name})`,
       leader.addPeer(peer.name, peer.connectionString),
-    )
-      .then(
-        () => {
-          sim.stats.peersAdded++;
-          sim.trace(`${leader.name}.addPeer(${name}) ok`);
-          return true;
-        },
-        (error) => {
-          sim.trace(`${leader.name}.addPeer(${name}) failed: ${describeError(error)}`);
-          return false;
-        },
-      );
+      () => sim.stats.peersAdded++,
+    );
   }
 
   /** `leader.removePeer(name)`; resolves whether it succeeded. */
   function removePeerOn(leader: Server, name: string): Promise<boolean> {
     sim.noteMembers(leader.memberCount - 1);
-    sim.trace(`${leader.name}.removePeer(${name})`);
-    return track(`${leader.name}.removePeer(${name})`, leader.removePeer(name)).then(
-      () => {
-        sim.stats.peersRemoved++;
-        sim.trace(`${leader.name}.removePeer(${name}) ok`);
-        return true;
-      },
-      (error) => {
-        sim.trace(`${leader.name}.removePeer(${name}) failed: ${describeError(error)}`);
-        return false;
-      },
+    return nemesisCall(
+      `${leader.name}.removePeer(${name})`,
+      leader.removePeer(name),
+      () => sim.stats.peersRemoved++,
     );
   }
 
@@ -605,26 +603,21 @@ async function drive(
         const to = random.chance(0.5)
           ? undefined
           : pick(random, current.members.map((m) => m.name).filter((n) => n !== current.name));
-        sim.trace(`${current.name}.transferLeadership(${to ?? ""})`);
-        track(`${current.name}.transferLeadership(${to ?? ""})`, current.transferLeadership(to))
-          .then(
-            () => {
-              sim.stats.transfers++;
-              sim.trace(`${current.name}.transferLeadership ok`);
-            },
-            (error) =>
-              sim.trace(`${current.name}.transferLeadership failed: ${describeError(error)}`),
-          );
+        void nemesisCall(
+          `${current.name}.transferLeadership(${to ?? ""})`,
+          current.transferLeadership(to),
+          () => sim.stats.transfers++,
+        );
         break;
       }
       case "snapshot": {
         const up = names.filter((name) => sim.isUp(name));
         if (up.length === 0) break;
         const server = sim.server(pick(random, up));
-        sim.trace(`${server.name}.takeSnapshot()`);
-        track(`${server.name}.takeSnapshot()`, server.takeSnapshot()).then(
+        void nemesisCall(
+          `${server.name}.takeSnapshot()`,
+          server.takeSnapshot(),
           () => sim.stats.snapshotsTaken++,
-          (error) => sim.trace(`${server.name}.takeSnapshot failed: ${describeError(error)}`),
         );
         break;
       }
