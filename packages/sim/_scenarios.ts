@@ -108,15 +108,13 @@ async function staleLeader(ctx: ScenarioContext): Promise<void> {
   // L rejoins a quorum of the others and, the moment it commits, is cut off again as L2
   // comes back.
   let cut = false;
-  const back = onceLeader(ctx, [first], () => {
-    const onCommit = () => {
-      leader.removeEventListener("commit", onCommit);
-      if (cut || !ctx.active()) return;
-      cut = true;
-      sim.partition([everyoneBut(sim, [first]), [first]]);
-    };
-    leader.addEventListener("commit", onCommit);
-  });
+  const onCommit = () => {
+    leader.removeEventListener("commit", onCommit);
+    if (cut || !ctx.active()) return;
+    cut = true;
+    sim.partition([everyoneBut(sim, [first]), [first]]);
+  };
+  const back = onceLeader(ctx, [first], () => leader.addEventListener("commit", onCommit));
   // With just a quorum, L's log (the longest of the last term) makes it the only electable one.
   const quorum = Math.floor((others.length + 1) / 2) + 1;
   const group = [first, ...shuffle(ctx.random, others.filter((n) => n !== second))]
@@ -124,6 +122,7 @@ async function staleLeader(ctx: ScenarioContext): Promise<void> {
   sim.partition([everyoneBut(sim, [...group, second!]), group, [second!]]);
   await until(ctx, () => cut, ctx.electionTimeoutMs * 20);
   back.cancel();
+  leader.removeEventListener("commit", onCommit);
   // Time for L2 to win and commit over what L committed.
   await sleep(ctx, ctx.electionTimeoutMs * 8);
 }
