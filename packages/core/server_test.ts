@@ -10,7 +10,7 @@ import {
   StopError,
   UnknownCommandError,
 } from "./errors.ts";
-import { createServer } from "./server.ts";
+import { createServer, type Server, type ServerOptions } from "./server.ts";
 import { KvSetCommand, KvStateMachine, TestCluster } from "./testing/test_cluster.ts";
 import { ManualClock } from "./testing/manual_clock.ts";
 import { MemoryDisk, MemoryStorage } from "./testing/memory_storage.ts";
@@ -489,7 +489,8 @@ describe("Server on the memory transport", () => {
     await cluster.stop();
   });
 
-  test("Server single-node cluster elects itself and commits", async () => {
+  /** A single-node cluster on a manual clock, started and advanced until it leads. */
+  async function soloLeader(extra: Partial<ServerOptions> = {}): Promise<Server> {
     const clock = new ManualClock();
     const network = new MemoryNetwork({ clock });
     const registry = new CommandRegistry();
@@ -501,36 +502,28 @@ describe("Server on the memory transport", () => {
       registry,
       clock,
       random: { next: () => 0.5 },
+      ...extra,
     });
     network.register(server);
     await server.start();
     clock.advance(400);
     await new Promise((resolve) => setTimeout(resolve, 0));
+    return server;
+  }
+
+  test("Server single-node cluster elects itself and commits", async () => {
+    const server = await soloLeader();
     assert.equal(server.state, LEADER);
     assert.notEqual(server.state, CANDIDATE);
     await server.stop();
   });
 
   test("Server reports every input to the core through ServerOptions.onStep", async () => {
-    const clock = new ManualClock();
-    const network = new MemoryNetwork({ clock });
-    const registry = new CommandRegistry();
-    registry.register(KvSetCommand);
     const kinds: string[] = [];
-    const server = createServer({
-      name: "solo",
-      transporter: network.transporter(),
-      storage: new MemoryStorage(new MemoryDisk()),
-      registry,
-      clock,
-      random: { next: () => 0.5 },
+    const server = await soloLeader({
       stateMachine: new KvStateMachine(),
       onStep: (input) => kinds.push(input.kind),
     });
-    network.register(server);
-    await server.start();
-    clock.advance(400);
-    await new Promise((resolve) => setTimeout(resolve, 0));
     assert.equal(server.state, LEADER);
     assert.equal(await server.do(new KvSetCommand("x", "1")), null);
     // The timer elected it, the proposal went in, and its write completed.

@@ -14,7 +14,7 @@ import {
   type SnapshotRequest,
   TransportError,
 } from "@tsraft/core";
-import { ManualClock } from "@tsraft/core/testing";
+import { ManualClock, trackPromise } from "@tsraft/core/testing";
 import { HttpTransporter } from "./http_transporter.ts";
 import { type HttpClient, type HttpPostOptions, makeHttpClient } from "./http_client.ts";
 import { serveOnLoopback } from "./_serve.ts";
@@ -457,16 +457,6 @@ async function within<T>(promise: Promise<T>, what: string, ms = 5000): Promise<
   }
 }
 
-/** Tracks a promise: `outcome()` is `undefined` while it is pending, then `{ value }` or the error. */
-function track<T>(promise: Promise<T>): { outcome(): unknown; done: Promise<void> } {
-  let outcome: unknown;
-  const done = promise.then(
-    (value) => void (outcome = { value }),
-    (error: unknown) => void (outcome = error),
-  );
-  return { outcome: () => outcome, done };
-}
-
 /** `make`'s transporter sending to a served {@link HoldingHandler}, on a fresh ManualClock. */
 async function served(make: (clock: ManualClock) => HttpTransporter) {
   const clock = new ManualClock();
@@ -547,13 +537,15 @@ describe("HttpTransporter timeouts by RPC class (core's RPCS table)", () => {
     test(`${label}: a snapshot chunk answered after timeoutMs but before snapshotTimeoutMs succeeds`, async () => {
       await using s = await served(make);
       const { clock, handler, peer, transporter } = s;
-      const chunk = track(
+      const chunk = trackPromise(
         transporter.sendSnapshotRecoveryRequest(SENDER, peer, SAMPLE.snapshotRecovery),
       );
-      const heartbeat = track(
+      const heartbeat = trackPromise(
         transporter.sendAppendEntriesRequest(SENDER, peer, SAMPLE.appendEntries),
       );
-      const announcement = track(transporter.sendSnapshotRequest(SENDER, peer, SAMPLE.snapshot));
+      const announcement = trackPromise(
+        transporter.sendSnapshotRequest(SENDER, peer, SAMPLE.snapshot),
+      );
       // Every request waits at the server: from here only the clock ends them.
       await within(
         Promise.all(Object.values(handler.gates).map((gate) => gate.arrived)),
@@ -580,7 +572,7 @@ describe("HttpTransporter timeouts by RPC class (core's RPCS table)", () => {
     test(`${label}: a snapshot chunk not answered within snapshotTimeoutMs rejects with TransportError`, async () => {
       await using s = await served(make);
       const { clock, handler, peer, transporter } = s;
-      const chunk = track(
+      const chunk = trackPromise(
         transporter.sendSnapshotRecoveryRequest(SENDER, peer, SAMPLE.snapshotRecovery),
       );
       await within(handler.gates.snapshotRecoveryRequest.arrived, "the chunk to reach the server");

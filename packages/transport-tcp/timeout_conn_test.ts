@@ -4,7 +4,7 @@ import { EventEmitter } from "node:events";
 import { createConnection, createServer, type Server, type Socket } from "node:net";
 import { describe, test } from "node:test";
 import { TransportError } from "@tsraft/core";
-import { ManualClock } from "@tsraft/core/testing";
+import { ManualClock, trackPromise } from "@tsraft/core/testing";
 import { type SocketLike, TimeoutConn } from "./timeout_conn.ts";
 import { nativeNet, NativeSocket } from "./_native_socket.ts";
 
@@ -50,19 +50,6 @@ const bytes = (value: string) => new TextEncoder().encode(value);
 
 /** Lets pending I/O callbacks and every queued promise reaction run. */
 const settle = () => new Promise((resolve) => setImmediate(resolve));
-
-/**
- * Tracks a promise: `outcome()` is `undefined` while it is pending, then `{ value }` or the
- * error; `done` resolves once it settled.
- */
-function track<T>(promise: Promise<T>): { outcome(): unknown; done: Promise<void> } {
-  let outcome: unknown;
-  const done = promise.then(
-    (value) => void (outcome = { value }),
-    (error: unknown) => void (outcome = error),
-  );
-  return { outcome: () => outcome, done };
-}
 
 /**
  * A {@link SocketLike} that takes writes and never reports them done (a peer that stopped
@@ -274,7 +261,7 @@ for (const native of PATHS) {
         const clock = new ManualClock(5000);
         const conn = new TimeoutConn(pair.client, { clock, readTimeoutMs: 300 });
         conn.setReadDeadline(10_000); // due at 15_000 on the manual clock, instead of 300
-        const read = track(conn.read());
+        const read = trackPromise(conn.read());
         clock.advance(9_999);
         await settle();
         assert.equal(read.outcome(), undefined, "rejected before the deadline");
@@ -287,7 +274,7 @@ for (const native of PATHS) {
 
         // A Date is taken at its distance from the wall clock, then runs on the manual one.
         conn.setReadDeadline(new Date(Date.now() + 60_000));
-        const dated = track(conn.read());
+        const dated = trackPromise(conn.read());
         clock.advance(59_000);
         await settle();
         assert.equal(dated.outcome(), undefined, "a Date deadline fired early");
@@ -298,12 +285,12 @@ for (const native of PATHS) {
         // Without a deadline each read gets readTimeoutMs, on the same clock; data before
         // the deadline settles the read and cancels its timer.
         conn.setReadDeadline(null);
-        const answered = track(conn.read());
+        const answered = trackPromise(conn.read());
         pair.server.write("in time");
         await answered.done;
         assert.deepEqual(text((answered.outcome() as { value: Uint8Array }).value), "in time");
         assert.equal(clock.pendingTimers, 0, "the answered read left its timer behind");
-        const idle = track(conn.read());
+        const idle = trackPromise(conn.read());
         clock.advance(299);
         await settle();
         assert.equal(idle.outcome(), undefined);
@@ -338,7 +325,7 @@ describe("TimeoutConn on an injected clock", () => {
     const clock = new ManualClock();
     const socket = new StalledSocket();
     const conn = new TimeoutConn(socket, { clock, writeTimeoutMs: 500 });
-    const write = track(conn.write(bytes("frame")));
+    const write = trackPromise(conn.write(bytes("frame")));
     await settle();
     assert.equal(socket.writes.length, 1, "the write reached the socket");
     clock.advance(499);
@@ -360,7 +347,7 @@ describe("TimeoutConn on an injected clock", () => {
     const conn = new TimeoutConn(socket, { clock }); // no per-write timeout
     conn.setWriteDeadline(200); // due at 1200
     clock.advance(150);
-    const write = track(conn.write(bytes("late")));
+    const write = trackPromise(conn.write(bytes("late")));
     await settle();
     clock.advance(49);
     await settle();
@@ -374,8 +361,8 @@ describe("TimeoutConn on an injected clock", () => {
     const clock = new ManualClock();
     const socket = new StalledSocket();
     const conn = new TimeoutConn(socket, { clock });
-    const read = track(conn.read());
-    const write = track(conn.write(bytes("x")));
+    const read = trackPromise(conn.read());
+    const write = trackPromise(conn.write(bytes("x")));
     await settle();
     assert.equal(clock.pendingTimers, 0);
     clock.advance(1_000_000);

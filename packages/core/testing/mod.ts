@@ -36,7 +36,7 @@ export {
   TestCluster,
   type TestClusterOptions,
 } from "./test_cluster.ts";
-export { waitUntil } from "./wait_until.ts";
+export { type TrackedPromise, trackPromise, waitUntil } from "./wait_until.ts";
 export { checkClusterCommits } from "./cluster_check.ts";
 // Every type of @tsraft/core, re-exported (as types only) so that this entrypoint's
 // documentation is self-contained: its signatures name Server, Storage, Transporter, ...
